@@ -1,0 +1,249 @@
+// Coordinates one request end to end: validates it, finds the preference list on the ring, and
+// drives the quorum state machines (quorum/) over the connection pool. The SDK runs this in apps;
+// the HTTP gateway runs the very same object server-side (DESIGN.md "Quorum, coordinated by the
+// client"). The ring comes from any seed's `hello` and is refreshed from replies.
+
+import { assert } from './assert.ts'
+import { badRequest, KvError } from './errors.ts'
+import { limits } from './limits.ts'
+import { keyIssues, type ReplyBody } from './protocol/messages.ts'
+import { ReadQuorum } from './quorum/read-quorum.ts'
+import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
+import { createRing, preferenceList, validateRing, type Ring, type RingNode } from './ring/ring.ts'
+import type { Runtime } from './runtime.ts'
+import { ConnectionPool } from './transport/connection-pool.ts'
+import { decodeContext, encodeContext } from './version/context.ts'
+import { context as contextOf, isDeleted, values as valuesOf, type DvvSet } from './version/dvv.ts'
+
+export interface CoordinatorOptions {
+  /** ws:// URLs of any replicas; the ring is learned from the first that answers. */
+  readonly seeds: readonly string[]
+  readonly runtime: Runtime
+  readonly r?: number
+  readonly w?: number
+  readonly timeoutMs?: number
+  readonly sloppy?: boolean
+  readonly valueBytesMax?: number
+  readonly connectionsPerReplica?: number
+  readonly client?: string
+  readonly token?: string
+}
+
+export interface WriteOptions { readonly context?: string | undefined; readonly w?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined }
+export interface ReadOptions { readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined }
+
+export interface ReadResult {
+  readonly found: boolean
+  readonly values: Uint8Array[]
+  /** Opaque causal context: pass it to the next write of this key. */
+  readonly context: string
+  readonly state: DvvSet | null
+}
+
+export interface WriteResult {
+  readonly context: string
+  readonly state: DvvSet
+  readonly acked: readonly string[]
+}
+
+const encoder = new TextEncoder()
+
+export class KvCoordinator {
+  private readonly pool: ConnectionPool
+  private readonly seedPool: ConnectionPool
+  private ring: Ring | undefined
+  private ringWait: Promise<Ring> | undefined
+  private repairsInflight = 0
+  private readonly defaults: { r: number | undefined; w: number | undefined; timeoutMs: number; sloppy: boolean; valueBytesMax: number }
+
+  constructor(private readonly opts: CoordinatorOptions) {
+    if (opts.seeds.length === 0) throw badRequest('at least one seed URL is required')
+    const valueBytesMax = opts.valueBytesMax ?? limits.valueBytesDefault
+    if (!(valueBytesMax > 0 && valueBytesMax <= limits.valueBytesMax)) throw badRequest(`valueBytesMax must be 1..${limits.valueBytesMax}, got ${valueBytesMax}`)
+    this.defaults = { r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault, sloppy: opts.sloppy ?? true, valueBytesMax }
+    const connOpts = { client: opts.client ?? 'ringkv', perReplica: opts.connectionsPerReplica ?? limits.connectionsPerReplicaDefault, onHello: (h: ReplyBody<'hello'>) => this.learnRing(h.ring), ...(opts.token !== undefined ? { token: opts.token } : {}) }
+    this.pool = new ConnectionPool(opts.runtime, connOpts)
+    this.seedPool = new ConnectionPool(opts.runtime, { ...connOpts, perReplica: 1 })
+    this.seedPool.setNodes(opts.seeds.map((url, i) => ({ id: `seed${i}`, url })))
+  }
+
+  /** The ring, fetched from the seeds on first use. */
+  async getRing(): Promise<Ring> {
+    if (this.ring) return this.ring
+    this.ringWait ??= this.fetchRing().finally(() => { this.ringWait = undefined })
+    return this.ringWait
+  }
+
+  isUp(node: string): boolean { return this.pool.isUp(node) }
+
+  private async fetchRing(): Promise<Ring> {
+    const errors: unknown[] = []
+    for (let i = 0; i < this.opts.seeds.length; i++) {
+      const conn = this.seedPool.get(`seed${i}`)!
+      try {
+        const reply = await conn.request('ring', {}, this.defaults.timeoutMs)
+        return this.learnRing(reply.ring)
+      } catch (e) {
+        errors.push(e)
+      }
+    }
+    throw new KvError({ kind: 'Unavailable' }, `no seed answered (${this.opts.seeds.join(', ')}): ${errors.map(e => (e as Error).message).join('; ')}`, { cause: errors[0] })
+  }
+
+  private learnRing(wire: ReplyBody<'ring'>['ring']): Ring {
+    if (this.ring && this.ring.version >= wire.version) return this.ring
+    const ring: Ring = { version: wire.version, partitions: wire.partitions, n: wire.n, nodes: wire.nodes as RingNode[], owners: wire.owners }
+    validateRing(ring)
+    this.ring = ring
+    this.pool.setNodes(ring.nodes)
+    return ring
+  }
+
+  /** Write `value` (null = delete, as a tombstone) under `key`. */
+  async put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
+    const keyBytes = this.checkKey(key)
+    if (value !== null && value.byteLength > this.defaults.valueBytesMax) {
+      throw new KvError({ kind: 'TooLarge', bytes: value.byteLength, bytesMax: this.defaults.valueBytesMax },
+        `value is ${value.byteLength} bytes, over the ${this.defaults.valueBytesMax}-byte limit`)
+    }
+    const context = opts.context ? decodeContext(opts.context) : {}
+    const ring = await this.getRing()
+    const w = this.quorumParam('w', opts.w ?? this.defaults.w, ring)
+    const timeoutMs = this.timeout(opts.timeoutMs)
+    const sloppy = opts.sloppy ?? this.defaults.sloppy
+    const pl = preferenceList(ring, key)
+    const q = new WriteQuorum({ w, primaries: pl.primaries, fallbacks: pl.fallbacks, isUp: this.pool.isUp, sloppy })
+    const deadline = this.opts.runtime.now() + timeoutMs
+    const approx = value?.byteLength ?? 0
+
+    return new Promise<WriteResult>((resolve, reject) => {
+      let settled = false
+      const timer = this.opts.runtime.setTimeout(() => { q.expire(); check() }, timeoutMs)
+      const check = () => {
+        if (settled) return
+        const o = q.outcome
+        if (o.status === 'pending') return
+        settled = true
+        this.opts.runtime.clearTimeout(timer)
+        if (o.status === 'ok') resolve({ context: encodeContext(contextOf(o.state)), state: o.state, acked: o.acked })
+        else reject(o.error)
+      }
+      const run = (actions: WriteAction[]) => {
+        for (const a of actions) {
+          const conn = this.pool.get(a.target.node)
+          const left = Math.max(1, deadline - this.opts.runtime.now())
+          if (!conn) { run(q.onFailed(a.target.node)); continue }
+          const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
+          if (a.kind === 'stamp') {
+            conn.request('put', { key: keyBytes, context, value, ...hint }, left, approx).then(
+              reply => { run(q.onStamped(a.target.node, reply.state)); check() },
+              () => { run(q.onFailed(a.target.node)); check() })
+          } else {
+            conn.request('replicate', { key: keyBytes, state: a.state, ...hint }, left, approx).then(
+              () => { run(q.onReplicated(a.target.node)); check() },
+              () => { run(q.onFailed(a.target.node)); check() })
+          }
+        }
+      }
+      run(q.start())
+      check()
+    })
+  }
+
+  /**
+   * Writes a tombstone. Without a context the key is read first and its context used, as
+   * riak_kv_delete does: a blind tombstone would be concurrent with the stored value and leave it
+   * in place as a sibling, which is never what "delete" means to a caller.
+   */
+  async delete(key: string, opts: WriteOptions & ReadOptions = {}): Promise<WriteResult> {
+    let context = opts.context
+    if (!context) context = (await this.get(key, { r: opts.r, timeoutMs: opts.timeoutMs, sloppy: opts.sloppy })).context
+    return this.put(key, null, { ...opts, context })
+  }
+
+  async get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
+    const keyBytes = this.checkKey(key)
+    const ring = await this.getRing()
+    const r = this.quorumParam('r', opts.r ?? this.defaults.r, ring)
+    const timeoutMs = this.timeout(opts.timeoutMs)
+    const sloppy = opts.sloppy ?? this.defaults.sloppy
+    const pl = preferenceList(ring, key)
+    // Ask the primaries that are up; with a sloppy quorum, fallbacks stand in for the ones down
+    // (they may hold hinted writes for them).
+    const targets = pl.primaries.filter(this.pool.isUp)
+    if (sloppy) for (const f of pl.fallbacks) { if (targets.length >= pl.primaries.length) break; if (this.pool.isUp(f)) targets.push(f) }
+    const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries) })
+    const rt = this.opts.runtime
+
+    return new Promise<ReadResult>((resolve, reject) => {
+      let settled = false
+      let repaired = false
+      const timer = rt.setTimeout(() => { q.expire(); check(); repair() }, timeoutMs)
+      const repair = () => {
+        if (repaired || !settled) return
+        repaired = true
+        rt.clearTimeout(timer)
+        for (const { node, state } of q.repairs()) {
+          const conn = this.pool.get(node)
+          if (!conn || this.repairsInflight >= limits.readRepairsInflightMax) continue
+          this.repairsInflight++
+          conn.request('replicate', { key: keyBytes, state }, timeoutMs).catch(() => undefined).finally(() => { this.repairsInflight-- })
+        }
+      }
+      const check = () => {
+        if (!settled) {
+          const o = q.outcome
+          if (o.status === 'pending') return
+          settled = true
+          if (o.status === 'failed') { rt.clearTimeout(timer); repaired = true; reject(o.error); return }
+          const state = o.state
+          resolve({
+            found: state !== null && !isDeleted(state),
+            values: state ? valuesOf(state) : [],
+            context: state ? encodeContext(contextOf(state)) : '',
+            state,
+          })
+        }
+        if (q.complete) repair()
+      }
+      for (const node of q.start()) {
+        const conn = this.pool.get(node)
+        if (!conn) { q.onFailed(node); continue }
+        conn.request('get', { key: keyBytes }, timeoutMs).then(
+          reply => { q.onReply(node, reply.state); check() },
+          () => { q.onFailed(node); check() })
+      }
+      check()
+    })
+  }
+
+  close(): void {
+    this.pool.close()
+    this.seedPool.close()
+  }
+
+  private checkKey(key: string): Uint8Array {
+    if (typeof key !== 'string') throw badRequest('key must be a string')
+    const bytes = encoder.encode(key)
+    const issues = keyIssues(key, bytes.byteLength)
+    if (issues.length > 0) throw badRequest(...issues)
+    return bytes
+  }
+
+  private quorumParam(name: 'r' | 'w', value: number | undefined, ring: Ring): number {
+    const n = ring.n
+    const v = value ?? Math.floor(n / 2) + 1
+    if (!Number.isInteger(v) || v < 1 || v > n) throw badRequest(`${name} must be an integer from 1 to N=${n}, got ${value}`)
+    return v
+  }
+
+  private timeout(t: number | undefined): number {
+    const v = t ?? this.defaults.timeoutMs
+    if (!(Number.isFinite(v) && v > 0 && v <= 600_000)) throw badRequest(`timeoutMs must be 1..600000, got ${t}`)
+    return v
+  }
+}
+
+// createRing is re-exported for callers that build static rings (the replica launcher, tests).
+export { createRing }
+assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')

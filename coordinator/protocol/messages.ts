@@ -1,0 +1,120 @@
+// The wire protocol between SDK/gateway coordinators and replicas (DESIGN.md "Wire protocol").
+//
+// A frame is one WebSocket binary message holding a msgpack array of messages; a message is
+// `[type, id, body]`. Requests flow coordinator -> replica; a reply carries the request's type and
+// id (or type 'error'). Every body has a zod schema here and is validated on receipt, on both sides.
+// Keys travel as bytes so a replica can reject invalid UTF-8 instead of having the decoder
+// silently substitute U+FFFD; values travel as bytes; a null value is a tombstone (delete).
+
+import { z } from 'zod'
+import { limits } from '../limits.ts'
+
+const utf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** Validates a key given as a string (SDK side). Returns the problems found, empty when valid. */
+export function keyIssues(key: string, bytes: number): string[] {
+  const issues: string[] = []
+  if (bytes === 0) issues.push('key is empty')
+  if (bytes > limits.keyBytesMax) issues.push(`key is ${bytes} bytes, over the ${limits.keyBytesMax}-byte limit`)
+  if (!key.isWellFormed()) issues.push('key is not valid UTF-8 (lone surrogate)')
+  if (key.includes('\u0000')) issues.push('key contains NUL')
+  return issues
+}
+
+export const bytesSchema = z.custom<Uint8Array>(v => v instanceof Uint8Array, { message: 'expected bytes' })
+
+/** A key on the wire: UTF-8 bytes, decoded strictly. */
+export const keySchema = bytesSchema.transform((b, ctx) => {
+  let key: string
+  try {
+    key = utf8.decode(b)
+  } catch {
+    ctx.addIssue({ code: 'custom', message: 'key is not valid UTF-8' })
+    return z.NEVER
+  }
+  for (const issue of keyIssues(key, b.byteLength)) ctx.addIssue({ code: 'custom', message: issue })
+  return key
+})
+
+const actorSchema = z.string().min(1).max(128)
+const counterSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER)
+
+export const vectorSchema = z.record(actorSchema, counterSchema)
+  .refine(v => Object.keys(v).length <= limits.vectorActorsMax, { message: `version vector over ${limits.vectorActorsMax} actors` })
+
+export const siblingSchema = z.object({
+  actor: actorSchema,
+  counter: counterSchema,
+  value: bytesSchema.nullable(),
+})
+
+export const stateSchema = z.object({
+  vv: vectorSchema,
+  siblings: z.array(siblingSchema).max(limits.siblingsMax).readonly(),
+}).readonly()
+
+export const ringNodeSchema = z.object({
+  id: z.string().min(1).max(128),
+  url: z.string().min(1).max(2048),
+  zone: z.string().max(128).optional(),
+})
+
+export const ringSchema = z.object({
+  version: z.number().int().nonnegative(),
+  partitions: z.number().int().positive().max(limits.partitionsMax),
+  n: z.number().int().positive().max(limits.nMax),
+  nodes: z.array(ringNodeSchema).min(1).max(4096),
+  owners: z.array(z.string()).max(limits.partitionsMax),
+})
+
+const nodeIdSchema = z.string().min(1).max(128)
+
+/** Request bodies, coordinator -> replica. */
+export const requestSchemas = {
+  hello: z.object({ protocol: z.number().int(), client: z.string().max(256), token: z.string().max(4096).optional() }),
+  get: z.object({ key: keySchema }),
+  /** Stamp: the replica makes a dot, applies update(state, context, dot, value), logs it. */
+  put: z.object({ key: keySchema, context: vectorSchema, value: bytesSchema.nullable(), hintFor: nodeIdSchema.optional() }),
+  /** Replicate a stamped state to another preference node (or a fallback holding a hint). */
+  replicate: z.object({ key: keySchema, state: stateSchema, hintFor: nodeIdSchema.optional() }),
+  ring: z.object({}),
+} as const
+
+/** Reply bodies, replica -> coordinator, by the request type they answer. */
+export const replySchemas = {
+  hello: z.object({ protocol: z.number().int(), node: nodeIdSchema, actor: z.string(), ring: ringSchema }),
+  get: z.object({ state: stateSchema.nullable() }),
+  put: z.object({ state: stateSchema }),
+  replicate: z.object({}),
+  ring: z.object({ ring: ringSchema }),
+} as const
+
+export const errorKinds = [
+  'BadRequest', 'TooLarge', 'QuorumNotMet', 'Timeout', 'Unavailable', 'Overloaded', 'Corruption',
+  'StorageFull', 'ProtocolError', 'Internal',
+] as const
+
+export const errorSchema = z.object({
+  kind: z.enum(errorKinds),
+  message: z.string().max(65536),
+  issues: z.array(z.string()).optional(),
+  retryAfterMs: z.number().optional(),
+  bytes: z.number().optional(),
+  bytesMax: z.number().optional(),
+}).passthrough()
+
+export type RequestType = keyof typeof requestSchemas
+export const requestTypes = Object.keys(requestSchemas) as RequestType[]
+export type RequestBody<T extends RequestType> = z.input<(typeof requestSchemas)[T]>
+export type ParsedRequest<T extends RequestType> = z.output<(typeof requestSchemas)[T]>
+export type ReplyBody<T extends RequestType> = z.output<(typeof replySchemas)[T]>
+export type ErrorBody = z.output<typeof errorSchema>
+
+export function isRequestType(t: unknown): t is RequestType {
+  return typeof t === 'string' && Object.hasOwn(requestSchemas, t)
+}
+
+/** Formats zod issues as short sentences for error replies ("key: key is empty"). */
+export function describeIssues(error: z.ZodError): string[] {
+  return error.issues.slice(0, 8).map(i => (i.path.length ? `${i.path.join('.')}: ` : '') + i.message)
+}

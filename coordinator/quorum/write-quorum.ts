@@ -1,0 +1,164 @@
+// The write side of Dynamo's quorum (DeCandia et al. 2007, section 4.5), as a pure state machine:
+// the driver feeds it replies and failures, it answers with the sends to make next and its outcome.
+//
+// A write takes two round trips, as a Dynamo coordinator forwarding to the stamping node would:
+//   1. `stamp` at the first reachable target: that replica makes the dot, applies DVV update, logs it
+//      and returns the new state. If it fails, the next target stamps instead.
+//   2. `replicate` that state to every other target in parallel.
+// Targets are the N preference-list slots. With a sloppy quorum a slot whose primary is down (or
+// fails) is refilled by the next unused fallback, which carries a hint naming the primary; its ack
+// counts toward W. Success is W durable acks (the stamper's included); otherwise QuorumError says how
+// many acked. Acks that arrive after the outcome are still recorded (the write spreads further).
+
+import { assert } from '../assert.ts'
+import { QuorumError } from '../errors.ts'
+import type { DvvSet } from '../version/dvv.ts'
+
+export interface WriteTarget { readonly node: string; readonly hintFor?: string }
+
+export type WriteAction =
+  | { readonly kind: 'stamp'; readonly target: WriteTarget }
+  | { readonly kind: 'replicate'; readonly target: WriteTarget; readonly state: DvvSet }
+
+export type WriteOutcome =
+  | { readonly status: 'pending' }
+  | { readonly status: 'ok'; readonly state: DvvSet; readonly acked: readonly string[] }
+  | { readonly status: 'failed'; readonly error: QuorumError }
+
+interface Slot {
+  /** The primary this slot belongs to. */
+  readonly owner: string
+  target: WriteTarget | undefined
+  phase: 'idle' | 'stamping' | 'replicating' | 'acked' | 'dead'
+}
+
+export interface WriteQuorumOptions {
+  readonly w: number
+  readonly primaries: readonly string[]
+  readonly fallbacks: readonly string[]
+  /** Nodes the transport does not know to be down. */
+  readonly isUp: (node: string) => boolean
+  readonly sloppy: boolean
+}
+
+export class WriteQuorum {
+  private readonly slots: Slot[]
+  private readonly spareFallbacks: string[]
+  private readonly tried = new Set<string>()
+  private state: DvvSet | undefined
+  private result: WriteOutcome = { status: 'pending' }
+
+  constructor(private readonly opts: WriteQuorumOptions) {
+    assert(opts.w >= 1 && opts.w <= opts.primaries.length, `w=${opts.w} outside 1..${opts.primaries.length}`)
+    this.spareFallbacks = opts.sloppy ? opts.fallbacks.filter(opts.isUp) : []
+    this.slots = opts.primaries.map(owner => ({ owner, target: undefined, phase: 'idle' as const }))
+    for (const slot of this.slots) {
+      if (opts.isUp(slot.owner)) slot.target = { node: slot.owner }
+      else this.refill(slot)
+    }
+  }
+
+  get outcome(): WriteOutcome { return this.result }
+
+  get acked(): string[] {
+    return this.slots.filter(s => s.phase === 'acked').map(s => s.target!.node)
+  }
+
+  start(): WriteAction[] {
+    return this.nextStamp()
+  }
+
+  onStamped(node: string, state: DvvSet): WriteAction[] {
+    const slot = this.slotOf(node, 'stamping')
+    if (!slot) return []
+    slot.phase = 'acked'
+    this.state = state
+    const actions: WriteAction[] = []
+    for (const s of this.slots) {
+      if (s.phase === 'idle' && s.target) {
+        s.phase = 'replicating'
+        actions.push({ kind: 'replicate', target: s.target, state })
+      }
+    }
+    this.settle()
+    return actions
+  }
+
+  onReplicated(node: string): WriteAction[] {
+    const slot = this.slotOf(node, 'replicating')
+    if (!slot) return []
+    slot.phase = 'acked'
+    this.settle()
+    return []
+  }
+
+  /** A stamp or replicate to `node` failed (error reply, timeout, connection lost). */
+  onFailed(node: string): WriteAction[] {
+    const slot = this.slots.find(s => s.target?.node === node && (s.phase === 'stamping' || s.phase === 'replicating'))
+    if (!slot) return []
+    const wasStamping = slot.phase === 'stamping'
+    slot.phase = 'idle'
+    this.refill(slot)
+    let actions: WriteAction[]
+    if (wasStamping) {
+      actions = this.nextStamp()
+    } else if (slot.target && this.state) {
+      slot.phase = 'replicating'
+      actions = [{ kind: 'replicate', target: slot.target, state: this.state }]
+    } else {
+      actions = []
+    }
+    this.settle()
+    return actions
+  }
+
+  /** The request's deadline passed: fail now unless W was already met. */
+  expire(): void {
+    if (this.result.status === 'pending') this.fail()
+  }
+
+  private nextStamp(): WriteAction[] {
+    const slot = this.slots.find(s => s.phase === 'idle' && s.target)
+    if (!slot) {
+      this.settle()
+      return []
+    }
+    slot.phase = 'stamping'
+    this.tried.add(slot.target!.node)
+    return [{ kind: 'stamp', target: slot.target! }]
+  }
+
+  /** Give a slot whose node is down or failed the next fallback, or mark it dead. */
+  private refill(slot: Slot): void {
+    if (slot.target) this.tried.add(slot.target.node)
+    const next = this.spareFallbacks.shift()
+    if (next === undefined) {
+      slot.target = undefined
+      slot.phase = 'dead'
+    } else {
+      slot.target = { node: next, hintFor: slot.owner }
+      slot.phase = 'idle'
+    }
+  }
+
+  private slotOf(node: string, phase: Slot['phase']): Slot | undefined {
+    return this.slots.find(s => s.target?.node === node && s.phase === phase)
+  }
+
+  private settle(): void {
+    if (this.result.status !== 'pending') return
+    const acked = this.acked.length
+    if (acked >= this.opts.w) {
+      assert(this.state, 'acks without a stamped state')
+      this.result = { status: 'ok', state: this.state, acked: this.acked }
+      return
+    }
+    const inflight = this.slots.filter(s => s.phase === 'stamping' || s.phase === 'replicating').length
+    const waiting = this.state ? 0 : this.slots.filter(s => s.phase === 'idle' && s.target).length
+    if (inflight === 0 && (waiting === 0 || acked + waiting + this.spareFallbacks.length < this.opts.w)) this.fail()
+  }
+
+  private fail(): void {
+    this.result = { status: 'failed', error: new QuorumError('write', this.opts.w, this.acked.length, this.acked) }
+  }
+}

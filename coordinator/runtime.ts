@@ -1,0 +1,44 @@
+// What the coordinator needs from the world, passed in so the same logic runs in Node, browsers,
+// Workers and a deterministic simulator (DESIGN.md: nothing in coordinator/ reaches for timers,
+// clocks, randomness or sockets directly). `systemRuntime` is the one adapter over the host's own
+// globals; a simulator supplies its own Runtime.
+
+export interface SocketLike {
+  binaryType: string
+  readonly readyState: number
+  send(data: Uint8Array): void
+  close(code?: number, reason?: string): void
+  addEventListener(type: 'open' | 'close' | 'error' | 'message', listener: (ev: any) => void): void
+}
+
+export type SocketFactory = (url: string) => SocketLike
+
+export interface Runtime {
+  now(): number
+  setTimeout(fn: () => void, ms: number): unknown
+  clearTimeout(handle: unknown): void
+  /** Run `fn` on the next turn of the event loop (frames coalesce until then). */
+  tick(fn: () => void): void
+  random(): number
+  connect: SocketFactory
+}
+
+/** A WebSocket constructor: the global one where present, `ws` injected on Node 20. */
+export type WebSocketCtor = new (url: string) => SocketLike
+
+export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
+  const g = globalThis as unknown as {
+    setImmediate?: (fn: () => void) => unknown
+    setTimeout: (fn: () => void, ms: number) => unknown
+    clearTimeout: (h: unknown) => void
+  }
+  const tick = g.setImmediate ? (fn: () => void) => { g.setImmediate!(fn) } : (fn: () => void) => { g.setTimeout(fn, 0) }
+  return {
+    now: () => Date.now(),
+    setTimeout: (fn, ms) => g.setTimeout(fn, ms),
+    clearTimeout: h => g.clearTimeout(h),
+    tick,
+    random: () => Math.random(),
+    connect: url => new WebSocketImpl(url),
+  }
+}

@@ -1,0 +1,50 @@
+// Connections to every replica of the ring, `perReplica` each (requests round-robin over them).
+// The pool follows the ring's node list: new nodes get connections, moved nodes reconnect, removed
+// nodes are closed. `isUp` is the transport's view of liveness that quorum uses to pick targets.
+
+import { assert } from '../assert.ts'
+import { limits } from '../limits.ts'
+import type { RingNode } from '../ring/ring.ts'
+import type { Runtime } from '../runtime.ts'
+import { Connection, type ConnectionOptions } from './connection.ts'
+
+export class ConnectionPool {
+  private readonly conns = new Map<string, Connection[]>()
+  private turn = 0
+
+  constructor(
+    private readonly rt: Runtime,
+    private readonly opts: ConnectionOptions & { readonly perReplica: number },
+  ) {
+    assert(opts.perReplica >= 1 && opts.perReplica <= limits.connectionsPerReplicaMax,
+      `connections per replica must be 1..${limits.connectionsPerReplicaMax}, got ${opts.perReplica}`)
+  }
+
+  setNodes(nodes: readonly RingNode[]): void {
+    const ids = new Set(nodes.map(n => n.id))
+    for (const [id, list] of this.conns) {
+      if (!ids.has(id)) { for (const c of list) c.close(); this.conns.delete(id) }
+    }
+    for (const node of nodes) {
+      const list = this.conns.get(node.id)
+      if (list) { for (const c of list) c.setUrl(node.url); continue }
+      this.conns.set(node.id, Array.from({ length: this.opts.perReplica }, () => new Connection(node.id, node.url, this.rt, this.opts)))
+    }
+  }
+
+  get(node: string): Connection | undefined {
+    const list = this.conns.get(node)
+    if (!list) return undefined
+    return list.length === 1 ? list[0] : list[(this.turn++) % list.length]
+  }
+
+  isUp = (node: string): boolean => {
+    const list = this.conns.get(node)
+    return list !== undefined && list.some(c => c.isUp())
+  }
+
+  close(): void {
+    for (const list of this.conns.values()) for (const c of list) c.close()
+    this.conns.clear()
+  }
+}

@@ -1,0 +1,248 @@
+// One WebSocket to one replica, multiplexing requests by id (DESIGN.md "Wire protocol").
+//
+// The connection opens lazily on the first request, says `hello` (protocol version) and pipelines
+// everything else behind it; outgoing messages coalesce into one frame per tick (FrameBatcher).
+// Failure is fast and bounded: after a connect failure or a close, requests fail at once with
+// Unavailable until the backoff (exponential, jittered, capped) has passed, so a quorum moves on to
+// the next replica instead of waiting out a timeout. In-flight requests per connection are bounded,
+// so are requests queued behind them; beyond that callers get Overloaded.
+
+import { KvError, type KvErrorData } from '../errors.ts'
+import { limits } from '../limits.ts'
+import { decodeFrame, FrameError } from '../protocol/codec.ts'
+import { FrameBatcher } from '../protocol/frame-batcher.ts'
+import {
+  errorSchema, replySchemas, type ErrorBody, type ReplyBody, type RequestBody, type RequestType,
+} from '../protocol/messages.ts'
+import type { Runtime, SocketLike } from '../runtime.ts'
+
+interface Pending {
+  readonly type: RequestType
+  readonly resolve: (body: any) => void
+  readonly reject: (e: Error) => void
+  timer: unknown
+}
+
+interface Queued {
+  readonly type: RequestType
+  readonly body: unknown
+  readonly approxBytes: number
+  readonly timeoutMs: number
+  readonly resolve: (body: any) => void
+  readonly reject: (e: Error) => void
+}
+
+export interface ConnectionOptions {
+  readonly client: string
+  readonly token?: string
+  readonly onHello?: (hello: ReplyBody<'hello'>) => void
+}
+
+type State = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed'
+
+export class Connection {
+  private socket: SocketLike | undefined
+  private state: State = 'idle'
+  private batcher: FrameBatcher | undefined
+  private readonly pending = new Map<number, Pending>()
+  private readonly queue: Queued[] = []
+  private nextId = 1
+  private failures = 0
+  private retryAt = 0
+  private connectTimer: unknown
+
+  constructor(
+    readonly node: string,
+    private url: string,
+    private readonly rt: Runtime,
+    private readonly opts: ConnectionOptions,
+  ) {}
+
+  /** False while a recent failure is backing off: requests would fail at once. */
+  isUp(): boolean {
+    return this.state !== 'closed' && !(this.state === 'backoff' && this.rt.now() < this.retryAt)
+  }
+
+  get inflight(): number { return this.pending.size + this.queue.length }
+
+  setUrl(url: string): void {
+    if (url === this.url) return
+    this.url = url
+    this.drop(new KvError({ kind: 'Unavailable', node: this.node }, `replica ${this.node} moved to ${url}`))
+  }
+
+  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
+    return new Promise<ReplyBody<T>>((resolve, reject) => {
+      if (this.state === 'closed') return reject(this.unavailable('connection closed'))
+      if (this.state === 'backoff') {
+        if (this.rt.now() < this.retryAt) return reject(this.unavailable('replica unreachable, backing off'))
+        this.state = 'idle'
+      }
+      if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
+        this.send(type, body, timeoutMs, approxBytes, resolve, reject)
+        return
+      }
+      if (this.queue.length >= limits.pendingPerConnectionMax) {
+        return reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 }, `too many requests queued for ${this.node}`))
+      }
+      this.queue.push({ type, body, approxBytes, timeoutMs, resolve, reject })
+      if (this.state === 'idle') this.open()
+    })
+  }
+
+  close(): void {
+    this.state = 'closed'
+    this.drop(this.unavailable('connection closed'))
+  }
+
+  private unavailable(why: string, cause?: unknown): KvError {
+    return new KvError({ kind: 'Unavailable', node: this.node }, `${this.node} (${this.url}): ${why}`, { cause })
+  }
+
+  private open(): void {
+    this.state = 'connecting'
+    let socket: SocketLike
+    try {
+      socket = this.rt.connect(this.url)
+    } catch (e) {
+      this.onFailure(this.unavailable('cannot connect', e))
+      return
+    }
+    socket.binaryType = 'arraybuffer'
+    this.socket = socket
+    const batcher = new FrameBatcher(frame => socket.send(frame), this.rt.tick)
+    this.connectTimer = this.rt.setTimeout(() => {
+      if (this.socket === socket && this.state === 'connecting') {
+        socket.close()
+        this.onFailure(this.unavailable(`connect timed out after ${limits.connectTimeoutMs} ms`))
+      }
+    }, limits.connectTimeoutMs)
+    socket.addEventListener('open', () => {
+      if (this.socket !== socket) return
+      this.batcher = batcher
+      const hello: RequestBody<'hello'> = { protocol: limits.protocolVersion, client: this.opts.client }
+      if (this.opts.token !== undefined) hello.token = this.opts.token
+      this.send('hello', hello, limits.connectTimeoutMs, 0, (reply: ReplyBody<'hello'>) => {
+        if (this.socket !== socket) return
+        this.rt.clearTimeout(this.connectTimer)
+        this.state = 'open'
+        this.failures = 0
+        this.opts.onHello?.(reply)
+        this.drain()
+      }, e => {
+        if (this.socket !== socket) return
+        socket.close()
+        this.onFailure(e instanceof KvError ? e : this.unavailable('hello failed', e))
+      })
+    })
+    socket.addEventListener('message', ev => {
+      if (this.socket !== socket) return
+      const data = ev.data
+      const bytes = data instanceof Uint8Array ? data : new Uint8Array(data as ArrayBuffer)
+      this.onFrame(bytes)
+    })
+    socket.addEventListener('close', () => {
+      if (this.socket !== socket) return
+      this.onFailure(this.unavailable('connection lost'))
+    })
+    socket.addEventListener('error', (ev: any) => {
+      if (this.socket !== socket) return
+      this.onFailure(this.unavailable(`socket error${ev?.message ? ': ' + ev.message : ''}`, ev?.error))
+    })
+  }
+
+  private send(type: RequestType, body: unknown, timeoutMs: number, approxBytes: number,
+    resolve: (b: any) => void, reject: (e: Error) => void): void {
+    const id = this.nextId++
+    const entry: Pending = { type, resolve, reject, timer: undefined }
+    entry.timer = this.rt.setTimeout(() => {
+      if (this.pending.delete(id)) reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
+    }, timeoutMs)
+    this.pending.set(id, entry)
+    this.batcher!.push([type, id, body], approxBytes)
+  }
+
+  private drain(): void {
+    while (this.queue.length > 0 && this.pending.size < limits.inflightPerConnectionMax && this.state === 'open') {
+      const q = this.queue.shift()!
+      this.send(q.type, q.body, q.timeoutMs, q.approxBytes, q.resolve, q.reject)
+    }
+  }
+
+  private onFrame(frame: Uint8Array): void {
+    let messages
+    try {
+      messages = decodeFrame(frame)
+    } catch (e) {
+      // A replica that sends garbage cannot be trusted with the requests in flight.
+      this.socket?.close()
+      this.onFailure(new KvError({ kind: 'ProtocolError', detail: (e as FrameError).message }, `bad frame from ${this.node}: ${(e as Error).message}`, { cause: e }))
+      return
+    }
+    for (const m of messages) {
+      if ('bad' in m) continue
+      const [type, id, body] = m
+      const p = this.pending.get(id)
+      if (!p) continue
+      this.pending.delete(id)
+      this.rt.clearTimeout(p.timer)
+      if (type === 'error') {
+        p.reject(errorFromWire(body, this.node))
+        continue
+      }
+      if (type !== p.type) {
+        p.reject(new KvError({ kind: 'ProtocolError', detail: 'reply type mismatch' }, `${this.node} answered ${p.type} with ${type}`))
+        continue
+      }
+      const parsed = replySchemas[p.type].safeParse(body)
+      if (parsed.success) p.resolve(parsed.data)
+      else p.reject(new KvError({ kind: 'ProtocolError', detail: parsed.error.message }, `${this.node} sent a malformed ${type} reply`))
+    }
+    if (this.queue.length > 0) this.drain()
+  }
+
+  private onFailure(e: KvError): void {
+    if (this.state === 'closed') return
+    this.rt.clearTimeout(this.connectTimer)
+    this.failures++
+    const base = Math.min(limits.reconnectBackoffMsMax, limits.reconnectBackoffMsMin * 2 ** (this.failures - 1))
+    this.retryAt = this.rt.now() + base / 2 + this.rt.random() * base / 2
+    this.state = 'backoff'
+    this.drop(e)
+  }
+
+  private drop(e: Error): void {
+    const socket = this.socket
+    this.socket = undefined
+    this.batcher = undefined
+    if (socket && socket.readyState <= 1) { try { socket.close() } catch { /* already closing */ } }
+    for (const [, p] of this.pending) { this.rt.clearTimeout(p.timer); p.reject(e) }
+    this.pending.clear()
+    for (const q of this.queue.splice(0)) q.reject(e)
+    if (this.state === 'open' || this.state === 'connecting') this.state = 'idle'
+  }
+}
+
+/** Turns an `error` body from the wire into the KvError it stands for. */
+export function errorFromWire(body: unknown, node: string): KvError {
+  const parsed = errorSchema.safeParse(body)
+  if (!parsed.success) return new KvError({ kind: 'ProtocolError', detail: 'malformed error reply' }, `${node} sent a malformed error reply`)
+  return kvErrorFromBody(parsed.data, `${node}: `)
+}
+
+export function kvErrorFromBody(b: ErrorBody, prefix = ''): KvError {
+  let data: KvErrorData
+  switch (b.kind) {
+    case 'BadRequest': data = { kind: 'BadRequest', issues: b.issues ?? [b.message] }; break
+    case 'TooLarge': data = { kind: 'TooLarge', bytes: b.bytes ?? 0, bytesMax: b.bytesMax ?? 0 }; break
+    case 'Overloaded': data = { kind: 'Overloaded', retryAfterMs: b.retryAfterMs ?? 100 }; break
+    case 'StorageFull': data = { kind: 'StorageFull', bytes: b.bytes ?? 0, bytesMax: b.bytesMax ?? 0 }; break
+    case 'Timeout': data = { kind: 'Timeout', timeoutMs: 0 }; break
+    case 'Unavailable': data = { kind: 'Unavailable' }; break
+    case 'ProtocolError': data = { kind: 'ProtocolError', detail: b.message }; break
+    case 'Corruption': data = { kind: 'Corruption', file: String((b as any).file ?? ''), offset: Number((b as any).offset ?? 0) }; break
+    case 'QuorumNotMet': data = { kind: 'QuorumNotMet', required: 0, acked: 0, replicas: [] }; break
+    case 'Internal': data = { kind: 'Internal' }; break
+  }
+  return new KvError(data, prefix + b.message)
+}

@@ -1,0 +1,112 @@
+// Causal context as text: the version vector a client carries from a read to its next write
+// (dvv.ts; Preguiça et al. 2010, "Dotted Version Vectors"). A write that carries it supersedes exactly
+// the siblings its read returned, so the client must hand it back unchanged; to the client it is an
+// opaque token that must fit an HTTP header or a cookie.
+//
+// Layout: base64url without padding (RFC 4648 §5) of the plain MessagePack encoding of the vector as
+// a list sorted by actor: [[actor: str, counter: uint], ...]. The empty vector is the empty string.
+// base64url is written here rather than taken from Buffer so that coordinator/ runs unchanged in
+// browsers and Workers; btoa/atob exist in all of them (and in Node 20).
+
+import { Packr, Unpackr } from 'msgpackr'
+import { KvError, badRequest } from '../errors.ts'
+import { limits } from '../limits.ts'
+import { actorIssue, compareStrings, isCounter, type VersionVector } from './dvv.ts'
+
+// Plain MessagePack: no record extension, so any MessagePack reader can decode a context.
+const packr = new Packr({ useRecords: false })
+const unpackr = new Unpackr({ useRecords: false })
+
+/**
+ * Encodes a version vector as an opaque, header- and cookie-safe token. Throws KvError TooLarge if
+ * the token would exceed contextBytesMax (the key has seen too many actors to carry its context).
+ */
+export function encodeContext(vv: VersionVector): string {
+  const entries = Object.keys(vv).sort(compareStrings).map((actor) => {
+    const counter = vv[actor]
+    if (actorIssue(actor) !== null || !isCounter(counter)) {
+      throw badRequest(`cannot encode context: entry ${JSON.stringify(actor)} -> ${String(counter)} ` +
+        'is not an actor with a positive integer counter')
+    }
+    return [actor, counter] as const
+  })
+  if (entries.length === 0) return ''
+  const text = base64urlEncode(packr.pack(entries))
+  if (text.length > limits.contextBytesMax) {
+    throw new KvError({ kind: 'TooLarge', bytes: text.length, bytesMax: limits.contextBytesMax },
+      `context is ${text.length} bytes encoded, more than contextBytesMax (${limits.contextBytesMax})`)
+  }
+  return text
+}
+
+/** Inverse of encodeContext. Anything it could not have produced throws KvError BadRequest. */
+export function decodeContext(text: string): VersionVector {
+  if (typeof text !== 'string') throw badRequest('context must be a string')
+  if (text === '') return {}
+  if (text.length > limits.contextBytesMax) {
+    throw badRequest(`context is ${text.length} bytes, more than contextBytesMax (${limits.contextBytesMax})`)
+  }
+  const bytes = base64urlDecode(text)
+  let decoded: unknown
+  try {
+    decoded = unpackr.unpack(bytes)
+  } catch (cause) {
+    throw badRequestCausedBy(cause, 'context is not valid: its bytes are not MessagePack')
+  }
+  if (!Array.isArray(decoded)) throw badRequest('context is not valid: expected a list of [actor, counter] pairs')
+  if (decoded.length === 0) throw badRequest('context is not valid: an empty context is the empty string')
+  if (decoded.length > limits.vectorActorsMax) {
+    throw badRequest(`context is not valid: ${decoded.length} actors, more than vectorActorsMax (${limits.vectorActorsMax})`)
+  }
+  const entries: [string, number][] = []
+  for (const [i, entry] of decoded.entries()) {
+    if (!Array.isArray(entry) || entry.length !== 2) {
+      throw badRequest(`context is not valid: entry ${i} is not an [actor, counter] pair`)
+    }
+    const [actor, counter] = entry as [unknown, unknown]
+    const issue = actorIssue(actor)
+    if (issue !== null) throw badRequest(`context is not valid: entry ${i} actor ${issue}`)
+    if (!isCounter(counter)) {
+      throw badRequest(`context is not valid: entry ${i} counter must be a positive integer, got ${String(counter)}`)
+    }
+    const previous = entries[entries.length - 1]
+    // Strictly ascending actors: one spelling per vector, and no actor named twice.
+    if (previous !== undefined && compareStrings(previous[0], actor as string) >= 0) {
+      throw badRequest(`context is not valid: actors must be unique and sorted, entry ${i} is not`)
+    }
+    entries.push([actor as string, counter])
+  }
+  return Object.fromEntries(entries)
+}
+
+const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+
+function base64urlEncode(bytes: Uint8Array): string {
+  let binary = ''
+  for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i] ?? 0)
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
+}
+
+function base64urlDecode(text: string): Uint8Array {
+  for (let i = 0; i < text.length; i++) {
+    if (!alphabet.includes(text.charAt(i))) {
+      throw badRequest(`context is not valid base64url: character ${JSON.stringify(text.charAt(i))} at ${i}`)
+    }
+  }
+  // A final group of one character carries only 6 bits, less than a byte: no encoder emits it.
+  if (text.length % 4 === 1) throw badRequest('context is not valid base64url: truncated')
+  const padded = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4)
+  let binary: string
+  try {
+    binary = atob(padded)
+  } catch (cause) {
+    throw badRequestCausedBy(cause, 'context is not valid base64url')
+  }
+  const bytes = new Uint8Array(binary.length)
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)
+  return bytes
+}
+
+function badRequestCausedBy(cause: unknown, issue: string): KvError {
+  return new KvError({ kind: 'BadRequest', issues: [issue] }, `bad request: ${issue}`, { cause })
+}

@@ -1,0 +1,127 @@
+// A local ringkv cluster: N replica processes on 127.0.0.1 (ports basePort, basePort+1, ...) plus an
+// in-process HTTP gateway. `npm start` uses it, and so do the integration tests and the benchmark,
+// which need handles to kill (SIGKILL), pause (SIGSTOP) and restart single replicas.
+
+import { spawn, type ChildProcess } from 'node:child_process'
+import { createWriteStream, type WriteStream } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+const replicaMain = join(root, 'replica', 'node', 'main.ts')
+
+export interface ClusterOptions {
+  readonly replicas?: number
+  readonly basePort?: number
+  /** 0 = no gateway. */
+  readonly httpPort?: number
+  readonly dataDir: string
+  readonly partitions?: number
+  readonly n?: number
+  readonly env?: Record<string, string>
+  readonly extraArgs?: readonly string[]
+  /** Time allowed for every replica to answer /health. */
+  readonly readyTimeoutMs?: number
+}
+
+export class ReplicaProcess {
+  proc: ChildProcess | undefined
+  private logStream: WriteStream | undefined
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>) {}
+
+  get url(): string { return `ws://127.0.0.1:${this.port}` }
+  get httpUrl(): string { return `http://127.0.0.1:${this.port}` }
+  get pid(): number | undefined { return this.proc?.pid }
+
+  async start(timeoutMs = 20_000): Promise<void> {
+    await mkdir(this.dataDir, { recursive: true })
+    this.logStream ??= createWriteStream(join(dirname(this.dataDir), `${this.id}.log`), { flags: 'a' })
+    // RINGKV_NODE_ARGS passes flags such as --cpu-prof to replica processes (NODE_OPTIONS refuses them).
+    const nodeArgs = (process.env.RINGKV_NODE_ARGS ?? '').split(' ').filter(Boolean)
+    const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', replicaMain, ...this.args], {
+      cwd: root, env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    this.proc = proc
+    proc.stdout!.pipe(this.logStream, { end: false })
+    proc.stderr!.pipe(this.logStream, { end: false })
+    const exited = new Promise<never>((_, fail) => proc.once('exit', code => fail(new Error(`replica ${this.id} exited with ${code} during start; see ${join(dirname(this.dataDir), this.id + '.log')}`))))
+    exited.catch(() => undefined)
+    await Promise.race([waitHealthy(this.httpUrl, timeoutMs), exited])
+  }
+
+  /** Signal the process; resolves when it has exited (or immediately for SIGSTOP/SIGCONT). */
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const proc = this.proc
+    if (!proc || proc.exitCode !== null || proc.signalCode !== null) return
+    if (signal === 'SIGSTOP' || signal === 'SIGCONT') { proc.kill(signal); return }
+    const done = new Promise<void>(ok => proc.once('exit', () => ok()))
+    proc.kill(signal)
+    await done
+  }
+
+  closeLog(): void { this.logStream?.end() }
+}
+
+export interface Cluster {
+  readonly replicas: ReplicaProcess[]
+  readonly seeds: string[]
+  readonly gateway: RunningGateway | undefined
+  replica(id: string): ReplicaProcess
+  stop(): Promise<void>
+}
+
+export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
+  const count = opts.replicas ?? 3
+  const basePort = opts.basePort ?? 7001
+  if (!(Number.isInteger(count) && count >= 1 && count <= 64)) throw new Error(`--replicas must be 1..64, got ${opts.replicas}`)
+  const dataDir = resolve(opts.dataDir)
+  const nodes = Array.from({ length: count }, (_, i) => ({ id: `n${i + 1}`, port: basePort + i }))
+  const nodesArg = nodes.map(n => `${n.id}=ws://127.0.0.1:${n.port}`).join(',')
+  const replicas = nodes.map(n => new ReplicaProcess(n.id, n.port, join(dataDir, n.id), [
+    '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), '--nodes', nodesArg,
+    '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...(opts.extraArgs ?? []),
+  ], opts.env ?? {}))
+  const cluster: Cluster = {
+    replicas,
+    seeds: replicas.map(r => r.url),
+    gateway: undefined,
+    replica(id) {
+      const r = replicas.find(x => x.id === id)
+      if (!r) throw new Error(`no replica ${id}`)
+      return r
+    },
+    async stop() {
+      await cluster.gateway?.close()
+      await Promise.all(replicas.map(r => r.kill('SIGCONT').then(() => r.kill('SIGTERM'))))
+      for (const r of replicas) r.closeLog()
+    },
+  }
+  try {
+    await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs)))
+    if (opts.httpPort !== 0) {
+      (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({ seeds: cluster.seeds, port: opts.httpPort ?? 8080 })
+    }
+  } catch (e) {
+    await cluster.stop()
+    throw e
+  }
+  return cluster
+}
+
+export async function waitHealthy(httpUrl: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  let last: unknown
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(1000) })
+      if (res.ok) return
+      last = new Error(`status ${res.status}`)
+    } catch (e) {
+      last = e
+    }
+    await new Promise(r => setTimeout(r, 50))
+  }
+  throw new Error(`${httpUrl} not healthy after ${timeoutMs} ms: ${(last as Error)?.message}`)
+}

@@ -1,0 +1,144 @@
+// The replica's side of the data plane: answers `hello`, `ring`, `get`, `put` (stamp) and
+// `replicate` messages against the storage engine. Transport-free: the Node adapter (node/) decodes
+// frames and hands each message here with a `reply` callback, so tests and a simulator can drive it
+// directly. Every body is validated with its zod schema; a bad message gets a typed `error` reply and
+// nothing else on the connection is affected.
+//
+// Stamping (DESIGN.md "Quorum"): the replica reads the key's state, applies DVV update with its own
+// actor (node id + incarnation), stores the new state and answers with it once the WAL fsync that
+// covers it is done. Replicate merges the incoming state with DVV sync (the engine's merge).
+
+import { KvError } from '../coordinator/errors.ts'
+import { limits } from '../coordinator/limits.ts'
+import type { Message } from '../coordinator/protocol/codec.ts'
+import { describeIssues, isRequestType, requestSchemas, type ErrorBody, type RequestType } from '../coordinator/protocol/messages.ts'
+import type { Ring } from '../coordinator/ring/ring.ts'
+import { EMPTY, update, validate } from '../coordinator/version/dvv.ts'
+import type { Engine } from './storage/engine-types.ts'
+import { decodeState, encodeState } from './state-codec.ts'
+
+export type Reply = (message: Message, approxBytes?: number) => void
+
+export interface ReplicaServiceOptions {
+  readonly nodeId: string
+  /** `${nodeId}.${incarnation}`: the DVV actor this replica stamps with. */
+  readonly actor: string
+  readonly engine: Engine
+  readonly ring: () => Ring
+  readonly valueBytesMax: number
+  /** Returns an error when writes must be refused (e.g. the local snapshot budget is exhausted). */
+  readonly writeGate?: () => KvError | undefined
+}
+
+export interface ReplicaCounters {
+  requests: Record<string, number>
+  errors: Record<string, number>
+  pendingWrites: number
+}
+
+export class ReplicaService {
+  readonly counters: ReplicaCounters = { requests: {}, errors: {}, pendingWrites: 0 }
+
+  constructor(private readonly opts: ReplicaServiceOptions) {}
+
+  /** Answers one message. Never throws: every failure becomes an `error` reply. */
+  handle(type: string, id: number, body: unknown, reply: Reply): void {
+    this.counters.requests[type] = (this.counters.requests[type] ?? 0) + 1
+    if (!isRequestType(type)) {
+      this.error(reply, id, { kind: 'ProtocolError', message: `unknown message type ${JSON.stringify(type).slice(0, 64)}` })
+      return
+    }
+    const parsed = requestSchemas[type].safeParse(body)
+    if (!parsed.success) {
+      const issues = describeIssues(parsed.error)
+      this.error(reply, id, { kind: 'BadRequest', message: `invalid ${type}: ${issues.join('; ')}`, issues })
+      return
+    }
+    try {
+      this.dispatch(type, id, parsed.data, reply)
+    } catch (e) {
+      this.fail(reply, id, e)
+    }
+  }
+
+  /** Answers a message whose envelope could not be read. */
+  bad(id: number, why: string, reply: Reply): void {
+    this.error(reply, id, { kind: 'ProtocolError', message: why })
+  }
+
+  private dispatch(type: RequestType, id: number, body: any, reply: Reply): void {
+    const { engine } = this.opts
+    switch (type) {
+      case 'hello':
+        if (body.protocol !== limits.protocolVersion) {
+          this.error(reply, id, { kind: 'ProtocolError', message: `protocol ${body.protocol} not supported; this replica speaks ${limits.protocolVersion}` })
+          return
+        }
+        reply(['hello', id, { protocol: limits.protocolVersion, node: this.opts.nodeId, actor: this.opts.actor, ring: this.opts.ring() }])
+        return
+      case 'ring':
+        reply(['ring', id, { ring: this.opts.ring() }])
+        return
+      case 'get': {
+        const stored = engine.get(body.key)
+        reply(['get', id, { state: stored ? decodeState(stored) : null }], stored?.byteLength ?? 0)
+        return
+      }
+      case 'put': {
+        const value: Uint8Array | null = body.value
+        if (value && value.byteLength > this.opts.valueBytesMax) {
+          this.error(reply, id, { kind: 'TooLarge', message: `value is ${value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: value.byteLength, bytesMax: this.opts.valueBytesMax })
+          return
+        }
+        if (!this.admitWrite(reply, id)) return
+        const stored = engine.get(body.key)
+        const next = update(stored ? decodeState(stored) : EMPTY, body.context, this.opts.actor, value)
+        const encoded = encodeState(next)
+        this.write(body.key, encoded, reply, id, () => reply(['put', id, { state: next }], encoded.byteLength))
+        return
+      }
+      case 'replicate': {
+        for (const s of body.state.siblings) {
+          if (s.value && s.value.byteLength > this.opts.valueBytesMax) {
+            this.error(reply, id, { kind: 'TooLarge', message: `sibling value is ${s.value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: s.value.byteLength, bytesMax: this.opts.valueBytesMax })
+            return
+          }
+        }
+        validate(body.state)
+        if (!this.admitWrite(reply, id)) return
+        this.write(body.key, encodeState(body.state), reply, id, () => reply(['replicate', id, {}]))
+        return
+      }
+    }
+  }
+
+  private admitWrite(reply: Reply, id: number): boolean {
+    const gated = this.opts.writeGate?.()
+    if (gated) { this.fail(reply, id, gated); return false }
+    if (this.counters.pendingWrites >= limits.replicaPendingWritesMax) {
+      this.error(reply, id, { kind: 'Overloaded', message: `${this.counters.pendingWrites} writes awaiting fsync`, retryAfterMs: 5 })
+      return false
+    }
+    return true
+  }
+
+  private write(key: string, encoded: Uint8Array, reply: Reply, id: number, done: () => void): void {
+    this.counters.pendingWrites++
+    this.opts.engine.put(key, encoded).then(
+      () => { this.counters.pendingWrites--; done() },
+      e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
+  }
+
+  private fail(reply: Reply, id: number, e: unknown): void {
+    if (e instanceof KvError) {
+      this.error(reply, id, { ...(e.data as object), kind: e.kind, message: e.message } as ErrorBody)
+    } else {
+      this.error(reply, id, { kind: 'Internal', message: `internal error: ${(e as Error)?.message ?? String(e)}` })
+    }
+  }
+
+  private error(reply: Reply, id: number, body: ErrorBody): void {
+    this.counters.errors[body.kind] = (this.counters.errors[body.kind] ?? 0) + 1
+    reply(['error', id, body])
+  }
+}

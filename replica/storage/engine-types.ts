@@ -1,0 +1,80 @@
+// The contract between the replica service, the storage engine (replica/storage/) and the S3
+// snapshotter (replica/snapshot/). The engine stores opaque bytes per key and combines two versions
+// of a key with an injected `merge` (the replica passes DVV sync over its encoded states), so the
+// engine knows nothing of versions and the snapshotter knows nothing of the engine's internals
+// beyond the files named in its manifest.
+//
+// On-disk layout under EngineOptions.dir (owned by the engine; the snapshotter's restore writes
+// tables/ and MANIFEST.json before the engine is opened):
+//   MANIFEST.json        EngineManifest, replaced atomically (write tmp, fsync, rename, fsync dir)
+//   tables/<id>.sst      immutable SSTables named in the manifest; others are garbage
+//   wal/<seq>.log        WAL segments; a segment is deleted once all its records are in tables
+
+export interface EngineOptions {
+  dir: string
+  /** Combine two versions of one key, `older` first. Commutative, associative, idempotent. */
+  merge: (older: Uint8Array, newer: Uint8Array) => Uint8Array
+  /** Freeze and flush the memtable when it holds this many bytes. */
+  memtableBytesMax?: number
+  /** false only in benchmarks that measure the cost of fsync itself. */
+  fsync?: boolean
+  log?: (msg: string, fields?: Record<string, unknown>) => void
+}
+
+export interface TableInfo {
+  /** Zero-padded, increasing: "000012". */
+  readonly id: string
+  /** File name relative to `${dir}/tables/`: `${id}.sst`. */
+  readonly file: string
+  readonly bytes: number
+  readonly keys: number
+  /** CRC32C of the whole file, so a restore can verify a download. */
+  readonly crc32c: number
+  /** Size tier / compaction level the table belongs to. */
+  readonly tier: number
+}
+
+export interface EngineManifest {
+  readonly version: 1
+  /** Live tables, newest first. */
+  readonly tables: readonly TableInfo[]
+  readonly nextTableId: number
+  /** WAL segments with a lower sequence are fully covered by the tables above. */
+  readonly walSegmentMin: number
+}
+
+export interface EngineStats {
+  readonly keysApprox: number
+  readonly memtableBytes: number
+  readonly tableBytes: number
+  readonly tables: number
+  readonly walBytes: number
+  readonly flushes: number
+  readonly compactions: number
+}
+
+export interface ScanResult {
+  readonly entries: ReadonlyArray<readonly [key: string, value: Uint8Array]>
+  /** Pass as `after` to continue; absent when the scan reached the end of the prefix. */
+  readonly cursor?: string
+}
+
+export interface Engine {
+  /** Merged value across memtable and tables, newest first; undefined when never written. */
+  get(key: string): Uint8Array | undefined
+  /**
+   * Visible to get() as soon as this returns (the promise is created synchronously); the promise
+   * resolves only after the fsync that covers the WAL record (group commit).
+   */
+  put(key: string, value: Uint8Array): Promise<void>
+  scan(prefix: string, opts: { limit: number; after?: string }): ScanResult
+  /** Freeze the memtable and write it as a table now; resolves when the manifest names it. */
+  flush(): Promise<void>
+  /** Run one size-tiered compaction round now if any tier is due; resolves when committed. */
+  compact(): Promise<void>
+  manifest(): EngineManifest
+  /** Called after each flush or compaction commits a new manifest. */
+  onManifest(listener: (m: EngineManifest) => void): () => void
+  stats(): EngineStats
+  close(): Promise<void>
+}
