@@ -1,0 +1,129 @@
+// The quorum state machines driven by hand: every path through stamp, replicate, fallback
+// substitution, failure and expiry, with the outcome and the QuorumError's counts checked.
+
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { QuorumError } from '../errors.ts'
+import { update, EMPTY, type DvvSet } from '../version/dvv.ts'
+import { ReadQuorum } from './read-quorum.ts'
+import { WriteQuorum, type WriteAction } from './write-quorum.ts'
+
+const v = (s: string) => new TextEncoder().encode(s)
+const stamped: DvvSet = update(EMPTY, {}, 'a.1', v('x'))
+const up = (down: string[]) => (n: string) => !down.includes(n)
+
+describe('WriteQuorum', () => {
+  it('stamps at the first primary, replicates to the rest, succeeds at W', () => {
+    const q = new WriteQuorum({ w: 2, primaries: ['a', 'b', 'c'], fallbacks: ['d'], isUp: up([]), sloppy: true })
+    assert.deepEqual(q.start(), [{ kind: 'stamp', target: { node: 'a' } }])
+    const reps = q.onStamped('a', stamped)
+    assert.deepEqual(reps.map(r => r.target.node), ['b', 'c'])
+    assert.equal(q.outcome.status, 'pending')
+    q.onReplicated('c')
+    const o = q.outcome
+    assert.equal(o.status, 'ok')
+    assert.deepEqual(o.status === 'ok' && [...o.acked].sort(), ['a', 'c'])
+  })
+
+  it('moves the stamp to the next node when the first fails, and refills from fallbacks with a hint', () => {
+    const q = new WriteQuorum({ w: 3, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e'], isUp: up([]), sloppy: true })
+    q.start()
+    assert.deepEqual(q.onFailed('a'), [{ kind: 'stamp', target: { node: 'd', hintFor: 'a' } }])
+    const reps = q.onStamped('d', stamped)
+    assert.deepEqual(reps.map(r => r.target), [{ node: 'b' }, { node: 'c' }])
+    assert.deepEqual(q.onFailed('c'), [{ kind: 'replicate', target: { node: 'e', hintFor: 'c' }, state: stamped }])
+    q.onReplicated('b')
+    assert.equal(q.outcome.status, 'pending')
+    q.onReplicated('e')
+    assert.equal(q.outcome.status, 'ok')
+  })
+
+  it('substitutes fallbacks for primaries known to be down before sending anything', () => {
+    const q = new WriteQuorum({ w: 2, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e'], isUp: up(['a', 'd']), sloppy: true })
+    assert.deepEqual(q.start(), [{ kind: 'stamp', target: { node: 'e', hintFor: 'a' } }])
+  })
+
+  it('with a strict quorum uses no fallbacks and fails with the ack count', () => {
+    const q = new WriteQuorum({ w: 3, primaries: ['a', 'b', 'c'], fallbacks: ['d'], isUp: up(['c']), sloppy: false })
+    q.start()
+    const reps = q.onStamped('a', stamped)
+    assert.deepEqual(reps.map(r => r.target.node), ['b'])
+    q.onReplicated('b')
+    const o = q.outcome
+    assert.equal(o.status, 'failed')
+    assert.ok(o.status === 'failed' && o.error instanceof QuorumError)
+    assert.equal(o.status === 'failed' && o.error.acked, 2)
+    assert.equal(o.status === 'failed' && o.error.required, 3)
+  })
+
+  it('fails with 0 acks when no node can stamp, and expire() fails a pending write', () => {
+    const q = new WriteQuorum({ w: 1, primaries: ['a'], fallbacks: [], isUp: up([]), sloppy: true })
+    q.start()
+    q.onFailed('a')
+    assert.equal(q.outcome.status, 'failed')
+    const q2 = new WriteQuorum({ w: 2, primaries: ['a', 'b'], fallbacks: [], isUp: up([]), sloppy: true })
+    q2.start(); q2.onStamped('a', stamped)
+    q2.expire()
+    const o = q2.outcome
+    assert.ok(o.status === 'failed' && o.error.acked === 1)
+  })
+
+  it('property: settles exactly when W acks are reached or no longer reachable', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 3 }), fc.array(fc.boolean(), { minLength: 16, maxLength: 16 }), fc.boolean(), fc.integer({ min: 0, max: 3 }),
+      (w, succeed, sloppy, fallbackCount) => {
+        const nodes = ['a', 'b', 'c', 'd', 'e', 'f'].slice(0, 3 + fallbackCount)
+        const q = new WriteQuorum({ w, primaries: nodes.slice(0, 3), fallbacks: nodes.slice(3), isUp: up([]), sloppy })
+        let queue: WriteAction[] = q.start()
+        let i = 0
+        const acks = new Set<string>()
+        while (queue.length > 0) {
+          const a = queue.shift()!
+          const ok = succeed[i++ % succeed.length]!
+          if (ok) acks.add(a.target.node)
+          const next = a.kind === 'stamp' ? (ok ? q.onStamped(a.target.node, stamped) : q.onFailed(a.target.node))
+            : (ok ? q.onReplicated(a.target.node) : q.onFailed(a.target.node))
+          queue = queue.concat(next)
+        }
+        const o = q.outcome
+        if (acks.size >= w) assert.equal(o.status, 'ok')
+        else { assert.equal(o.status, 'failed'); assert.equal(o.status === 'failed' && o.error.acked, acks.size) }
+        if (!sloppy) for (const n of acks) assert.ok(['a', 'b', 'c'].includes(n))
+      }), { numRuns: 500 })
+  })
+})
+
+describe('ReadQuorum', () => {
+  it('answers at R replies with the merge, and names stale primaries for repair', () => {
+    const newer = update(stamped, stamped.vv, 'a.1', v('y'))
+    const q = new ReadQuorum({ r: 2, targets: ['a', 'b', 'c'], primaries: new Set(['a', 'b', 'c']) })
+    assert.deepEqual(q.start(), ['a', 'b', 'c'])
+    q.onReply('a', newer)
+    assert.equal(q.outcome.status, 'pending')
+    q.onReply('b', null)
+    const o = q.outcome
+    assert.ok(o.status === 'ok' && o.state === newer)
+    assert.equal(q.complete, false)
+    q.onReply('c', stamped)
+    assert.equal(q.complete, true)
+    assert.deepEqual(q.repairs().map(r => r.node).sort(), ['b', 'c'])
+  })
+
+  it('fails when too few targets can answer, counting the replies', () => {
+    const q = new ReadQuorum({ r: 2, targets: ['a', 'b', 'c'], primaries: new Set(['a', 'b', 'c']) })
+    q.start()
+    q.onReply('a', null)
+    q.onFailed('b')
+    assert.equal(q.outcome.status, 'pending')
+    q.onFailed('c')
+    const o = q.outcome
+    assert.ok(o.status === 'failed' && o.error.acked === 1 && o.error.required === 2)
+  })
+
+  it('does not repair fallbacks', () => {
+    const q = new ReadQuorum({ r: 2, targets: ['a', 'd'], primaries: new Set(['a', 'b', 'c']) })
+    q.start(); q.onReply('a', stamped); q.onReply('d', null)
+    assert.deepEqual(q.repairs(), [])
+  })
+})
