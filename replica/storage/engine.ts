@@ -1,0 +1,467 @@
+// The storage engine: an LSM tree (O'Neil et al. 1996) in memory, made durable by a WAL and by
+// SSTables on local disk, shaped like goleveldb: journal (wal.ts), memdb (memtable.ts), table
+// (table.ts), manifest (manifest.ts) and compaction (compaction.ts); this file owns them and runs the
+// write path, the read path, flushes and compactions.
+//
+// Write path: put encodes a WAL record, appends it to the open group (group commit), stores the
+// value in the active memtable (visible at once) and returns the group's promise, which resolves
+// after the fsync covering the record. A full memtable is frozen: the WAL rotates to a new segment,
+// and a serial flush builds a table from it in event-loop slices.
+//
+// Durability order (what makes SIGKILL at any point safe):
+//   1. table file durable: write tables/<id>.sst.tmp, fsync, rename, fsync tables/
+//   2. the WAL records the table holds are durable (the rotated segment's last group fsynced)
+//   3. manifest durable: MANIFEST.json names the table and walSegmentMin = the rotation boundary
+//   4. only then: WAL segments below walSegmentMin, or compacted-away tables, are deleted
+// open() trusts only the manifest: it deletes table files it does not name, verifies every table it
+// names, then replays WAL segments >= walSegmentMin into the memtable.
+//
+// Read path: merge the active memtable, the frozen memtables and the tables (bloom filters skip most),
+// folding versions oldest first with opts.merge. Key order is JavaScript string order everywhere.
+
+import { crc32c } from '@node-rs/crc32'
+import { mkdir, readdir, readFile, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { assert } from '../../coordinator/assert.ts'
+import { KvError } from '../../coordinator/errors.ts'
+import { mergeTables, pickCompaction, sliceYielder, trimSliced } from './compaction.ts'
+import type { YieldIfDue } from './compaction.ts'
+import type { Engine, EngineManifest, EngineOptions, EngineStats, ScanResult, TableInfo } from './engine-types.ts'
+import { writeFileAtomic } from './file-util.ts'
+import { emptyManifest, loadManifest, tableId, tablePath, writeManifest } from './manifest.ts'
+import { Memtable } from './memtable.ts'
+import type { Merge } from './memtable.ts'
+import { storageLimits } from './storage-limits.ts'
+import { bloomHash, Table, TableBuilder } from './table.ts'
+import type { TableIterator } from './table.ts'
+import { encodeWalRecord, replayWal, walRecordHeaderBytes, WalWriter } from './wal.ts'
+import type { Log } from './wal.ts'
+
+export { tablePath } from './manifest.ts'
+
+/** Reads a live table's bytes for the snapshotter (the file is immutable once named by a manifest). */
+export function readTableFile(dir: string, table: Pick<TableInfo, 'file'>): Promise<Buffer> {
+  return readFile(tablePath(dir, table))
+}
+
+interface LiveTable {
+  readonly info: TableInfo
+  readonly table: Table
+}
+
+interface Frozen {
+  readonly mem: Memtable
+  /** WAL segment at which later records start; the memtable's records are all below it. */
+  readonly boundary: number
+  readonly durable: Promise<void>
+}
+
+class Aborted extends Error {}
+
+function validateOptions(opts: EngineOptions): number {
+  assert(typeof opts.dir === 'string' && opts.dir.length > 0, 'EngineOptions.dir must be a non-empty path')
+  assert(typeof opts.merge === 'function', 'EngineOptions.merge must be a function')
+  const m = opts.memtableBytesMax ?? storageLimits.memtableBytesDefault
+  assert(Number.isSafeInteger(m) && m >= storageLimits.memtableBytesMin && m <= storageLimits.memtableBytesMax,
+    `memtableBytesMax must be an integer in [${storageLimits.memtableBytesMin}, ${storageLimits.memtableBytesMax}], got ${m}`)
+  return m
+}
+
+export async function openEngine(opts: EngineOptions): Promise<Engine> {
+  const memtableBytesMax = validateOptions(opts)
+  const fsync = opts.fsync ?? true
+  const log: Log = opts.log ?? (() => {})
+  const dir = opts.dir
+  const tablesDir = join(dir, 'tables')
+  const walDir = join(dir, 'wal')
+  await mkdir(tablesDir, { recursive: true })
+  await mkdir(walDir, { recursive: true })
+
+  const manifest = (await loadManifest(dir)) ?? emptyManifest()
+  const named = new Set(manifest.tables.map((t) => t.file))
+  for (const name of await readdir(tablesDir)) {
+    if (!named.has(name)) {
+      log('storage: deleting table file no manifest names', { file: name })
+      await unlink(join(tablesDir, name))
+    }
+  }
+  const tables: LiveTable[] = []
+  for (const info of manifest.tables) {
+    const file = tablePath(dir, info)
+    let buf: Buffer
+    try {
+      buf = await readFile(file)
+    } catch (e) {
+      throw new KvError({ kind: 'Corruption', file, offset: 0 }, `table ${file} named by the manifest cannot be read`, { cause: e })
+    }
+    const table = Table.open(file, buf, true)
+    if (buf.length !== info.bytes || crc32c(buf) !== info.crc32c) {
+      throw new KvError({ kind: 'Corruption', file, offset: 0 }, `table ${file} differs from the manifest (size or crc32c)`)
+    }
+    assert(table.keys === info.keys, `table ${file} key count differs from the manifest`)
+    tables.push({ info, table })
+  }
+
+  const merge = opts.merge
+  const active = new Memtable(merge)
+  const replay = await replayWal(walDir, manifest.walSegmentMin, (k, v) => active.put(k, v), log)
+  const lastSeq = replay.segments.length > 0 ? replay.segments[replay.segments.length - 1]! : -1
+  const firstSeq = Math.max(manifest.walSegmentMin, lastSeq + 1, 1)
+  const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes)
+  log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
+  const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal)
+  if (active.bytes >= memtableBytesMax) engine.freezeInBackground()
+  return engine
+}
+
+/** A uniform cursor over a memtable or a table, for scans. */
+interface Source {
+  key: string | undefined
+  value: Uint8Array
+  next(): void
+}
+
+class MemtableSource implements Source {
+  key: string | undefined
+  value: Uint8Array = new Uint8Array(0)
+  private readonly keys: readonly string[]
+  private i: number
+  constructor(private readonly mem: Memtable, from: string) {
+    this.keys = mem.sortedKeys()
+    this.i = mem.seek(from)
+    this.load()
+  }
+  next(): void {
+    this.i++
+    this.load()
+  }
+  private load(): void {
+    this.key = this.keys[this.i]
+    if (this.key !== undefined) this.value = this.mem.get(this.key)!
+  }
+}
+
+class LsmEngine implements Engine {
+  private active: Memtable
+  /** Newest first. */
+  private frozen: Frozen[] = []
+  /** Newest first. */
+  private tables: LiveTable[]
+  private nextTableId: number
+  private walSegmentMin: number
+  private durableManifest: EngineManifest
+  private manifestChain: Promise<void> = Promise.resolve()
+  private flushChain: Promise<void> = Promise.resolve()
+  private compactChain: Promise<void> = Promise.resolve()
+  private autoCompactQueued = false
+  private readonly listeners = new Set<(m: EngineManifest) => void>()
+  private failed: unknown
+  private closing = false
+  private flushes = 0
+  private compactions = 0
+  private readonly found: Uint8Array[] = []
+  private readonly keyScratch = Buffer.allocUnsafe(4 * storageLimits.keyBytesMax)
+  /** Past this the active memtable refuses puts while the flush backlog is full. */
+  private readonly activeBytesHardMax: number
+
+  constructor(
+    private readonly dir: string,
+    private readonly merge: Merge,
+    private readonly memtableBytesMax: number,
+    private readonly fsync: boolean,
+    private readonly log: Log,
+    manifest: EngineManifest,
+    tables: LiveTable[],
+    active: Memtable,
+    private readonly wal: WalWriter,
+  ) {
+    this.durableManifest = manifest
+    this.tables = tables
+    this.nextTableId = manifest.nextTableId
+    this.walSegmentMin = manifest.walSegmentMin
+    this.active = active
+    this.activeBytesHardMax = Math.max(memtableBytesMax * storageLimits.activeMemtableGrowthMax, storageLimits.activeMemtableBytesFloor)
+  }
+
+  // ---- writes ----
+
+  put(key: string, value: Uint8Array): Promise<void> {
+    if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
+    if (this.failed !== undefined) {
+      return Promise.reject(new KvError({ kind: 'Internal' }, 'storage engine failed earlier; refusing writes', { cause: this.failed }))
+    }
+    if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
+      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 },
+        `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`))
+    }
+    let record: Buffer
+    try {
+      record = encodeWalRecord(key, value)
+    } catch (e) {
+      return Promise.reject(e)
+    }
+    const done = this.wal.append(record)
+    // The memtable keeps a view of the value inside the WAL record: no second copy, and the caller
+    // may reuse its buffer.
+    this.active.put(key, record.subarray(walRecordHeaderBytes + record.readUInt16LE(8)))
+    // With the flush backlog full, the active memtable grows past its bound (up to the hard bound)
+    // instead of freezing, so a burst slows to flush speed rather than failing.
+    if (this.active.bytes >= this.memtableBytesMax && this.frozen.length < storageLimits.frozenMemtablesMax) {
+      this.freezeInBackground()
+    }
+    return done
+  }
+
+  flush(): Promise<void> {
+    if (this.active.size > 0) return this.freeze()
+    return this.flushChain
+  }
+
+  /** Freezes the active memtable and queues its flush; errors are recorded, not thrown here. */
+  freezeInBackground(): void {
+    this.freeze().catch(() => {})
+  }
+
+  private freeze(): Promise<void> {
+    if (this.active.size === 0) return this.flushChain
+    const mem = this.active
+    mem.freeze()
+    this.active = new Memtable(this.merge)
+    const { boundary, durable } = this.wal.rotate()
+    durable.catch(() => {})
+    const entry: Frozen = { mem, boundary, durable }
+    this.frozen.unshift(entry)
+    const p = this.flushChain.then(() => this.flushOne(entry))
+    this.flushChain = p.catch((e) => this.background(e, 'flush'))
+    return p
+  }
+
+  private background(e: unknown, what: string): void {
+    if (e instanceof Aborted) return
+    if (this.failed === undefined) {
+      this.failed = e
+      this.log(`storage: ${what} failed; refusing further writes`, { error: String(e) })
+    }
+  }
+
+  private yielder(): YieldIfDue {
+    return sliceYielder(storageLimits.backgroundSliceMs, () => {
+      if (this.closing) throw new Aborted('closing')
+    })
+  }
+
+  private async flushOne(entry: Frozen): Promise<void> {
+    if (this.failed !== undefined) throw this.failed
+    if (this.closing) throw new Aborted('closing')
+    const started = performance.now()
+    const y = this.yielder()
+    const keys = await entry.mem.sortKeysSliced(y)
+    const builder = new TableBuilder(entry.mem.bytes)
+    for (let i = 0; i < keys.length; i++) {
+      const k = keys[i]!
+      builder.add(k, entry.mem.get(k)!)
+      if ((i & 63) === 63) {
+        const w = y()
+        if (w !== undefined) await w
+      }
+    }
+    const buf = await trimSliced(builder.finish(), y)
+    const info = await this.writeTable(buf, builder, 0)
+    await entry.durable
+    // Commit: reads switch from the frozen memtable to the table in one step, then the manifest.
+    this.tables.unshift({ info, table: builder.toTable(info.file, buf) })
+    const i = this.frozen.indexOf(entry)
+    assert(i === this.frozen.length - 1, 'flushes must commit oldest first')
+    this.frozen.splice(i, 1)
+    assert(entry.boundary >= this.walSegmentMin, 'WAL boundary went backwards')
+    this.walSegmentMin = entry.boundary
+    const m = await this.persistManifest()
+    this.flushes++
+    this.log('storage: flushed', { table: info.file, keys: info.keys, bytes: info.bytes, ms: Math.round(performance.now() - started) })
+    this.notify(m)
+    await this.wal.deleteBelow(entry.boundary)
+    if (this.active.bytes >= this.memtableBytesMax && this.frozen.length < storageLimits.frozenMemtablesMax) this.freezeInBackground()
+    this.autoCompact()
+  }
+
+  private async writeTable(buf: Buffer, builder: TableBuilder, tier: number): Promise<TableInfo> {
+    const id = tableId(this.nextTableId++)
+    const info: TableInfo = { id, file: `${id}.sst`, bytes: buf.length, keys: builder.keys, crc32c: builder.crc32c, tier }
+    await writeFileAtomic(tablePath(this.dir, info), buf, this.fsync)
+    return info
+  }
+
+  private currentManifest(): EngineManifest {
+    return { version: 1, tables: this.tables.map((t) => t.info), nextTableId: this.nextTableId, walSegmentMin: this.walSegmentMin }
+  }
+
+  /** Writes the in-memory state as the manifest (serially); resolves with what was made durable. */
+  private persistManifest(): Promise<EngineManifest> {
+    const p = this.manifestChain.then(async () => {
+      const m = this.currentManifest()
+      await writeManifest(this.dir, m, this.fsync)
+      this.durableManifest = m
+      return m
+    })
+    this.manifestChain = p.then(() => {}, () => {})
+    return p
+  }
+
+  private notify(m: EngineManifest): void {
+    for (const l of this.listeners) {
+      try {
+        l(m)
+      } catch (e) {
+        this.log('storage: manifest listener threw', { error: String(e) })
+      }
+    }
+  }
+
+  // ---- compaction ----
+
+  compact(): Promise<void> {
+    const p = this.compactChain.then(() => this.compactOnce())
+    this.compactChain = p.then(() => {}, (e) => this.background(e, 'compaction'))
+    return p.then(() => {})
+  }
+
+  private autoCompact(): void {
+    if (this.autoCompactQueued || this.closing) return
+    this.autoCompactQueued = true
+    const p = this.compactChain.then(async () => {
+      this.autoCompactQueued = false
+      while (!this.closing && (await this.compactOnce())) { /* until no tier is due */ }
+    })
+    this.compactChain = p.then(() => {}, (e) => this.background(e, 'compaction'))
+  }
+
+  /** One compaction round; false when no tier was due. */
+  private async compactOnce(): Promise<boolean> {
+    if (this.failed !== undefined) throw this.failed
+    if (this.closing) return false
+    const pick = pickCompaction(this.tables.map((t) => t.info))
+    if (pick === undefined) return false
+    const started = performance.now()
+    const inputs = this.tables.slice(pick.start, pick.start + pick.count)
+    this.log('storage: compaction started', { tier: pick.tier, inputs: inputs.map((t) => t.info.file) })
+    const { buf, builder } = await mergeTables(inputs.map((t) => t.table), this.merge, this.yielder())
+    const info = await this.writeTable(buf, builder, pick.tier + 1)
+    // Flushes may have added newer tables meanwhile; the inputs are still adjacent because only
+    // compaction removes tables and one runs at a time.
+    const at = this.tables.indexOf(inputs[0]!)
+    assert(at >= 0, 'compaction inputs vanished')
+    for (let k = 0; k < inputs.length; k++) assert(this.tables[at + k] === inputs[k], 'compaction inputs no longer adjacent')
+    this.tables.splice(at, inputs.length, { info, table: builder.toTable(info.file, buf) })
+    const m = await this.persistManifest()
+    this.compactions++
+    const inBytes = inputs.reduce((s, t) => s + t.info.bytes, 0)
+    this.log('storage: compacted', { tier: pick.tier, inputs: inputs.map((t) => t.info.file), output: info.file, inBytes, outBytes: info.bytes, ms: Math.round(performance.now() - started) })
+    this.notify(m)
+    for (const t of inputs) {
+      await unlink(tablePath(this.dir, t.info)).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e
+      })
+    }
+    return true
+  }
+
+  // ---- reads ----
+
+  get(key: string): Uint8Array | undefined {
+    const found = this.found
+    found.length = 0
+    const a = this.active.get(key)
+    if (a !== undefined) found.push(a)
+    for (const f of this.frozen) {
+      const v = f.mem.get(key)
+      if (v !== undefined) found.push(v)
+    }
+    if (this.tables.length > 0 && key.length <= storageLimits.keyBytesMax) {
+      const hash = bloomHash(key)
+      const n = this.keyScratch.write(key, 0, 'utf8')
+      if (n <= storageLimits.keyBytesMax) {
+        const kb = this.keyScratch.subarray(0, n)
+        for (const t of this.tables) {
+          const v = t.table.get(key, hash, kb)
+          if (v !== undefined) found.push(v)
+        }
+      }
+    }
+    if (found.length <= 1) return found[0]
+    let v = found[found.length - 1]!
+    for (let i = found.length - 2; i >= 0; i--) v = this.merge(v, found[i]!)
+    return v
+  }
+
+  scan(prefix: string, opts: { limit: number; after?: string }): ScanResult {
+    assert(Number.isSafeInteger(opts.limit) && opts.limit >= 1, `scan limit must be a positive integer, got ${opts.limit}`)
+    const after = opts.after
+    const from = after !== undefined && after > prefix ? after : prefix
+    // Newest first, so that folding from the end sees older versions first.
+    const sources: Source[] = [new MemtableSource(this.active, from)]
+    for (const f of this.frozen) sources.push(new MemtableSource(f.mem, from))
+    for (const t of this.tables) sources.push(t.table.iterator(from) as TableIterator)
+    if (after !== undefined) {
+      for (const s of sources) if (s.key === after) s.next()
+    }
+    const entries: Array<readonly [string, Uint8Array]> = []
+    for (;;) {
+      let min: string | undefined
+      for (const s of sources) {
+        const k = s.key
+        if (k !== undefined && (min === undefined || k < min)) min = k
+      }
+      if (min === undefined || !min.startsWith(prefix)) return { entries }
+      if (entries.length === opts.limit) return { entries, cursor: entries[entries.length - 1]![0] }
+      let v: Uint8Array | undefined
+      for (let i = sources.length - 1; i >= 0; i--) {
+        const s = sources[i]!
+        if (s.key === min) {
+          v = v === undefined ? s.value : this.merge(v, s.value)
+          s.next()
+        }
+      }
+      entries.push([min, v!])
+    }
+  }
+
+  manifest(): EngineManifest {
+    return this.durableManifest
+  }
+
+  onManifest(listener: (m: EngineManifest) => void): () => void {
+    this.listeners.add(listener)
+    return () => { this.listeners.delete(listener) }
+  }
+
+  stats(): EngineStats {
+    let keys = this.active.size
+    for (const f of this.frozen) keys += f.mem.size
+    let tableBytes = 0
+    for (const t of this.tables) {
+      keys += t.info.keys
+      tableBytes += t.info.bytes
+    }
+    let memtableBytes = this.active.bytes
+    for (const f of this.frozen) memtableBytes += f.mem.bytes
+    return {
+      keysApprox: keys,
+      memtableBytes,
+      tableBytes,
+      tables: this.tables.length,
+      walBytes: this.wal.bytes,
+      flushes: this.flushes,
+      compactions: this.compactions,
+    }
+  }
+
+  /** Waits for acknowledged puts' fsyncs and stops background work; the WAL covers the memtable. */
+  async close(): Promise<void> {
+    if (this.closing) return
+    this.closing = true
+    await this.flushChain.catch(() => {})
+    await this.compactChain.catch(() => {})
+    await this.manifestChain
+    await this.wal.close()
+  }
+}

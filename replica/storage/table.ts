@@ -1,0 +1,411 @@
+// SSTables (goleveldb's table/): immutable sorted runs of key/value entries, built from a frozen
+// memtable or by compaction, written once to `tables/<id>.sst` and kept in memory as the file's
+// Buffer for reads. Every region carries a CRC32C; a table is fully verified (checksums, framing, key
+// order, index and key count) when built and again when opened, so a flipped bit anywhere is
+// reported as KvError Corruption { file, offset } at open and never served.
+//
+// Layout (integers little-endian, offsets from the start of the file):
+//   data block*   entry* crc32c(4)                 ~tableBlockBytes of entries; crc over the entries
+//     entry       keyLen(2) valueLen(4) key(keyLen, UTF-8) value(valueLen)
+//   index block   count(4) { offset(4) keyLen(2) firstKey(keyLen) }*count crc32c(4)
+//                 one row per data block: where it starts and its first key (sparse index)
+//   bloom block   probes(1) bits(n) crc32c(4)       ~bloomBitsPerKey bits per key, double hashing
+//   footer(32)    indexOffset(4) bloomOffset(4) keys(4) blocks(4) version(4) magic(8) crc32c(4)
+//                 crc over the footer's first 28 bytes
+// Regions are contiguous: data [0, indexOffset), index [indexOffset, bloomOffset),
+// bloom [bloomOffset, size - 32), footer [size - 32, size). Key order is JavaScript string order
+// (see memtable.ts). The bloom filter is Bloom 1970 with Kirsch–Mitzenmacher double hashing
+// (h1 + i*h2), as in LevelDB's bloom.cc.
+
+import { crc32c } from '@node-rs/crc32'
+import { assert } from '../../coordinator/assert.ts'
+import { KvError } from '../../coordinator/errors.ts'
+import { storageLimits } from './storage-limits.ts'
+
+const magic = Buffer.from('RINGKVT1', 'latin1')
+export const tableVersion = 1
+const footerBytes = 32
+
+/** 32-bit FNV-1a over UTF-16 code units, finished with murmur3's fmix32 for avalanche. */
+export function bloomHash(key: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i)
+    h = Math.imul(h, 0x01000193)
+  }
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+function bloomMayContain(bits: Buffer, start: number, nbits: number, probes: number, hash: number): boolean {
+  let h = hash
+  const delta = ((h >>> 17) | (h << 15)) >>> 0
+  for (let i = 0; i < probes; i++) {
+    const bit = h % nbits
+    if ((bits[start + (bit >>> 3)]! & (1 << (bit & 7))) === 0) return false
+    h = (h + delta) >>> 0
+  }
+  return true
+}
+
+/** A growable output buffer; `capacity` is a hint that avoids re-copies when the size is known. */
+class ByteSink {
+  buf: Buffer
+  len = 0
+  constructor(capacity: number) {
+    this.buf = Buffer.allocUnsafeSlow(Math.max(4096, capacity))
+  }
+  ensure(n: number): void {
+    if (this.len + n <= this.buf.length) return
+    let cap = this.buf.length * 2
+    while (cap < this.len + n) cap *= 2
+    const next = Buffer.allocUnsafeSlow(cap)
+    this.buf.copy(next, 0, 0, this.len)
+    this.buf = next
+  }
+}
+
+/** Builds one table from entries added in strictly increasing key order. */
+export class TableBuilder {
+  private readonly sink: ByteSink
+  private lastKey: string | undefined
+  private blockStart = 0
+  private readonly blockOffsets: number[] = []
+  private readonly blockFirstKeys: string[] = []
+  private hashes = new Uint32Array(1024)
+  /** CRC32C of the bytes finished so far (continued block by block, so finish() stays short). */
+  private fileCrc = 0
+  keys = 0
+
+  constructor(capacityHint: number) {
+    this.sink = new ByteSink(capacityHint)
+  }
+
+  /** CRC32C of the whole table; valid after finish(). */
+  get crc32c(): number {
+    return this.fileCrc
+  }
+
+  get bytes(): number {
+    return this.sink.len
+  }
+
+  add(key: string, value: Uint8Array): void {
+    assert(this.lastKey === undefined || this.lastKey < key, () => `table keys out of order: ${JSON.stringify(this.lastKey)} then ${JSON.stringify(key)}`)
+    const keyLen = Buffer.byteLength(key, 'utf8')
+    assert(keyLen <= storageLimits.keyBytesMax && value.byteLength <= storageLimits.valueBytesMax, 'entry exceeds limits')
+    const s = this.sink
+    if (s.len === this.blockStart) {
+      this.blockOffsets.push(this.blockStart)
+      this.blockFirstKeys.push(key)
+    }
+    s.ensure(6 + keyLen + value.byteLength + 4)
+    s.buf.writeUInt16LE(keyLen, s.len)
+    s.buf.writeUInt32LE(value.byteLength, s.len + 2)
+    s.buf.write(key, s.len + 6, keyLen, 'utf8')
+    s.buf.set(value, s.len + 6 + keyLen)
+    s.len += 6 + keyLen + value.byteLength
+    if (this.keys === this.hashes.length) {
+      const next = new Uint32Array(this.hashes.length * 2)
+      next.set(this.hashes)
+      this.hashes = next
+    }
+    this.hashes[this.keys++] = bloomHash(key)
+    this.lastKey = key
+    if (s.len - this.blockStart >= storageLimits.tableBlockBytes) this.endBlock()
+  }
+
+  private endBlock(): void {
+    const s = this.sink
+    if (s.len === this.blockStart) return
+    const crc = crc32c(s.buf.subarray(this.blockStart, s.len))
+    s.ensure(4)
+    s.buf.writeUInt32LE(crc, s.len)
+    s.len += 4
+    this.fileCrc = crc32c(s.buf.subarray(this.blockStart, s.len), this.fileCrc)
+    this.blockStart = s.len
+  }
+
+  /** Writes index, bloom and footer; returns the whole table (verified by Table.open's checks). */
+  finish(): Buffer {
+    this.endBlock()
+    const s = this.sink
+    const indexOffset = s.len
+    s.ensure(4)
+    s.buf.writeUInt32LE(this.blockOffsets.length, s.len)
+    s.len += 4
+    for (let i = 0; i < this.blockOffsets.length; i++) {
+      const key = this.blockFirstKeys[i]!
+      const keyLen = Buffer.byteLength(key, 'utf8')
+      s.ensure(6 + keyLen)
+      s.buf.writeUInt32LE(this.blockOffsets[i]!, s.len)
+      s.buf.writeUInt16LE(keyLen, s.len + 4)
+      s.buf.write(key, s.len + 6, keyLen, 'utf8')
+      s.len += 6 + keyLen
+    }
+    s.ensure(4)
+    s.buf.writeUInt32LE(crc32c(s.buf.subarray(indexOffset, s.len)), s.len)
+    s.len += 4
+
+    const bloomOffset = s.len
+    const nbits = Math.max(64, this.keys * storageLimits.bloomBitsPerKey)
+    const nbytes = Math.ceil(nbits / 8)
+    s.ensure(1 + nbytes + 4)
+    s.buf[s.len] = storageLimits.bloomProbes
+    const bitsStart = s.len + 1
+    s.buf.fill(0, bitsStart, bitsStart + nbytes)
+    const totalBits = nbytes * 8
+    for (let i = 0; i < this.keys; i++) {
+      let h = this.hashes[i]!
+      const delta = ((h >>> 17) | (h << 15)) >>> 0
+      for (let p = 0; p < storageLimits.bloomProbes; p++) {
+        const bit = h % totalBits
+        s.buf[bitsStart + (bit >>> 3)]! |= 1 << (bit & 7)
+        h = (h + delta) >>> 0
+      }
+    }
+    s.len = bitsStart + nbytes
+    s.buf.writeUInt32LE(crc32c(s.buf.subarray(bloomOffset, s.len)), s.len)
+    s.len += 4
+
+    s.ensure(footerBytes)
+    const f = s.len
+    s.buf.writeUInt32LE(indexOffset, f)
+    s.buf.writeUInt32LE(bloomOffset, f + 4)
+    s.buf.writeUInt32LE(this.keys, f + 8)
+    s.buf.writeUInt32LE(this.blockOffsets.length, f + 12)
+    s.buf.writeUInt32LE(tableVersion, f + 16)
+    magic.copy(s.buf, f + 20)
+    s.buf.writeUInt32LE(crc32c(s.buf.subarray(f, f + 28)), f + 28)
+    s.len += footerBytes
+    this.fileCrc = crc32c(s.buf.subarray(indexOffset, s.len), this.fileCrc)
+    assert(s.len <= storageLimits.tableBytesMax, `table of ${s.len} bytes exceeds ${storageLimits.tableBytesMax}`)
+    this.finished = s.buf.subarray(0, s.len)
+    return this.finished
+  }
+
+  private finished: Buffer | undefined
+
+  /**
+   * The table just built, for reads, without re-parsing its index. `buf` is finish()'s result or a
+   * copy of it (trimmed of growth slack).
+   */
+  toTable(file: string, buf: Buffer): Table {
+    assert(this.finished !== undefined && buf.length === this.finished.length, 'toTable before finish')
+    return Table.fromParts(file, buf, this.keys, Uint32Array.from(this.blockOffsets), this.blockFirstKeys)
+  }
+}
+
+function corrupt(file: string, offset: number, what: string): KvError {
+  return new KvError({ kind: 'Corruption', file, offset }, `SSTable ${file} corrupt at offset ${offset}: ${what}`)
+}
+
+/** A verified, immutable table in memory. */
+export class Table {
+  private constructor(
+    readonly file: string,
+    readonly buf: Buffer,
+    readonly keys: number,
+    private readonly blockOffsets: Uint32Array,
+    private readonly firstKeys: string[],
+    private readonly indexOffset: number,
+    private readonly bloomBitsStart: number,
+    private readonly bloomBits: number,
+    private readonly bloomProbes: number,
+  ) {}
+
+  /** Verifies every checksum, the framing and the key order; throws KvError Corruption naming the offset. */
+  static open(file: string, buf: Buffer, verifyBlocks = true): Table {
+    if (buf.length < footerBytes + 4 + 1 + 4) throw corrupt(file, 0, `file of ${buf.length} bytes is too short`)
+    const f = buf.length - footerBytes
+    if (crc32c(buf.subarray(f, f + 28)) !== buf.readUInt32LE(f + 28)) throw corrupt(file, f, 'footer checksum mismatch')
+    if (!buf.subarray(f + 20, f + 28).equals(magic)) throw corrupt(file, f + 20, 'bad magic')
+    const version = buf.readUInt32LE(f + 16)
+    if (version !== tableVersion) throw corrupt(file, f + 16, `unknown version ${version}`)
+    const indexOffset = buf.readUInt32LE(f)
+    const bloomOffset = buf.readUInt32LE(f + 4)
+    const keys = buf.readUInt32LE(f + 8)
+    const blocks = buf.readUInt32LE(f + 12)
+    if (!(indexOffset + 8 <= bloomOffset && bloomOffset + 5 <= f)) throw corrupt(file, f, 'region offsets out of order')
+
+    if (crc32c(buf.subarray(indexOffset, bloomOffset - 4)) !== buf.readUInt32LE(bloomOffset - 4)) {
+      throw corrupt(file, indexOffset, 'index checksum mismatch')
+    }
+    if (crc32c(buf.subarray(bloomOffset, f - 4)) !== buf.readUInt32LE(f - 4)) {
+      throw corrupt(file, bloomOffset, 'bloom checksum mismatch')
+    }
+    const probes = buf[bloomOffset]!
+    if (probes < 1 || probes > 30) throw corrupt(file, bloomOffset, `bad bloom probe count ${probes}`)
+
+    if (buf.readUInt32LE(indexOffset) !== blocks) throw corrupt(file, indexOffset, 'index count differs from footer')
+    const blockOffsets = new Uint32Array(blocks)
+    const firstKeys = new Array<string>(blocks)
+    let p = indexOffset + 4
+    for (let i = 0; i < blocks; i++) {
+      if (p + 6 > bloomOffset - 4) throw corrupt(file, p, 'index row runs past the index')
+      blockOffsets[i] = buf.readUInt32LE(p)
+      const keyLen = buf.readUInt16LE(p + 4)
+      if (p + 6 + keyLen > bloomOffset - 4) throw corrupt(file, p, 'index key runs past the index')
+      firstKeys[i] = buf.toString('utf8', p + 6, p + 6 + keyLen)
+      p += 6 + keyLen
+    }
+    if (p !== bloomOffset - 4) throw corrupt(file, p, 'index has trailing bytes')
+
+    // Data blocks: checksum, framing, first key, and strict key order across the whole table.
+    let count = 0
+    let last: string | undefined
+    for (let i = 0; verifyBlocks && i < blocks; i++) {
+      const start = blockOffsets[i]!
+      const end = i + 1 < blocks ? blockOffsets[i + 1]! : indexOffset
+      if (i === 0 && start !== 0) throw corrupt(file, start, 'first block not at offset 0')
+      if (!(start + 4 < end && end <= indexOffset)) throw corrupt(file, start, 'block bounds out of order')
+      if (crc32c(buf.subarray(start, end - 4)) !== buf.readUInt32LE(end - 4)) throw corrupt(file, start, 'data block checksum mismatch')
+      let q = start
+      while (q < end - 4) {
+        if (q + 6 > end - 4) throw corrupt(file, q, 'entry header runs past its block')
+        const keyLen = buf.readUInt16LE(q)
+        const valueLen = buf.readUInt32LE(q + 2)
+        if (q + 6 + keyLen + valueLen > end - 4) throw corrupt(file, q, 'entry runs past its block')
+        const key = buf.toString('utf8', q + 6, q + 6 + keyLen)
+        if (q === start && key !== firstKeys[i]) throw corrupt(file, q, 'block first key differs from the index')
+        if (last !== undefined && !(last < key)) throw corrupt(file, q, 'keys out of order')
+        last = key
+        count++
+        q += 6 + keyLen + valueLen
+      }
+    }
+    if (blocks === 0 && indexOffset !== 0) throw corrupt(file, 0, 'data without blocks')
+    if (verifyBlocks && count !== keys) throw corrupt(file, f + 8, `footer says ${keys} keys, blocks hold ${count}`)
+    const nbytes = f - 4 - (bloomOffset + 1)
+    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, probes)
+  }
+
+  /** @internal A table whose parts the builder already knows (it asserted their order while adding). */
+  static fromParts(file: string, buf: Buffer, keys: number, blockOffsets: Uint32Array, firstKeys: string[]): Table {
+    const f = buf.length - footerBytes
+    const indexOffset = buf.readUInt32LE(f)
+    const bloomOffset = buf.readUInt32LE(f + 4)
+    assert(buf.readUInt32LE(f + 8) === keys && buf.readUInt32LE(f + 12) === blockOffsets.length, 'built table footer mismatch')
+    const nbytes = f - 4 - (bloomOffset + 1)
+    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, buf[bloomOffset]!)
+  }
+
+  get bytes(): number {
+    return this.buf.length
+  }
+
+  mayContain(hash: number): boolean {
+    return bloomMayContain(this.buf, this.bloomBitsStart, this.bloomBits, this.bloomProbes, hash)
+  }
+
+  /** Index of the last block whose first key <= key, or -1. */
+  private blockFor(key: string): number {
+    const keys = this.firstKeys
+    let lo = 0
+    let hi = keys.length
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      if (keys[mid]! <= key) lo = mid + 1
+      else hi = mid
+    }
+    return lo - 1
+  }
+
+  private blockEnd(i: number): number {
+    return (i + 1 < this.blockOffsets.length ? this.blockOffsets[i + 1]! : this.indexOffset) - 4
+  }
+
+  /** The value stored for `key` (a view into the table), or undefined. `keyBytes` is key as UTF-8. */
+  get(key: string, hash: number, keyBytes: Buffer): Uint8Array | undefined {
+    if (!this.mayContain(hash)) return undefined
+    const b = this.blockFor(key)
+    if (b < 0) return undefined
+    const buf = this.buf
+    const end = this.blockEnd(b)
+    const n = keyBytes.length
+    let q = this.blockOffsets[b]!
+    while (q < end) {
+      const keyLen = buf.readUInt16LE(q)
+      const valueLen = buf.readUInt32LE(q + 2)
+      if (keyLen === n) {
+        let i = 0
+        const k = q + 6
+        while (i < n && buf[k + i] === keyBytes[i]) i++
+        if (i === n) return buf.subarray(k + n, k + n + valueLen)
+      }
+      q += 6 + keyLen + valueLen
+    }
+    return undefined
+  }
+
+  /** An iterator positioned at the first key >= `from` (or the first key). */
+  iterator(from?: string): TableIterator {
+    const it = new TableIterator(this)
+    if (from === undefined) it.start(0, this.blockOffsets.length > 0 ? this.blockOffsets[0]! : 0)
+    else {
+      const b = Math.max(0, this.blockFor(from))
+      it.start(b, this.blockOffsets.length > 0 ? this.blockOffsets[b]! : 0)
+      while (it.key !== undefined && it.key < from) it.next()
+    }
+    return it
+  }
+
+  /** @internal */
+  blockCount(): number {
+    return this.blockOffsets.length
+  }
+  /** @internal */
+  blockStart(i: number): number {
+    return this.blockOffsets[i]!
+  }
+  /** @internal */
+  blockEndOf(i: number): number {
+    return this.blockEnd(i)
+  }
+}
+
+/** Walks a table's entries in key order. `key` is undefined once past the end. */
+export class TableIterator {
+  key: string | undefined
+  value: Uint8Array = new Uint8Array(0)
+  private block = 0
+  private pos = 0
+  private end = 0
+
+  constructor(private readonly table: Table) {}
+
+  start(block: number, pos: number): void {
+    this.block = block
+    this.pos = pos
+    this.end = block < this.table.blockCount() ? this.table.blockEndOf(block) : 0
+    this.load()
+  }
+
+  next(): void {
+    this.load()
+  }
+
+  private load(): void {
+    const t = this.table
+    while (this.pos >= this.end) {
+      this.block++
+      if (this.block >= t.blockCount()) {
+        this.key = undefined
+        return
+      }
+      this.pos = t.blockStart(this.block)
+      this.end = t.blockEndOf(this.block)
+    }
+    const buf = t.buf
+    const keyLen = buf.readUInt16LE(this.pos)
+    const valueLen = buf.readUInt32LE(this.pos + 2)
+    const k = this.pos + 6
+    this.key = buf.toString('utf8', k, k + keyLen)
+    this.value = buf.subarray(k + keyLen, k + keyLen + valueLen)
+    this.pos = k + keyLen + valueLen
+  }
+}

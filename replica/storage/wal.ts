@@ -1,0 +1,304 @@
+// The write-ahead log (goleveldb's journal): every put is appended here before it is acknowledged,
+// and replayed into the memtable on open. Appends are group-committed: records accumulate in an open
+// group while the previous group is being written, and each group is one write plus one fdatasync,
+// so under load groups form by themselves and at low load a record costs one write+fsync. A put's
+// promise is its group's promise; it resolves only after the fsync that covers the record.
+//
+// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence. The engine rotates to a new
+// segment when it freezes a memtable, so a segment's records all belong to memtables at or before
+// one flush; the segment is deleted only once a durable manifest names tables holding them
+// (manifest.walSegmentMin).
+//
+// Record layout (little-endian), repeated to the end of the segment:
+//   crc32c(4) len(4) keyLen(2) key(keyLen, UTF-8) value(len - 2 - keyLen)
+// crc32c covers bytes [4, 8 + len): the length field and the payload, so a damaged length is caught.
+//
+// Replay: a record that fails its check at the end of the last segment, with no valid record after
+// it, is a torn tail from a crash mid-write: it is cut off (and logged). A bad record anywhere else
+// (a valid record follows it, or it is in an earlier segment) is corruption and stops the open.
+
+import { crc32c } from '@node-rs/crc32'
+import { open, readdir, readFile, truncate, unlink } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { assert } from '../../coordinator/assert.ts'
+import { KvError } from '../../coordinator/errors.ts'
+import { fsyncDir, writeAll } from './file-util.ts'
+import { storageLimits } from './storage-limits.ts'
+
+export const walRecordHeaderBytes = 10
+
+export type Log = (msg: string, fields?: Record<string, unknown>) => void
+
+export function walSegmentName(seq: number): string {
+  assert(Number.isSafeInteger(seq) && seq >= 0, `bad WAL sequence ${seq}`)
+  return `${String(seq).padStart(8, '0')}.log`
+}
+
+/** Encodes one record; the caller may keep `value` views into the returned buffer. */
+export function encodeWalRecord(key: string, value: Uint8Array): Buffer {
+  const keyBytes = Buffer.byteLength(key, 'utf8')
+  if (keyBytes > storageLimits.keyBytesMax) {
+    throw new KvError({ kind: 'TooLarge', bytes: keyBytes, bytesMax: storageLimits.keyBytesMax }, `key of ${keyBytes} bytes exceeds ${storageLimits.keyBytesMax}`)
+  }
+  if (value.byteLength > storageLimits.valueBytesMax) {
+    throw new KvError({ kind: 'TooLarge', bytes: value.byteLength, bytesMax: storageLimits.valueBytesMax }, `value of ${value.byteLength} bytes exceeds ${storageLimits.valueBytesMax}`)
+  }
+  const len = 2 + keyBytes + value.byteLength
+  const rec = Buffer.allocUnsafe(8 + len)
+  rec.writeUInt32LE(len, 4)
+  rec.writeUInt16LE(keyBytes, 8)
+  const written = rec.write(key, walRecordHeaderBytes, keyBytes, 'utf8')
+  assert(written === keyBytes, 'key encoding length changed')
+  rec.set(value, walRecordHeaderBytes + keyBytes)
+  rec.writeUInt32LE(crc32c(rec.subarray(4)), 0)
+  return rec
+}
+
+/** End offset of the valid record at `off`, or -1 when the bytes there are not a valid record. */
+function validRecordEnd(buf: Buffer, off: number): number {
+  if (off + walRecordHeaderBytes > buf.length) return -1
+  const len = buf.readUInt32LE(off + 4)
+  if (len < 2 || len > storageLimits.walRecordBytesMax || off + 8 + len > buf.length) return -1
+  if (crc32c(buf.subarray(off + 4, off + 8 + len)) !== buf.readUInt32LE(off)) return -1
+  const keyLen = buf.readUInt16LE(off + 8)
+  if (keyLen > len - 2) return -1
+  return off + 8 + len
+}
+
+export interface WalReplayResult {
+  /** Segments found, ascending, at or above walSegmentMin. */
+  readonly segments: number[]
+  readonly records: number
+  readonly bytes: number
+}
+
+/**
+ * Deletes segments below `segmentMin`, then replays the rest in order, calling `onRecord` for each
+ * record (values are views into the segment's buffer). Truncates a torn tail of the last segment.
+ */
+export async function replayWal(
+  walDir: string, segmentMin: number, onRecord: (key: string, value: Uint8Array) => void, log: Log,
+): Promise<WalReplayResult & { segmentBytes: Map<number, number> }> {
+  const names = await readdir(walDir)
+  const seqs: number[] = []
+  for (const name of names) {
+    const m = /^(\d+)\.log$/.exec(name)
+    if (m === null) {
+      if (name.endsWith('.tmp')) await unlink(join(walDir, name))
+      continue
+    }
+    const seq = Number(m[1])
+    if (seq < segmentMin) {
+      log('wal: deleting segment covered by tables', { file: name })
+      await unlink(join(walDir, name))
+    } else {
+      seqs.push(seq)
+    }
+  }
+  seqs.sort((a, b) => a - b)
+  let records = 0
+  let bytes = 0
+  const segmentBytes = new Map<number, number>()
+  for (let i = 0; i < seqs.length; i++) {
+    const seq = seqs[i]!
+    const file = join(walDir, walSegmentName(seq))
+    const buf = await readFile(file)
+    const last = i === seqs.length - 1
+    let off = 0
+    while (off < buf.length) {
+      const end = validRecordEnd(buf, off)
+      if (end < 0) {
+        if (last && !validRecordAfter(buf, off + 1)) {
+          log('wal: truncating torn tail', { file, offset: off, bytes: buf.length - off })
+          await truncate(file, off)
+          break
+        }
+        throw new KvError({ kind: 'Corruption', file, offset: off },
+          `WAL record at ${file}:${off} fails its checksum or framing${last ? ' and valid records follow it' : ' in a segment that is not the last'}`)
+      }
+      const keyLen = buf.readUInt16LE(off + 8)
+      const key = buf.toString('utf8', off + walRecordHeaderBytes, off + walRecordHeaderBytes + keyLen)
+      onRecord(key, buf.subarray(off + walRecordHeaderBytes + keyLen, end))
+      records++
+      off = end
+    }
+    segmentBytes.set(seq, off)
+    bytes += off
+  }
+  return { segments: seqs, records, bytes, segmentBytes }
+}
+
+function validRecordAfter(buf: Buffer, from: number): boolean {
+  for (let off = from; off + walRecordHeaderBytes <= buf.length; off++) {
+    if (validRecordEnd(buf, off) >= 0) return true
+  }
+  return false
+}
+
+interface Group {
+  readonly seq: number
+  readonly records: Buffer[]
+  bytes: number
+  readonly promise: Promise<void>
+  resolve: () => void
+  reject: (e: unknown) => void
+}
+
+/** The appending side of the WAL: group commit onto the current segment, rotation at flush. */
+export class WalWriter {
+  private seq: number
+  private fileSeq = -1
+  private fh: FileHandle | undefined
+  private openGroup: Group | undefined
+  private readonly sealed: Group[] = []
+  private lastGroup: Promise<void> = Promise.resolve()
+  private writing = false
+  private kickScheduled = false
+  private failed: unknown
+  private closed = false
+  /** Bytes per live segment, for stats and for deleting covered segments. */
+  readonly segmentBytes: Map<number, number>
+
+  constructor(
+    private readonly walDir: string,
+    firstSeq: number,
+    private readonly fsync: boolean,
+    private readonly log: Log,
+    segmentBytes: Map<number, number>,
+  ) {
+    this.seq = firstSeq
+    this.segmentBytes = segmentBytes
+  }
+
+  get currentSeq(): number {
+    return this.seq
+  }
+
+  get bytes(): number {
+    let n = 0
+    for (const b of this.segmentBytes.values()) n += b
+    return n
+  }
+
+  /** Appends a record to the open group; the promise resolves after the fsync that covers it. */
+  append(record: Buffer): Promise<void> {
+    if (this.failed !== undefined) return Promise.reject(this.failed)
+    assert(!this.closed, 'WAL append after close')
+    let g = this.openGroup
+    if (g !== undefined && (g.records.length >= storageLimits.walGroupRecordsMax ||
+        g.bytes + record.length > storageLimits.walGroupBytesMax)) {
+      this.seal()
+      g = undefined
+    }
+    if (g === undefined) g = this.newGroup()
+    g.records.push(record)
+    g.bytes += record.length
+    if (!this.writing && !this.kickScheduled) {
+      // Start the group on the next turn so that puts issued in this turn share its fsync.
+      this.kickScheduled = true
+      setImmediate(() => {
+        this.kickScheduled = false
+        void this.pump()
+      })
+    }
+    return g.promise
+  }
+
+  /**
+   * Starts a new segment for later records. Returns the new segment's sequence (every record before
+   * this call is in a lower one) and a promise that resolves once those records are durable.
+   */
+  rotate(): { boundary: number; durable: Promise<void> } {
+    this.seal()
+    const durable = this.lastGroup
+    this.seq += 1
+    return { boundary: this.seq, durable }
+  }
+
+  /** Deletes segments below `segmentMin` (their records are in tables named by a durable manifest). */
+  async deleteBelow(segmentMin: number): Promise<void> {
+    for (const seq of [...this.segmentBytes.keys()]) {
+      if (seq >= segmentMin) continue
+      assert(seq !== this.fileSeq || this.seq > seq, 'deleting the segment being written')
+      this.segmentBytes.delete(seq)
+      await unlink(join(this.walDir, walSegmentName(seq))).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e
+      })
+    }
+  }
+
+  /** Waits for every appended record to be durable, then closes the segment. */
+  async close(): Promise<void> {
+    this.seal()
+    await this.lastGroup.catch(() => {})
+    while (this.writing || this.sealed.length > 0) await new Promise((r) => setImmediate(r))
+    this.closed = true
+    if (this.fh !== undefined) await this.fh.close()
+    this.fh = undefined
+  }
+
+  private newGroup(): Group {
+    let resolve!: () => void
+    let reject!: (e: unknown) => void
+    const promise = new Promise<void>((res, rej) => { resolve = res; reject = rej })
+    const g: Group = { seq: this.seq, records: [], bytes: 0, promise, resolve, reject }
+    this.openGroup = g
+    this.lastGroup = promise
+    return g
+  }
+
+  private seal(): void {
+    const g = this.openGroup
+    if (g === undefined) return
+    this.openGroup = undefined
+    this.sealed.push(g)
+  }
+
+  private async pump(): Promise<void> {
+    if (this.writing) return
+    this.writing = true
+    try {
+      for (;;) {
+        if (this.sealed.length === 0) this.seal()
+        const g = this.sealed.shift()
+        if (g === undefined) break
+        try {
+          if (g.seq !== this.fileSeq) await this.switchSegment(g.seq)
+          const data = g.records.length === 1 ? g.records[0]! : Buffer.concat(g.records, g.bytes)
+          await writeAll(this.fh!, data)
+          if (this.fsync) await this.fh!.datasync()
+          this.segmentBytes.set(g.seq, (this.segmentBytes.get(g.seq) ?? 0) + g.bytes)
+        } catch (e) {
+          this.fail(e, g)
+          return
+        }
+        g.resolve()
+      }
+    } finally {
+      this.writing = false
+    }
+  }
+
+  private async switchSegment(seq: number): Promise<void> {
+    assert(seq > this.fileSeq, `WAL segments must advance: ${this.fileSeq} -> ${seq}`)
+    if (this.fh !== undefined) await this.fh.close()
+    this.fh = undefined
+    const name = walSegmentName(seq)
+    // 'wx': a fresh segment never reuses a file, so records of two sessions never interleave.
+    this.fh = await open(join(this.walDir, name), 'wx')
+    if (this.fsync) await fsyncDir(this.walDir)
+    this.fileSeq = seq
+    if (!this.segmentBytes.has(seq)) this.segmentBytes.set(seq, 0)
+    this.log('wal: segment opened', { file: name })
+  }
+
+  private fail(e: unknown, g: Group): void {
+    this.failed = e
+    this.log('wal: write failed; refusing further appends', { error: String(e) })
+    g.reject(e)
+    for (const s of this.sealed.splice(0)) s.reject(e)
+    this.openGroup?.reject(e)
+    this.openGroup = undefined
+  }
+}
