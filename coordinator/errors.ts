@@ -33,9 +33,14 @@ export class QuorumError extends KvError<Extract<KvErrorData, { kind: 'QuorumNot
   get required(): number { return this.data.required }
   get acked(): number { return this.data.acked }
   get replicas(): string[] { return this.data.replicas }
-  constructor(op: 'read' | 'write', required: number, acked: number, replicas: string[], options?: { cause?: unknown }) {
+  /** Why each replica that failed did (error replies, timeouts, lost connections), by node. */
+  readonly failures: ReadonlyMap<string, Error>
+  constructor(op: 'read' | 'write', required: number, acked: number, replicas: string[], failures: ReadonlyMap<string, Error> = new Map()) {
+    const why = [...failures].map(([node, e]) => `${node}: ${e instanceof KvError ? e.kind + ' ' : ''}${e.message}`)
     super({ kind: 'QuorumNotMet', required, acked, replicas },
-      `${op} quorum not met: ${acked} of ${required} required replicas acknowledged (${replicas.join(', ') || 'none'})`, options)
+      `${op} quorum not met: ${acked} of ${required} required replicas acknowledged (${replicas.join(', ') || 'none'})` +
+      (why.length ? `; failures: ${why.join('; ')}` : ''), failures.size ? { cause: [...failures.values()][0] } : undefined)
+    this.failures = failures
   }
 }
 

@@ -137,11 +137,11 @@ export class KvCoordinator {
           if (a.kind === 'stamp') {
             conn.request('put', { key: keyBytes, context, value, ...hint }, left, approx).then(
               reply => { run(q.onStamped(a.target.node, reply.state)); check() },
-              () => { run(q.onFailed(a.target.node)); check() })
+              e => { run(q.onFailed(a.target.node, e)); check() })
           } else {
             conn.request('replicate', { key: keyBytes, state: a.state, ...hint }, left, approx).then(
               () => { run(q.onReplicated(a.target.node)); check() },
-              () => { run(q.onFailed(a.target.node)); check() })
+              e => { run(q.onFailed(a.target.node, e)); check() })
           }
         }
       }
@@ -211,7 +211,7 @@ export class KvCoordinator {
         if (!conn) { q.onFailed(node); continue }
         conn.request('get', { key: keyBytes }, timeoutMs).then(
           reply => { q.onReply(node, reply.state); check() },
-          () => { q.onFailed(node); check() })
+          e => { q.onFailed(node, e); check() })
       }
       check()
     })

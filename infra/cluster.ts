@@ -8,6 +8,8 @@ import { mkdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
+import { startEmbeddedS3, type EmbeddedS3 } from '../replica/snapshot/embedded-s3.ts'
+import type { S3Config } from '../replica/snapshot/s3-store.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const replicaMain = join(root, 'replica', 'node', 'main.ts')
@@ -24,6 +26,13 @@ export interface ClusterOptions {
   readonly extraArgs?: readonly string[]
   /** Time allowed for every replica to answer /health. */
   readonly readyTimeoutMs?: number
+  /**
+   * Snapshots: 'embedded' starts the in-process s3rver (data under dataDir/s3), an S3Config points
+   * the replicas at another endpoint, 'none' (the default) turns snapshots off.
+   */
+  readonly s3?: 'embedded' | 'none' | S3Config
+  /** Port of the embedded S3 server (0 = any free port). */
+  readonly s3Port?: number
 }
 
 export class ReplicaProcess {
@@ -68,6 +77,9 @@ export interface Cluster {
   readonly replicas: ReplicaProcess[]
   readonly seeds: string[]
   readonly gateway: RunningGateway | undefined
+  readonly s3: EmbeddedS3 | undefined
+  /** The S3 settings the replicas were given, if any. */
+  readonly s3Config: S3Config | undefined
   replica(id: string): ReplicaProcess
   stop(): Promise<void>
 }
@@ -79,14 +91,30 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const dataDir = resolve(opts.dataDir)
   const nodes = Array.from({ length: count }, (_, i) => ({ id: `n${i + 1}`, port: basePort + i }))
   const nodesArg = nodes.map(n => `${n.id}=ws://127.0.0.1:${n.port}`).join(',')
+  let s3: EmbeddedS3 | undefined
+  let s3Config: S3Config | undefined
+  if (opts.s3 === 'embedded') {
+    s3 = await startEmbeddedS3({ directory: join(dataDir, 's3'), port: opts.s3Port ?? 0, bucket: 'ringkv' })
+    s3Config = s3.config
+  } else if (opts.s3 && opts.s3 !== 'none') {
+    s3Config = opts.s3
+  }
+  // The pinned AWS SDK (the last line that runs on Node 20) warns about Node 22 in every process.
+  const s3Env: Record<string, string> = s3Config ? {
+    AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    S3_ENDPOINT: s3Config.endpoint, S3_BUCKET: s3Config.bucket, S3_REGION: s3Config.region,
+    S3_ACCESS_KEY_ID: s3Config.accessKeyId, S3_SECRET_ACCESS_KEY: s3Config.secretAccessKey,
+  } : { S3_ENDPOINT: '' }
   const replicas = nodes.map(n => new ReplicaProcess(n.id, n.port, join(dataDir, n.id), [
     '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), '--nodes', nodesArg,
     '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...(opts.extraArgs ?? []),
-  ], opts.env ?? {}))
+  ], { ...s3Env, ...(opts.env ?? {}) }))
   const cluster: Cluster = {
     replicas,
     seeds: replicas.map(r => r.url),
     gateway: undefined,
+    s3,
+    s3Config,
     replica(id) {
       const r = replicas.find(x => x.id === id)
       if (!r) throw new Error(`no replica ${id}`)
@@ -96,6 +124,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
       await cluster.gateway?.close()
       await Promise.all(replicas.map(r => r.kill('SIGCONT').then(() => r.kill('SIGTERM'))))
       for (const r of replicas) r.closeLog()
+      await s3?.close()
     },
   }
   try {

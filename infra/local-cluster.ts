@@ -3,6 +3,7 @@
 // once every replica accepts requests, then runs until Ctrl-C (SIGINT/SIGTERM stop it cleanly).
 
 import { parseArgs } from 'node:util'
+import { s3ConfigFromEnv } from '../replica/snapshot/s3-store.ts'
 import { startCluster } from './cluster.ts'
 
 const { values } = parseArgs({
@@ -13,11 +14,14 @@ const { values } = parseArgs({
     'data-dir': { type: 'string', default: '.data' },
     partitions: { type: 'string', default: '256' },
     n: { type: 'string', default: '3' },
+    's3-port': { type: 'string', default: '0' },
+    'no-s3': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help) {
-  process.stdout.write('usage: npm start -- [--replicas 3] [--base-port 7001] [--http-port 8080] [--data-dir .data] [--partitions 256] [--n 3]\n')
+  process.stdout.write('usage: npm start -- [--replicas 3] [--base-port 7001] [--http-port 8080] [--data-dir .data] [--partitions 256] [--n 3] [--s3-port 0] [--no-s3]\n' +
+    '  Snapshots go to an embedded S3 server (data under DIR/s3) unless S3_ENDPOINT names another one, or --no-s3.\n')
   process.exit(0)
 }
 const num = (name: string, v: string | undefined) => {
@@ -30,8 +34,10 @@ try {
     replicas: num('replicas', values.replicas), basePort: num('base-port', values['base-port']),
     httpPort: num('http-port', values['http-port']), dataDir: values['data-dir']!,
     partitions: num('partitions', values.partitions), n: num('n', values.n),
+    s3: values['no-s3'] ? 'none' : process.env.S3_ENDPOINT ? s3ConfigFromEnv(process.env) : 'embedded',
+    s3Port: num('s3-port', values['s3-port']),
   })
-  process.stdout.write(`ready seeds=${cluster.seeds.join(',')} http=${cluster.gateway?.url ?? 'none'}\n`)
+  process.stdout.write(`ready seeds=${cluster.seeds.join(',')} http=${cluster.gateway?.url ?? 'none'} s3=${cluster.s3Config?.endpoint ?? 'off'}\n`)
   const stop = () => { cluster.stop().then(() => process.exit(0), () => process.exit(1)) }
   process.once('SIGINT', stop)
   process.once('SIGTERM', stop)

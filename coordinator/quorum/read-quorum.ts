@@ -24,6 +24,7 @@ export interface ReadQuorumOptions {
 export class ReadQuorum {
   private readonly replies = new Map<string, DvvSet | null>()
   private readonly failed = new Set<string>()
+  private readonly failures = new Map<string, Error>()
   private merged: DvvSet | null = null
   private result: ReadOutcome = { status: 'pending' }
 
@@ -49,8 +50,9 @@ export class ReadQuorum {
     this.settle()
   }
 
-  onFailed(node: string): void {
+  onFailed(node: string, error?: Error): void {
     if (this.replies.has(node)) return
+    if (error) this.failures.set(node, error)
     this.failed.add(node)
     this.settle()
   }
@@ -81,6 +83,6 @@ export class ReadQuorum {
   }
 
   private fail(): void {
-    this.result = { status: 'failed', error: new QuorumError('read', this.opts.r, this.replies.size, [...this.replies.keys()]) }
+    this.result = { status: 'failed', error: new QuorumError('read', this.opts.r, this.replies.size, [...this.replies.keys()], this.failures) }
   }
 }

@@ -45,6 +45,7 @@ export class WriteQuorum {
   private readonly slots: Slot[]
   private readonly spareFallbacks: string[]
   private readonly tried = new Set<string>()
+  private readonly failures = new Map<string, Error>()
   private state: DvvSet | undefined
   private result: WriteOutcome = { status: 'pending' }
 
@@ -93,7 +94,8 @@ export class WriteQuorum {
   }
 
   /** A stamp or replicate to `node` failed (error reply, timeout, connection lost). */
-  onFailed(node: string): WriteAction[] {
+  onFailed(node: string, error?: Error): WriteAction[] {
+    if (error) this.failures.set(node, error)
     const slot = this.slots.find(s => s.target?.node === node && (s.phase === 'stamping' || s.phase === 'replicating'))
     if (!slot) return []
     const wasStamping = slot.phase === 'stamping'
@@ -159,6 +161,6 @@ export class WriteQuorum {
   }
 
   private fail(): void {
-    this.result = { status: 'failed', error: new QuorumError('write', this.opts.w, this.acked.length, this.acked) }
+    this.result = { status: 'failed', error: new QuorumError('write', this.opts.w, this.acked.length, this.acked, this.failures) }
   }
 }

@@ -8,7 +8,7 @@
 
 import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
-import { mkdir } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
@@ -17,7 +17,11 @@ import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { createRing, type Ring, type RingNode } from '../../coordinator/ring/ring.ts'
 import { systemRuntime, type WebSocketCtor } from '../../coordinator/runtime.ts'
+import { KvError } from '../../coordinator/errors.ts'
 import { ReplicaService } from '../replica-service.ts'
+import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
+import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
+import { Snapshotter } from '../snapshot/snapshotter.ts'
 import { mergeStates } from '../state-codec.ts'
 import { openEngine } from '../storage/engine.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
@@ -33,6 +37,13 @@ export interface ReplicaConfig {
   readonly partitions: number
   readonly n: number
   readonly valueBytesMax: number
+  /** Cluster name: the S3 prefix is `<cluster>/<node>/`. */
+  readonly cluster: string
+  /** Where snapshots go; undefined = snapshots off (the replica says so in /health). */
+  readonly s3: S3Config | undefined
+  readonly snapshotBudgetBytes: number | undefined
+  /** Memtable size at which it is flushed to a table (engine default when undefined). */
+  readonly memtableBytesMax: number | undefined
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -47,6 +58,13 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       partitions: { type: 'string', default: String(limits.partitionsDefault) },
       n: { type: 'string', default: String(limits.nDefault) },
       'value-bytes-max': { type: 'string', default: String(limits.valueBytesDefault) },
+      cluster: { type: 'string', default: process.env.RINGKV_CLUSTER ?? 'ringkv' },
+      's3-endpoint': { type: 'string' },
+      's3-bucket': { type: 'string' },
+      's3-region': { type: 'string' },
+      'snapshot-budget-bytes': { type: 'string' },
+      'no-snapshots': { type: 'boolean', default: false },
+      'memtable-bytes-max': { type: 'string' },
     },
     strict: true,
   })
@@ -62,36 +80,108 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (!nodes.some(n => n.id === id)) fail(`--nodes does not name this replica (${id})`)
   const valueBytesMax = Number(values['value-bytes-max'])
   if (!(Number.isInteger(valueBytesMax) && valueBytesMax > 0 && valueBytesMax <= limits.valueBytesMax)) fail(`--value-bytes-max must be 1..${limits.valueBytesMax}`)
+  const s3Flags = {
+    ...(values['s3-endpoint'] ? { endpoint: values['s3-endpoint'] } : {}),
+    ...(values['s3-bucket'] ? { bucket: values['s3-bucket'] } : {}),
+    ...(values['s3-region'] ? { region: values['s3-region'] } : {}),
+  }
+  // Snapshots are on whenever an endpoint is named (flag or S3_ENDPOINT); then the rest must be valid.
+  const s3 = values['no-snapshots'] || !(s3Flags.endpoint || process.env.S3_ENDPOINT) ? undefined : s3ConfigFromEnv(process.env, s3Flags)
+  const budget = values['snapshot-budget-bytes'] === undefined ? undefined : Number(values['snapshot-budget-bytes'])
+  if (budget !== undefined && !(Number.isInteger(budget) && budget > 0)) fail('--snapshot-budget-bytes must be a positive integer')
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(values.cluster!)) fail(`--cluster must be letters, digits, . _ - (got ${values.cluster})`)
+  const memtable = values['memtable-bytes-max'] === undefined ? undefined : Number(values['memtable-bytes-max'])
+  if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= 4096)) fail('--memtable-bytes-max must be an integer >= 4096')
   return {
+    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
   }
 }
 
+function iso(ms: number | null): string | null {
+  return ms === null ? null : new Date(ms).toISOString()
+}
+
 export interface RunningReplica { readonly server: Server; close(): Promise<void> }
 
 export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> {
   const ring: Ring = createRing({ nodes: cfg.nodes, partitions: cfg.partitions, n: cfg.n })
-  await mkdir(cfg.dataDir, { recursive: true })
-  let identity = await readIdentity(cfg.dataDir)
-  if (identity && identity.node !== cfg.id) throw new Error(`data dir ${cfg.dataDir} belongs to replica ${identity.node}, not ${cfg.id}`)
-  if (!identity) {
-    identity = { node: cfg.id, incarnation: 1 }
-    await writeIdentity(cfg.dataDir, identity)
-  }
   const log = (msg: string, fields: Record<string, unknown> = {}) =>
     process.stderr.write(JSON.stringify({ t: new Date().toISOString(), node: cfg.id, msg, ...fields }) + '\n')
-  const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, log })
+  await mkdir(cfg.dataDir, { recursive: true })
+  const store = cfg.s3 ? new S3ObjectStore(cfg.s3) : undefined
+  if (store) await store.ensureBucket().catch(e => log('S3 bucket check failed; snapshots will retry', { error: (e as Error).message }))
+  let identity = await readIdentity(cfg.dataDir)
+  if (identity && identity.node !== cfg.id) throw new Error(`data dir ${cfg.dataDir} belongs to replica ${identity.node}, not ${cfg.id}`)
+  let restore: RestoreResult = { restored: false }
+  let restoreError: string | undefined
+  if (!identity) {
+    // An empty data directory: this replica is new, or lost its disk. If S3 holds a snapshot of it,
+    // come back from that. If S3 cannot be reached, start empty (the other replicas hold the data,
+    // read repair brings it back) and say so in /health rather than refuse to serve.
+    if (store && (await readdir(cfg.dataDir)).length === 0) {
+      try {
+        restore = await restoreFromSnapshot({ store, cluster: cfg.cluster, node: cfg.id, dataDir: cfg.dataDir, log })
+      } catch (e) {
+        restoreError = (e as Error).message
+        log('restore from S3 failed; starting empty', { error: restoreError })
+      }
+    }
+    // Without its data directory a replica cannot know which dots it issued before: it may never
+    // have snapshotted, or have restored and crashed again before its next manifest. So it takes an
+    // incarnation that cannot have been used: the wall clock in ms, and above any restored one
+    // (Riak gives a vnode a fresh random id for the same reason).
+    identity = { node: cfg.id, incarnation: Math.max(Date.now(), restore.restored ? restore.incarnation + 1 : 0) }
+    await writeIdentity(cfg.dataDir, identity)
+    if (restore.restored) {
+      log('restored from S3 snapshot', { seq: restore.manifest.seq, tables: restore.tables, bytes: restore.bytes, behindMs: restore.behindMs, incarnation: identity.incarnation })
+    }
+  }
+  const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, log, ...(cfg.memtableBytesMax ? { memtableBytesMax: cfg.memtableBytesMax } : {}) })
   const actor = actorOf(identity)
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax })
+  const snapshotter = store ? new Snapshotter({
+    engine, store, cluster: cfg.cluster, node: cfg.id, incarnation: identity.incarnation, dataDir: cfg.dataDir, log,
+    ...(cfg.snapshotBudgetBytes !== undefined ? { bytesPendingBudget: cfg.snapshotBudgetBytes } : {}),
+  }) : undefined
+  // The budget check reads engine stats; refresh it at most every few milliseconds, not per write.
+  let gateCheckedAt = 0
+  let gate: KvError | undefined
+  const writeGate = () => {
+    if (!snapshotter) return undefined
+    const now = Date.now()
+    if (now - gateCheckedAt >= 5) {
+      gateCheckedAt = now
+      try { snapshotter.assertWithinBudget(); gate = undefined } catch (e) { gate = e as KvError }
+    }
+    return gate
+  }
+  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate })
+  const restoreInfo = restore.restored
+    ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
+    : restoreError ? { error: restoreError } : null
   // The replica's own HTTP gateway coordinates like any client, over the data plane.
   const kv = new KvCoordinator({ seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(WebSocket as unknown as WebSocketCtor), valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
   const app = createGatewayApp({
     kv, role: 'replica',
-    health: () => ({ node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats() }),
+    health: () => ({
+      node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
+      snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
+      restore: restoreInfo,
+    }),
   })
-  app.get('/metrics', c => c.text(renderMetrics(cfg.id, service.counters, engine.stats()), 200, { 'content-type': 'text/plain; version=0.0.4' }))
+  app.get('/metrics', c => {
+    const s = snapshotter?.state()
+    const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra), 200, { 'content-type': 'text/plain; version=0.0.4' })
+  })
+  // Flush and upload now; answers once the new manifest is in S3.
+  app.post('/admin/snapshot', async c => {
+    if (!snapshotter) return c.json({ error: { kind: 'BadRequest', message: 'snapshots are off: start the replica with --s3-endpoint or S3_ENDPOINT' } }, 400)
+    const summary = await snapshotter.snapshotNow()
+    return c.json({ ok: true, ...summary, createdAt: new Date(summary.createdAt).toISOString() })
+  })
   const server = createAdaptorServer({ fetch: app.fetch }) as Server
   const wss = attachDataPlane(server, service)
   await new Promise<void>((ok, fail) => {
@@ -103,6 +193,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     server,
     async close() {
       kv.close()
+      await snapshotter?.close()
       for (const c of wss.clients) c.terminate()
       wss.close()
       await new Promise<void>(ok => server.close(() => ok()))
