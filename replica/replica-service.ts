@@ -31,13 +31,15 @@ export interface ReplicaServiceOptions {
 }
 
 export interface ReplicaCounters {
+  framesIn: number
+  framesOut: number
   requests: Record<string, number>
   errors: Record<string, number>
   pendingWrites: number
 }
 
 export class ReplicaService {
-  readonly counters: ReplicaCounters = { requests: {}, errors: {}, pendingWrites: 0 }
+  readonly counters: ReplicaCounters = { framesIn: 0, framesOut: 0, requests: {}, errors: {}, pendingWrites: 0 }
 
   constructor(private readonly opts: ReplicaServiceOptions) {}
 

@@ -16,9 +16,10 @@ export function attachDataPlane(server: Server, service: ReplicaService): WebSoc
     wss.handleUpgrade(req, socket, head, ws => wss.emit('connection', ws, req))
   })
   wss.on('connection', (ws: WebSocket) => {
-    const batcher = new FrameBatcher(frame => { if (ws.readyState === ws.OPEN) ws.send(frame) }, setImmediate)
+    const batcher = new FrameBatcher(frame => { service.counters.framesOut++; if (ws.readyState === ws.OPEN) ws.send(frame) }, setImmediate)
     const reply = (m: readonly [string, number, unknown], approxBytes?: number) => batcher.push(m, approxBytes)
     ws.on('message', (data: Buffer, isBinary: boolean) => {
+      service.counters.framesIn++
       if (!isBinary) {
         service.bad(0, 'text frames are not part of the protocol: send msgpack binary frames', reply)
         return

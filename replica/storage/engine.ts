@@ -376,15 +376,23 @@ class LsmEngine implements Engine {
       const v = f.mem.get(key)
       if (v !== undefined) found.push(v)
     }
-    if (this.tables.length > 0 && key.length <= storageLimits.keyBytesMax) {
-      const hash = bloomHash(key)
-      const n = this.keyScratch.write(key, 0, 'utf8')
-      if (n <= storageLimits.keyBytesMax) {
-        const kb = this.keyScratch.subarray(0, n)
-        for (const t of this.tables) {
-          const v = t.table.get(key, hash, kb)
-          if (v !== undefined) found.push(v)
+    const tables = this.tables
+    if (tables.length > 0 && key.length <= storageLimits.keyBytesMax) {
+      // The hash and the UTF-8 bytes are computed once, and only when some table's key range holds
+      // the key (time-ordered keys put most tables out of range).
+      let hash = 0
+      let kb: Buffer | undefined
+      for (let i = 0; i < tables.length; i++) {
+        const t = tables[i]!.table
+        if (!t.inRange(key)) continue
+        if (kb === undefined) {
+          const n = this.keyScratch.write(key, 0, 'utf8')
+          if (n > storageLimits.keyBytesMax) break
+          kb = this.keyScratch.subarray(0, n)
+          hash = bloomHash(key)
         }
+        const v = t.get(key, hash, kb)
+        if (v !== undefined) found.push(v)
       }
     }
     if (found.length <= 1) return found[0]

@@ -189,6 +189,7 @@ export class TableBuilder {
   }
 
   private finished: Buffer | undefined
+  private digits: { prefixLen: number; hi: Float64Array; lo: Float64Array } | undefined
 
   /**
    * The table just built, for reads, without re-parsing its index. `buf` is finish()'s result or a
@@ -196,8 +197,55 @@ export class TableBuilder {
    */
   toTable(file: string, buf: Buffer): Table {
     assert(this.finished !== undefined && buf.length === this.finished.length, 'toTable before finish')
-    return Table.fromParts(file, buf, this.keys, Uint32Array.from(this.blockOffsets), this.blockFirstKeys)
+    return Table.fromParts(file, buf, this.keys, Uint32Array.from(this.blockOffsets), this.blockFirstKeys, this.lastKey, this.digits)
   }
+}
+
+/**
+ * Three UTF-16 code units of `key` from `at` as one number, each as (unit + 1) in 17 bits and 0 past
+ * the end: if a <= b as strings then keyDigits(a, i) <= keyDigits(b, i) for keys sharing [0, i).
+ */
+export function keyDigits(key: string, at: number): number {
+  const n = key.length
+  const c0 = at < n ? key.charCodeAt(at) + 1 : 0
+  const c1 = at + 1 < n ? key.charCodeAt(at + 1) + 1 : 0
+  const c2 = at + 2 < n ? key.charCodeAt(at + 2) + 1 : 0
+  return (c0 * 131072 + c1) * 131072 + c2
+}
+
+function commonPrefixLen(a: string, b: string): number {
+  const n = Math.min(a.length, b.length)
+  let i = 0
+  while (i < n && a.charCodeAt(i) === b.charCodeAt(i)) i++
+  return i
+}
+
+/** The numeric sparse index of a table (see Table.idxHi); `from`/`to` let a builder compute it in slices. */
+export function indexDigits(firstKeys: readonly string[], maxKey: string | undefined,
+  into?: { prefixLen: number; hi: Float64Array; lo: Float64Array }, from = 0, to = firstKeys.length): { prefixLen: number; hi: Float64Array; lo: Float64Array } {
+  const n = firstKeys.length
+  const d = into ?? { prefixLen: n === 0 ? 0 : commonPrefixLen(firstKeys[0]!, maxKey!), hi: new Float64Array(n), lo: new Float64Array(n) }
+  const p = d.prefixLen
+  for (let i = from; i < to; i++) {
+    const k = firstKeys[i]!
+    d.hi[i] = keyDigits(k, p)
+    d.lo[i] = keyDigits(k, p + 3)
+  }
+  return d
+}
+
+/** The last key of the block [start, end) (entries only, without the crc). */
+function lastKeyOf(buf: Buffer, start: number, end: number): string | undefined {
+  let q = start
+  let key: string | undefined
+  while (q < end) {
+    const keyLen = buf.readUInt16LE(q)
+    const valueLen = buf.readUInt32LE(q + 2)
+    const next = q + 6 + keyLen + valueLen
+    if (next >= end) key = buf.toString('utf8', q + 6, q + 6 + keyLen)
+    q = next
+  }
+  return key
 }
 
 function corrupt(file: string, offset: number, what: string): KvError {
@@ -206,6 +254,20 @@ function corrupt(file: string, offset: number, what: string): KvError {
 
 /** A verified, immutable table in memory. */
 export class Table {
+  /** Smallest and largest key (undefined for an empty table): gets outside the range skip the bloom. */
+  readonly minKey: string | undefined
+  readonly maxKey: string | undefined
+  /**
+   * The sparse index as numbers, for a binary search that touches two contiguous typed arrays instead
+   * of scattered strings: every key of the table shares its first `prefixLen` UTF-16 code units (the
+   * common prefix of minKey and maxKey); idxHi/idxLo hold the next 3 + 3 code units of each block's
+   * first key (see keyDigits). The number pairs are ordered like the strings (non-strictly), so the
+   * search narrows to the blocks whose pair equals the key's, and compares strings only among those.
+   */
+  private readonly prefixLen: number
+  private readonly idxHi: Float64Array
+  private readonly idxLo: Float64Array
+
   private constructor(
     readonly file: string,
     readonly buf: Buffer,
@@ -216,7 +278,16 @@ export class Table {
     private readonly bloomBitsStart: number,
     private readonly bloomBits: number,
     private readonly bloomProbes: number,
-  ) {}
+    maxKey: string | undefined,
+    digits?: { prefixLen: number; hi: Float64Array; lo: Float64Array },
+  ) {
+    this.minKey = firstKeys[0]
+    this.maxKey = maxKey
+    const d = digits ?? indexDigits(firstKeys, maxKey)
+    this.prefixLen = d.prefixLen
+    this.idxHi = d.hi
+    this.idxLo = d.lo
+  }
 
   /** Verifies every checksum, the framing and the key order; throws KvError Corruption naming the offset. */
   static open(file: string, buf: Buffer, verifyBlocks = true): Table {
@@ -281,21 +352,29 @@ export class Table {
     if (blocks === 0 && indexOffset !== 0) throw corrupt(file, 0, 'data without blocks')
     if (verifyBlocks && count !== keys) throw corrupt(file, f + 8, `footer says ${keys} keys, blocks hold ${count}`)
     const nbytes = f - 4 - (bloomOffset + 1)
-    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, probes)
+    const maxKey = verifyBlocks ? last : lastKeyOf(buf, blocks > 0 ? blockOffsets[blocks - 1]! : 0, indexOffset - 4)
+    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, probes, maxKey)
   }
 
   /** @internal A table whose parts the builder already knows (it asserted their order while adding). */
-  static fromParts(file: string, buf: Buffer, keys: number, blockOffsets: Uint32Array, firstKeys: string[]): Table {
+  static fromParts(file: string, buf: Buffer, keys: number, blockOffsets: Uint32Array, firstKeys: string[], maxKey: string | undefined,
+    digits?: { prefixLen: number; hi: Float64Array; lo: Float64Array }): Table {
     const f = buf.length - footerBytes
     const indexOffset = buf.readUInt32LE(f)
     const bloomOffset = buf.readUInt32LE(f + 4)
     assert(buf.readUInt32LE(f + 8) === keys && buf.readUInt32LE(f + 12) === blockOffsets.length, 'built table footer mismatch')
     const nbytes = f - 4 - (bloomOffset + 1)
-    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, buf[bloomOffset]!)
+    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, buf[bloomOffset]!, maxKey, digits)
   }
 
   get bytes(): number {
     return this.buf.length
+  }
+
+  /** Whether `key` lies within [minKey, maxKey] (false for an empty table). */
+  inRange(key: string): boolean {
+    const min = this.minKey
+    return min !== undefined && key >= min && key <= this.maxKey!
   }
 
   mayContain(hash: number): boolean {
@@ -305,14 +384,40 @@ export class Table {
   /** Index of the last block whose first key <= key, or -1. */
   private blockFor(key: string): number {
     const keys = this.firstKeys
-    let lo = 0
-    let hi = keys.length
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1
-      if (keys[mid]! <= key) lo = mid + 1
-      else hi = mid
+    const n = keys.length
+    if (n === 0 || key < keys[0]!) return -1
+    if (key > this.maxKey!) return n - 1
+    // minKey <= key <= maxKey, so key shares the table's common prefix.
+    const p = this.prefixLen
+    const kh = keyDigits(key, p)
+    const kl = keyDigits(key, p + 3)
+    const hi = this.idxHi
+    const lo = this.idxLo
+    // a = first block whose digits are >= the key's; b = first block whose digits are > the key's.
+    // Blocks before a have first keys < key, blocks from b on have first keys > key.
+    let a = 0
+    let b = n
+    while (a < b) {
+      const mid = (a + b) >>> 1
+      const h = hi[mid]!
+      if (h < kh || (h === kh && lo[mid]! < kl)) a = mid + 1
+      else b = mid
     }
-    return lo - 1
+    b = a
+    let e = n
+    while (b < e) {
+      const mid = (b + e) >>> 1
+      const h = hi[mid]!
+      if (h < kh || (h === kh && lo[mid]! <= kl)) b = mid + 1
+      else e = mid
+    }
+    // Strings only among blocks whose digits tie with the key's.
+    while (a < b) {
+      const mid = (a + b) >>> 1
+      if (keys[mid]! <= key) a = mid + 1
+      else b = mid
+    }
+    return a - 1
   }
 
   private blockEnd(i: number): number {
@@ -321,6 +426,8 @@ export class Table {
 
   /** The value stored for `key` (a view into the table), or undefined. `keyBytes` is key as UTF-8. */
   get(key: string, hash: number, keyBytes: Buffer): Uint8Array | undefined {
+    const min = this.minKey
+    if (min === undefined || key < min || key > this.maxKey!) return undefined
     if (!this.mayContain(hash)) return undefined
     const b = this.blockFor(key)
     if (b < 0) return undefined
