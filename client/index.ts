@@ -12,7 +12,7 @@ import { badRequest, isKvError, KvError, QuorumError } from '../coordinator/erro
 import { KvCoordinator, type ReadResult } from '../coordinator/kv-coordinator.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
-import { systemRuntime, type Runtime, type WebSocketCtor } from '../coordinator/runtime.ts'
+import { nodeWebSocket, systemRuntime, type Runtime, type WebSocketCtor } from '../coordinator/runtime.ts'
 
 export { KvError, QuorumError, isKvError }
 export type { Ring }
@@ -143,7 +143,7 @@ async function runtimeFor(opts: ClientOptions): Promise<Runtime> {
   const global = (globalThis as { WebSocket?: WebSocketCtor }).WebSocket
   if (global) return systemRuntime(global)
   const ws = await import('ws')
-  return systemRuntime(ws.default as unknown as WebSocketCtor)
+  return systemRuntime(nodeWebSocket(ws.default as never, limits.frameBytesMax))
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {

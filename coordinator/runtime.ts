@@ -42,3 +42,17 @@ export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
     connect: url => new WebSocketImpl(url),
   }
 }
+
+/**
+ * The `ws` package's client, tuned for Node: no per-message deflate, frames up to the protocol
+ * limit, and an all-zero mask, which `ws` treats as "skip masking" (no XOR pass over every payload,
+ * no copy). Masking protects browsers' traffic from cache-poisoning intermediaries (RFC 6455
+ * section 10.3); a Node process talking to its own replicas has no such attacker in the path.
+ * The class is passed in so that coordinator/ imports nothing Node-specific.
+ */
+export function nodeWebSocket(Ws: new (url: string, options: object) => SocketLike, frameBytesMax: number): WebSocketCtor {
+  const options = { perMessageDeflate: false, maxPayload: frameBytesMax, generateMask: () => { /* keep the zero mask */ } }
+  return class extends (Ws as new (url: string, options: object) => SocketLike) {
+    constructor(url: string) { super(url, options) }
+  } as unknown as WebSocketCtor
+}

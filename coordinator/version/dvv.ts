@@ -56,12 +56,12 @@ export function update(state: DvvSet, context: VersionVector, actor: Actor, valu
 
 /** Merges two replicas' states of one key. Commutative, associative and idempotent (up to `equals`). */
 export function sync(a: DvvSet, b: DvvSet): DvvSet {
-  const vv = mergeVectors(a.vv, b.vv)
-  const bByDot = new Map(b.siblings.map((s) => [dotKey(s), s]))
-  const aByDot = new Map(a.siblings.map((s) => [dotKey(s), s]))
+  if (a === b) return a
+  // Sibling lists are short (usually 1-3), so linear scans beat building maps of dot keys; this
+  // runs for every read reply and every replicated write.
   const siblings: Sibling[] = []
   for (const s of a.siblings) {
-    const other = bByDot.get(dotKey(s))
+    const other = findDot(b.siblings, s)
     if (other !== undefined) {
       // A dot is issued once, so both copies must carry the same value.
       assert(bytesEqual(s.value, other.value), () => `sync: dot ${dotKey(s)} carries two different values`)
@@ -70,10 +70,17 @@ export function sync(a: DvvSet, b: DvvSet): DvvSet {
       siblings.push(s)
     }
   }
+  const fromA = siblings.length
   for (const s of b.siblings) {
-    if (!aByDot.has(dotKey(s)) && !covers(a.vv, s.actor, s.counter)) siblings.push(s)
+    if (findDot(a.siblings, s) === undefined && !covers(a.vv, s.actor, s.counter)) siblings.push(s)
   }
-  return { vv, siblings: sortSiblings(siblings) }
+  // a's siblings are sorted already; only siblings that come from b alone can break the order.
+  return { vv: mergeVectors(a.vv, b.vv), siblings: siblings.length > fromA ? sortSiblings(siblings) : siblings }
+}
+
+function findDot(list: readonly Sibling[], dot: Sibling): Sibling | undefined {
+  for (const s of list) if (s.counter === dot.counter && s.actor === dot.actor) return s
+  return undefined
 }
 
 /** The causal context a client carries from a read to its next write: the key's version vector. */
@@ -95,11 +102,8 @@ export function isDeleted(state: DvvSet): boolean {
 
 /** True when `a` has seen everything `b` has: syncing `b` into `a` would change nothing. */
 export function descends(a: DvvSet, b: DvvSet): boolean {
-  for (const actor of Object.keys(b.vv)) {
-    if (counterOf(a.vv, actor) < counterOf(b.vv, actor)) return false
-  }
-  const aDots = new Set(a.siblings.map(dotKey))
-  return b.siblings.every((s) => aDots.has(dotKey(s)) || covers(a.vv, s.actor, s.counter))
+  if (!coversVector(a.vv, b.vv)) return false
+  return b.siblings.every((s) => findDot(a.siblings, s) !== undefined || covers(a.vv, s.actor, s.counter))
 }
 
 /** Same version vector and the same siblings (dots and value bytes). */
@@ -120,10 +124,19 @@ export function equals(a: DvvSet, b: DvvSet): boolean {
 
 /** Pointwise maximum, keys in sorted order. */
 export function mergeVectors(a: VersionVector, b: VersionVector): VersionVector {
+  // Most merges are of vectors where one side already covers the other: reuse it as it is.
+  if (coversVector(a, b)) return a
+  if (coversVector(b, a)) return b
   const actors = [...new Set([...Object.keys(a), ...Object.keys(b)])].sort(compareStrings)
   // Object.fromEntries defines own properties, so even an actor named like an Object.prototype
   // member is stored as data.
   return Object.fromEntries(actors.map((actor) => [actor, Math.max(counterOf(a, actor), counterOf(b, actor))]))
+}
+
+/** Every actor of `b` is in `a` with at least b's counter. */
+function coversVector(a: VersionVector, b: VersionVector): boolean {
+  for (const actor in b) if (Object.hasOwn(b, actor) && counterOf(a, actor) < (b[actor] ?? 0)) return false
+  return true
 }
 
 /**

@@ -9,13 +9,14 @@ import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
 import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
-import { systemRuntime, type WebSocketCtor } from '../../coordinator/runtime.ts'
+import { limits } from '../../coordinator/limits.ts'
+import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 
 export interface RunningGateway { readonly url: string; readonly kv: KvCoordinator; close(): Promise<void> }
 
 export async function startGateway(opts: { seeds: string[]; port: number; host?: string }): Promise<RunningGateway> {
   const host = opts.host ?? '127.0.0.1'
-  const kv = new KvCoordinator({ seeds: opts.seeds, runtime: systemRuntime(WebSocket as unknown as WebSocketCtor), client: 'gateway' })
+  const kv = new KvCoordinator({ seeds: opts.seeds, runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax)), client: 'gateway' })
   const app = createGatewayApp({ kv, role: 'gateway', health: () => ({ seeds: opts.seeds }) })
   const server = createAdaptorServer({ fetch: app.fetch }) as Server
   await new Promise<void>((ok, fail) => {

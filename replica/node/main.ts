@@ -16,7 +16,7 @@ import { createGatewayApp } from '../../coordinator/http/gateway.ts'
 import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { createRing, type Ring, type RingNode } from '../../coordinator/ring/ring.ts'
-import { systemRuntime, type WebSocketCtor } from '../../coordinator/runtime.ts'
+import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
@@ -162,7 +162,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
   // The replica's own HTTP gateway coordinates like any client, over the data plane.
-  const kv = new KvCoordinator({ seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(WebSocket as unknown as WebSocketCtor), valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
+  const kv = new KvCoordinator({ seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax)), valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
   const app = createGatewayApp({
     kv, role: 'replica',
     health: () => ({
