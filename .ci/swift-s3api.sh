@@ -19,6 +19,17 @@ READY_WAIT_S=${READY_WAIT_S:-90}
 
 say() { echo "swift-s3api: $*" >&2; }
 
+# HTTP status of a GET, with curl or (Swift brings it) python3.
+http_status() {
+  if command -v curl >/dev/null 2>&1; then
+    curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" 2>/dev/null || true
+  else
+    python3 -c 'import sys,urllib.request
+try: print(urllib.request.urlopen(sys.argv[1], timeout=2).status)
+except Exception: print(0)' "$1"
+  fi
+}
+
 stop() {
   local pidfile pid
   for pidfile in "$D"/proxy.pid "$D"/object.pid "$D"/container.pid "$D"/account.pid "$D"/memcached.pid; do
@@ -135,7 +146,7 @@ C
 
   say "waiting for http://127.0.0.1:$S3PORT/healthcheck (at most ${READY_WAIT_S} s)"
   local started=$SECONDS
-  until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$S3PORT/healthcheck" 2>/dev/null || true)" = 200 ]; do
+  until [ "$(http_status "http://127.0.0.1:$S3PORT/healthcheck")" = 200 ]; do
     if (( SECONDS - started >= READY_WAIT_S )); then
       say "not ready after ${READY_WAIT_S} s; log tails:"
       for s in proxy object container account memcached; do
