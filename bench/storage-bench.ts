@@ -161,6 +161,8 @@ async function main(): Promise<void> {
 
   // p99 put latency while a compaction runs: flush until a tier is due (which starts compaction),
   // then keep putting (overwrites) until it commits.
+  // The quiet baseline must not overlap a compaction the load phase queued: wait for it first.
+  while (compacting) await new Promise((r) => setTimeout(r, 50))
   const hQuiet = histogram()
   await putLoad(e, 0, Math.min(keys, 20_000), hQuiet)
   const hCompact = histogram()

@@ -97,7 +97,7 @@ export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldI
       if (y !== undefined) await y
     }
   }
-  const buf = await trimSliced(builder.finish(), yieldIfDue)
+  const buf = await trimSliced(await builder.finishSliced(yieldIfDue), yieldIfDue)
   return { buf, builder }
 }
 

@@ -19,6 +19,23 @@ export interface EngineOptions {
   /** false only in benchmarks that measure the cost of fsync itself. */
   fsync?: boolean
   log?: (msg: string, fields?: Record<string, unknown>) => void
+  /**
+   * Milliseconds a compacted-away table file stays on disk before it is deleted, so that a snapshot
+   * upload reading it meanwhile does not fail; default storageLimits.obsoleteTableGraceMs (60 s).
+   * 0 deletes at once. Files left at close are deleted at the next open (no manifest names them).
+   */
+  obsoleteTableGraceMs?: number
+}
+
+export interface PutOptions {
+  /**
+   * The caller guarantees that `value` already descends (includes) whatever the engine holds for
+   * the key, i.e. merge(old, value) would equal `value`: the memtable then stores `value` without
+   * calling `merge` against the memtable's current version. Reads still merge across tables, so a
+   * wrong hint cannot lose a version that is in a table, only one written since the last flush.
+   * Default false (the engine merges).
+   */
+  readonly supersedes?: boolean
 }
 
 export interface TableInfo {
@@ -66,7 +83,7 @@ export interface Engine {
    * Visible to get() as soon as this returns (the promise is created synchronously); the promise
    * resolves only after the fsync that covers the WAL record (group commit).
    */
-  put(key: string, value: Uint8Array): Promise<void>
+  put(key: string, value: Uint8Array, opts?: PutOptions): Promise<void>
   scan(prefix: string, opts: { limit: number; after?: string }): ScanResult
   /** Freeze the memtable and write it as a table now; resolves when the manifest names it. */
   flush(): Promise<void>

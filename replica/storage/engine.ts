@@ -26,7 +26,7 @@ import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { mergeTables, pickCompaction, sliceYielder, trimSliced } from './compaction.ts'
 import type { YieldIfDue } from './compaction.ts'
-import type { Engine, EngineManifest, EngineOptions, EngineStats, ScanResult, TableInfo } from './engine-types.ts'
+import type { Engine, EngineManifest, EngineOptions, EngineStats, PutOptions, ScanResult, TableInfo } from './engine-types.ts'
 import { writeFileAtomic } from './file-util.ts'
 import { emptyManifest, loadManifest, tableId, tablePath, writeManifest } from './manifest.ts'
 import { Memtable } from './memtable.ts'
@@ -64,6 +64,8 @@ function validateOptions(opts: EngineOptions): number {
   const m = opts.memtableBytesMax ?? storageLimits.memtableBytesDefault
   assert(Number.isSafeInteger(m) && m >= storageLimits.memtableBytesMin && m <= storageLimits.memtableBytesMax,
     `memtableBytesMax must be an integer in [${storageLimits.memtableBytesMin}, ${storageLimits.memtableBytesMax}], got ${m}`)
+  const g = opts.obsoleteTableGraceMs
+  assert(g === undefined || (Number.isFinite(g) && g >= 0), `obsoleteTableGraceMs must be a non-negative number, got ${g}`)
   return m
 }
 
@@ -109,7 +111,8 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const firstSeq = Math.max(manifest.walSegmentMin, lastSeq + 1, 1)
   const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes)
   log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
-  const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal)
+  const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal,
+    opts.obsoleteTableGraceMs ?? storageLimits.obsoleteTableGraceMs)
   if (active.bytes >= memtableBytesMax) engine.freezeInBackground()
   return engine
 }
@@ -155,6 +158,7 @@ class LsmEngine implements Engine {
   private compactChain: Promise<void> = Promise.resolve()
   private autoCompactQueued = false
   private readonly listeners = new Set<(m: EngineManifest) => void>()
+  private readonly obsoleteTimers = new Set<ReturnType<typeof setTimeout>>()
   private failed: unknown
   private closing = false
   private flushes = 0
@@ -174,6 +178,7 @@ class LsmEngine implements Engine {
     tables: LiveTable[],
     active: Memtable,
     private readonly wal: WalWriter,
+    private readonly obsoleteGraceMs: number,
   ) {
     this.durableManifest = manifest
     this.tables = tables
@@ -185,7 +190,7 @@ class LsmEngine implements Engine {
 
   // ---- writes ----
 
-  put(key: string, value: Uint8Array): Promise<void> {
+  put(key: string, value: Uint8Array, opts?: PutOptions): Promise<void> {
     if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
     if (this.failed !== undefined) {
       return Promise.reject(new KvError({ kind: 'Internal' }, 'storage engine failed earlier; refusing writes', { cause: this.failed }))
@@ -203,7 +208,7 @@ class LsmEngine implements Engine {
     const done = this.wal.append(record)
     // The memtable keeps a view of the value inside the WAL record: no second copy, and the caller
     // may reuse its buffer.
-    this.active.put(key, record.subarray(walRecordHeaderBytes + record.readUInt16LE(8)))
+    this.active.put(key, record.subarray(walRecordHeaderBytes + record.readUInt16LE(8)), opts?.supersedes === true)
     // With the flush backlog full, the active memtable grows past its bound (up to the hard bound)
     // instead of freezing, so a burst slows to flush speed rather than failing.
     if (this.active.bytes >= this.memtableBytesMax && this.frozen.length < storageLimits.frozenMemtablesMax) {
@@ -265,7 +270,7 @@ class LsmEngine implements Engine {
         if (w !== undefined) await w
       }
     }
-    const buf = await trimSliced(builder.finish(), y)
+    const buf = await trimSliced(await builder.finishSliced(y), y)
     const info = await this.writeTable(buf, builder, 0)
     await entry.durable
     // Commit: reads switch from the frozen memtable to the table in one step, then the manifest.
@@ -357,12 +362,30 @@ class LsmEngine implements Engine {
     const inBytes = inputs.reduce((s, t) => s + t.info.bytes, 0)
     this.log('storage: compacted', { tier: pick.tier, inputs: inputs.map((t) => t.info.file), output: info.file, inBytes, outBytes: info.bytes, ms: Math.round(performance.now() - started) })
     this.notify(m)
-    for (const t of inputs) {
-      await unlink(tablePath(this.dir, t.info)).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e
-      })
-    }
+    await this.deleteObsolete(inputs.map((t) => t.info))
     return true
+  }
+
+  /**
+   * Deletes table files no durable manifest names any more, after the grace period (a snapshot
+   * upload may be reading them). Timers do not keep the process alive; close() cancels them, and the
+   * next open deletes whatever is left.
+   */
+  private async deleteObsolete(infos: TableInfo[]): Promise<void> {
+    const run = async (): Promise<void> => {
+      for (const info of infos) {
+        await unlink(tablePath(this.dir, info)).catch((e: NodeJS.ErrnoException) => {
+          if (e.code !== 'ENOENT') this.log('storage: deleting an obsolete table failed', { file: info.file, error: String(e) })
+        })
+      }
+    }
+    if (this.obsoleteGraceMs === 0) return run()
+    const timer = setTimeout(() => {
+      this.obsoleteTimers.delete(timer)
+      void run()
+    }, this.obsoleteGraceMs)
+    timer.unref()
+    this.obsoleteTimers.add(timer)
   }
 
   // ---- reads ----
@@ -470,6 +493,8 @@ class LsmEngine implements Engine {
     await this.flushChain.catch(() => {})
     await this.compactChain.catch(() => {})
     await this.manifestChain
+    for (const t of this.obsoleteTimers) clearTimeout(t)
+    this.obsoleteTimers.clear()
     await this.wal.close()
   }
 }

@@ -24,6 +24,19 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
   }
 }
 
+/** Writes all of `bufs` (`total` bytes) at the handle's position with writev, finishing a short write. */
+export async function writevAll(fh: FileHandle, bufs: readonly Buffer[], total: number): Promise<void> {
+  if (bufs.length === 1) return writeAll(fh, bufs[0]!)
+  // writev takes at most IOV_MAX (1024) buffers at once.
+  for (let i = 0; i < bufs.length; i += 1024) {
+    const part = bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
+    let partBytes = total
+    if (part !== bufs) { partBytes = 0; for (const b of part) partBytes += b.length }
+    const { bytesWritten } = await fh.writev(part as Buffer[])
+    if (bytesWritten < partBytes) await writeAll(fh, Buffer.concat(part, partBytes).subarray(bytesWritten))
+  }
+}
+
 /** Replaces `path` with `data` atomically: write `path.tmp`, fsync, rename over `path`, fsync the directory. */
 export async function writeFileAtomic(path: string, data: Uint8Array, fsync: boolean): Promise<void> {
   const tmp = `${path}.tmp`

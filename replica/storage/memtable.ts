@@ -33,16 +33,24 @@ export class Memtable {
     return this.frozenFlag
   }
 
-  put(key: string, value: Uint8Array): void {
+  /**
+   * Stores `value` for `key`, merged with the version already here unless `supersedes` (the caller
+   * guarantees merge(old, value) = value; see PutOptions.supersedes).
+   */
+  put(key: string, value: Uint8Array, supersedes = false): void {
     assert(!this.frozenFlag, 'put into a frozen memtable')
-    const old = this.map.get(key)
+    const map = this.map
+    const old = map.get(key)
     if (old === undefined) {
-      this.map.set(key, value)
+      map.set(key, value)
       this.unsorted.push(key)
       this.bytes += key.length + value.byteLength + storageLimits.memtableEntryOverheadBytes
+    } else if (supersedes) {
+      map.set(key, value)
+      this.bytes += value.byteLength - old.byteLength
     } else {
       const merged = this.merge(old, value)
-      this.map.set(key, merged)
+      map.set(key, merged)
       this.bytes += merged.byteLength - old.byteLength
     }
   }

@@ -52,6 +52,12 @@ export const storageLimits = {
   compactionFanInMax: 8,
   /** Highest tier; tables there are never compacted further. */
   tierMax: 16,
+  /**
+   * How long a table file that a compaction made obsolete stays on disk after the manifest that drops
+   * it is durable, so that a snapshot upload reading it at that moment does not hit ENOENT. Files
+   * still there at the next open are deleted then (no manifest names them).
+   */
+  obsoleteTableGraceMs: 60_000,
   /** Longest a flush or compaction runs before yielding to the event loop (setImmediate). */
   backgroundSliceMs: 2,
 
@@ -79,6 +85,7 @@ assert(storageLimits.memtableBytesMax * storageLimits.activeMemtableGrowthMax * 
   'a grown memtable must still fit one table')
 assert(storageLimits.bloomProbes >= 1 && storageLimits.bloomProbes <= 30 && storageLimits.bloomBitsPerKey >= 1,
   'bloom parameters out of range')
+assert(storageLimits.obsoleteTableGraceMs >= 0, 'obsolete table grace must not be negative')
 assert(storageLimits.backgroundSliceMs >= 1, 'background slice must be at least 1 ms')
 
 export type StorageLimits = typeof storageLimits

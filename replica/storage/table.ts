@@ -132,6 +132,26 @@ export class TableBuilder {
 
   /** Writes index, bloom and footer; returns the whole table (verified by Table.open's checks). */
   finish(): Buffer {
+    const steps = this.finishSteps()
+    for (let r = steps.next(); r.done !== true; r = steps.next()) { /* run to the end */ }
+    return this.finished!
+  }
+
+  /**
+   * finish() in slices: yields to the event loop (through `yieldIfDue`) inside the index, bloom and
+   * sparse-index loops, so a table of millions of keys never blocks puts for more than a slice.
+   */
+  async finishSliced(yieldIfDue: () => Promise<void> | undefined): Promise<Buffer> {
+    const steps = this.finishSteps()
+    for (let r = steps.next(); r.done !== true; r = steps.next()) {
+      const w = yieldIfDue()
+      if (w !== undefined) await w
+    }
+    return this.finished!
+  }
+
+  /** The work of finish(), yielding every few thousand rows so that the caller may pause. */
+  private *finishSteps(): Generator<void, void, void> {
     this.endBlock()
     const s = this.sink
     const indexOffset = s.len
@@ -146,6 +166,7 @@ export class TableBuilder {
       s.buf.writeUInt16LE(keyLen, s.len + 4)
       s.buf.write(key, s.len + 6, keyLen, 'utf8')
       s.len += 6 + keyLen
+      if ((i & 4095) === 4095) yield
     }
     s.ensure(4)
     s.buf.writeUInt32LE(crc32c(s.buf.subarray(indexOffset, s.len)), s.len)
@@ -167,6 +188,7 @@ export class TableBuilder {
         s.buf[bitsStart + (bit >>> 3)]! |= 1 << (bit & 7)
         h = (h + delta) >>> 0
       }
+      if ((i & 16383) === 16383) yield
     }
     s.len = bitsStart + nbytes
     s.buf.writeUInt32LE(crc32c(s.buf.subarray(bloomOffset, s.len)), s.len)
@@ -185,11 +207,20 @@ export class TableBuilder {
     this.fileCrc = crc32c(s.buf.subarray(indexOffset, s.len), this.fileCrc)
     assert(s.len <= storageLimits.tableBytesMax, `table of ${s.len} bytes exceeds ${storageLimits.tableBytesMax}`)
     this.finished = s.buf.subarray(0, s.len)
-    return this.finished
+    // The numeric sparse index for toTable(), computed here so that it is sliced too.
+    const n = this.blockFirstKeys.length
+    const d = indexDigits(this.blockFirstKeys, this.lastKey, undefined, 0, 0)
+    for (let i = 0; i < n; i += 8192) {
+      indexDigits(this.blockFirstKeys, this.lastKey, d, i, Math.min(n, i + 8192))
+      yield
+    }
+    this.digits = d
+    this.blockOffsetsArray = Uint32Array.from(this.blockOffsets)
   }
 
   private finished: Buffer | undefined
   private digits: { prefixLen: number; hi: Float64Array; lo: Float64Array } | undefined
+  private blockOffsetsArray: Uint32Array | undefined
 
   /**
    * The table just built, for reads, without re-parsing its index. `buf` is finish()'s result or a
@@ -197,7 +228,7 @@ export class TableBuilder {
    */
   toTable(file: string, buf: Buffer): Table {
     assert(this.finished !== undefined && buf.length === this.finished.length, 'toTable before finish')
-    return Table.fromParts(file, buf, this.keys, Uint32Array.from(this.blockOffsets), this.blockFirstKeys, this.lastKey, this.digits)
+    return Table.fromParts(file, buf, this.keys, this.blockOffsetsArray!, this.blockFirstKeys, this.lastKey, this.digits)
   }
 }
 
