@@ -96,7 +96,9 @@ export class ReplicaService {
         const stored = engine.get(body.key)
         const next = update(stored ? decodeState(stored) : EMPTY, body.context, this.opts.actor, value)
         const encoded = encodeState(next)
-        this.write(body.key, encoded, reply, id, () => reply(['put', id, { state: next }], encoded.byteLength))
+        // `next` was computed from everything the engine holds for the key, in this same turn, so it
+        // supersedes it: the memtable need not merge.
+        this.write(body.key, encoded, reply, id, () => reply(['put', id, { state: next }], encoded.byteLength), true)
         return
       }
       case 'replicate': {
@@ -124,9 +126,9 @@ export class ReplicaService {
     return true
   }
 
-  private write(key: string, encoded: Uint8Array, reply: Reply, id: number, done: () => void): void {
+  private write(key: string, encoded: Uint8Array, reply: Reply, id: number, done: () => void, supersedes = false): void {
     this.counters.pendingWrites++
-    this.opts.engine.put(key, encoded).then(
+    this.opts.engine.put(key, encoded, supersedes ? { supersedes } : undefined).then(
       () => { this.counters.pendingWrites--; done() },
       e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
   }

@@ -22,6 +22,7 @@
 import { open, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32c } from '@node-rs/crc32'
+import { setMaxListeners } from 'node:events'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import type { Engine, EngineManifest, TableInfo } from '../storage/engine-types.ts'
@@ -167,6 +168,9 @@ export class Snapshotter {
     // Tables already on disk at start are uploaded (unless the store has them); an engine with no
     // table yet has nothing worth a manifest, and an empty manifest would shadow an older useful one.
     if (this.latest.tables.length > 0) this.latestGen = 1
+    // One close() signal is shared by every upload in flight (parts of several tables at once):
+    // more listeners than Node's default warning threshold of 10 is expected, not a leak.
+    setMaxListeners(1024, this.abort.signal)
     this.unsubscribe = this.engine.onManifest((m) => {
       this.latest = m
       this.latestGen++
