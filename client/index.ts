@@ -122,8 +122,11 @@ export class KvClient {
   }
 
   private resolved(res: ReadResult, resolve: Resolver | undefined): GetResult {
-    if (resolve && res.values.length > 1) return { found: res.found, values: [resolve(res.values)], context: res.context }
-    return { found: res.found, values: res.values, context: res.context }
+    // Values arrive as views into the reply frame (coordinator/protocol/codec.ts): copy them so an
+    // app that keeps a value does not keep the whole frame alive.
+    const values = res.values.map(v => v.slice())
+    if (resolve && values.length > 1) return { found: res.found, values: [resolve(values)], context: res.context }
+    return { found: res.found, values, context: res.context }
   }
 }
 

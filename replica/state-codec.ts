@@ -8,7 +8,9 @@ import { assert } from '../coordinator/assert.ts'
 import { sync, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
 
 const packr = new Packr({ useRecords: false })
-const unpackr = new Unpackr({ useRecords: false, copyBuffers: true })
+// Decoded sibling values are views into the stored buffer, which the engine never mutates; a state
+// that is kept is always re-encoded (encodeState copies), so no view outlives its use.
+const unpackr = new Unpackr({ useRecords: false, copyBuffers: false })
 
 export function encodeState(state: DvvSet): Uint8Array {
   const vv: Array<string | number> = []
