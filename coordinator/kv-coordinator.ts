@@ -136,7 +136,15 @@ export class KvCoordinator {
           const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
           if (a.kind === 'stamp') {
             conn.request('put', { key: keyBytes, context, value, ...hint }, left, approx).then(
-              reply => { run(q.onStamped(a.target.node, reply.state)); check() },
+              reply => {
+                let state: DvvSet
+                try {
+                  state = withElidedValue(reply, value)
+                } catch (e) {
+                  run(q.onFailed(a.target.node, e as Error)); check(); return
+                }
+                run(q.onStamped(a.target.node, state)); check()
+              },
               e => { run(q.onFailed(a.target.node, e)); check() })
           } else {
             conn.request('replicate', { key: keyBytes, state: a.state, ...hint }, left, approx).then(
@@ -242,6 +250,20 @@ export class KvCoordinator {
     if (!(Number.isFinite(v) && v > 0 && v <= 600_000)) throw badRequest(`timeoutMs must be 1..600000, got ${t}`)
     return v
   }
+}
+
+/** Puts back the value a stamp reply left out (replica-service.ts, elideOwnValue). */
+function withElidedValue(reply: ReplyBody<'put'>, value: Uint8Array | null): DvvSet {
+  const e = reply.elided
+  if (!e) return reply.state
+  let found = false
+  const siblings = reply.state.siblings.map(s => {
+    if (s.actor !== e.actor || s.counter !== e.counter) return s
+    found = s.value === null && value !== null
+    return { actor: s.actor, counter: s.counter, value }
+  })
+  if (!found) throw new KvError({ kind: 'ProtocolError', detail: 'bad elided dot' }, `stamp reply elides ${e.actor}:${e.counter}, which it does not hold as an elided sibling`)
+  return { vv: reply.state.vv, siblings }
 }
 
 // createRing is re-exported for callers that build static rings (the replica launcher, tests).

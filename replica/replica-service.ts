@@ -13,11 +13,26 @@ import { limits } from '../coordinator/limits.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
 import { describeIssues, isRequestType, requestSchemas, type ErrorBody, type RequestType } from '../coordinator/protocol/messages.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
-import { EMPTY, update, validate } from '../coordinator/version/dvv.ts'
+import { EMPTY, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
 import type { Engine } from './storage/engine-types.ts'
 import { decodeState, encodeState } from './state-codec.ts'
 
 export type Reply = (message: Message, approxBytes?: number) => void
+
+/**
+ * The stamp reply without the value the client just sent: the new sibling (this replica's actor,
+ * its highest counter) goes back with a null value and its dot in `elided`. Tombstones need no
+ * eliding.
+ */
+function elideOwnValue(state: DvvSet, actor: string, value: Uint8Array | null): { state: DvvSet; elided?: { actor: string; counter: number } } {
+  if (value === null) return { state }
+  const counter = state.vv[actor]
+  if (counter === undefined) return { state }
+  return {
+    state: { vv: state.vv, siblings: state.siblings.map(s => (s.actor === actor && s.counter === counter ? { actor, counter, value: null } : s)) },
+    elided: { actor, counter },
+  }
+}
 
 export interface ReplicaServiceOptions {
   readonly nodeId: string
@@ -98,7 +113,7 @@ export class ReplicaService {
         const encoded = encodeState(next)
         // `next` was computed from everything the engine holds for the key, in this same turn, so it
         // supersedes it: the memtable need not merge.
-        this.write(body.key, encoded, reply, id, () => reply(['put', id, { state: next }], encoded.byteLength), true)
+        this.write(body.key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, this.opts.actor, value)], encoded.byteLength), true)
         return
       }
       case 'replicate': {

@@ -53,8 +53,12 @@ describe('snapshot and restore of a replica process', () => {
     }
     // A write stamped at the restored replica uses its new actor, never a dot of the old one.
     const stamped = await direct.request('put', { key: enc.encode(keys[0]!), context: reply0Context(), value: enc.encode('new') }, 5000)
-    assert.ok(stamped.state.siblings.some(s => s.actor === after.actor && dec.decode(s.value!) === 'new'))
-    assert.ok(!stamped.state.siblings.some(s => s.actor === before.actor && dec.decode(s.value!) === 'new'))
+    // The reply leaves out the value just sent and names its dot: the new actor's.
+    assert.equal(stamped.elided?.actor, after.actor)
+    assert.ok(stamped.state.siblings.some(s => s.actor === after.actor && s.counter === stamped.elided!.counter))
+    assert.ok(!stamped.state.siblings.some(s => s.actor === before.actor && s.value !== null && dec.decode(s.value) === 'new'))
+    const reread = await direct.request('get', { key: enc.encode(keys[0]!) }, 5000)
+    assert.ok(reread.state!.siblings.some(s => s.actor === after.actor && dec.decode(s.value!) === 'new'))
     direct.close()
     await kv.close()
   })

@@ -84,7 +84,11 @@ export const requestSchemas = {
 export const replySchemas = {
   hello: z.object({ protocol: z.number().int(), node: nodeIdSchema, actor: z.string(), ring: ringSchema }),
   get: z.object({ state: stateSchema.nullable() }),
-  put: z.object({ state: stateSchema }),
+  /**
+   * The stamped state. `elided` names the new sibling's dot when its value is left out (sent as
+   * null): it is the value the request carried, so echoing it back would only double the bytes.
+   */
+  put: z.object({ state: stateSchema, elided: z.object({ actor: z.string().min(1).max(128), counter: counterSchema }).optional() }),
   replicate: z.object({}),
   ring: z.object({ ring: ringSchema }),
 } as const
