@@ -53,6 +53,10 @@ export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
 export function nodeWebSocket(Ws: new (url: string, options: object) => SocketLike, frameBytesMax: number): WebSocketCtor {
   const options = { perMessageDeflate: false, maxPayload: frameBytesMax, generateMask: () => { /* keep the zero mask */ } }
   return class extends (Ws as new (url: string, options: object) => SocketLike) {
-    constructor(url: string) { super(url, options) }
+    constructor(url: string) {
+      super(url, options)
+      // Frames arrive as the Buffer ws already has; 'arraybuffer' would copy every one.
+      this.binaryType = 'nodebuffer'
+    }
   } as unknown as WebSocketCtor
 }

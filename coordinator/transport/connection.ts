@@ -108,7 +108,8 @@ export class Connection {
       this.onFailure(this.unavailable('cannot connect', e))
       return
     }
-    socket.binaryType = 'arraybuffer'
+    // Browsers and Workers deliver ArrayBuffers; Node's ws adapter (runtime.ts) keeps its Buffers.
+    if (socket.binaryType !== 'nodebuffer') socket.binaryType = 'arraybuffer'
     this.socket = socket
     const batcher = new FrameBatcher(frame => socket.send(frame), this.rt.tick)
     this.connectTimer = this.rt.setTimeout(() => {
