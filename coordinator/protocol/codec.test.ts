@@ -47,6 +47,9 @@ describe('codec', () => {
     assert.equal(keySchema.safeParse(new Uint8Array(513).fill(97)).success, false)
     assert.equal(keySchema.safeParse(new Uint8Array(0)).success, false)
     assert.equal(requestSchemas.put.safeParse({ key: new Uint8Array([97]), context: { 'a.1': -1 }, value: null }).success, false)
+    // Contexts must be canonical: sorted actors (replicas reuse vectors as they arrive).
+    assert.equal(requestSchemas.put.safeParse({ key: new Uint8Array([97]), context: { 'b.1': 1, 'a.1': 2 }, value: null }).success, false)
+    assert.equal(requestSchemas.put.safeParse({ key: new Uint8Array([97]), context: { 'a.1': 2, 'b.1': 1 }, value: null }).success, true)
   })
 })
 

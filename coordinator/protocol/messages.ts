@@ -8,6 +8,7 @@
 
 import { z } from 'zod'
 import { limits } from '../limits.ts'
+import { compareStrings } from '../version/dvv.ts'
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -39,8 +40,17 @@ export const keySchema = bytesSchema.transform((b, ctx) => {
 const actorSchema = z.string().min(1).max(128)
 const counterSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER)
 
+/**
+ * A version vector: at most vectorActorsMax actors, keys in canonical (sorted) order, so that every
+ * vector a replica stores or merges has one spelling (dvv.ts reuses vectors as they are).
+ */
 export const vectorSchema = z.record(actorSchema, counterSchema)
   .refine(v => Object.keys(v).length <= limits.vectorActorsMax, { message: `version vector over ${limits.vectorActorsMax} actors` })
+  .refine(v => {
+    const keys = Object.keys(v)
+    for (let i = 1; i < keys.length; i++) if (compareStrings(keys[i - 1]!, keys[i]!) >= 0) return false
+    return true
+  }, { message: 'version vector actors must be in sorted order, each once' })
 
 export const siblingSchema = z.object({
   actor: actorSchema,
