@@ -99,13 +99,20 @@ export class KvClient {
   }
 
   /**
-   * Read, apply `fn` to the current values (empty when absent), write the result with the read's
-   * context. If the write fails because another writer changed the key in between, nothing is lost
-   * (the two become siblings); `fn` simply sees both next time.
+   * Read, apply `fn` to the current values (empty when absent; several when there are siblings),
+   * write the result with the read's context. If the write shows that another writer got in between
+   * (the stamped state still holds a value besides ours), nothing was lost, but the key now has
+   * siblings: read again and let `fn` merge them, at most limits.updateRetriesMax times.
    */
-  async update(key: string, fn: (values: Uint8Array[]) => Value, opts: GetOptions & PutOptions = {}): Promise<{ context: string }> {
-    const got = await this.get(key, opts)
-    return this.put(key, fn(got.values), { ...opts, context: got.context })
+  async update(key: string, fn: (values: Uint8Array[]) => Value, opts: GetOptions & PutOptions = {}): Promise<{ context: string; attempts: number }> {
+    const coordinator = await this.coordinator
+    for (let attempt = 1; ; attempt++) {
+      // fn sees every sibling (no resolver): merging them is its job here.
+      const got = await coordinator.get(key, opts)
+      const res = await coordinator.put(key, toBytes(fn(got.values.map(v => v.slice()))), { ...opts, context: got.context })
+      const live = res.state.siblings.filter(s => s.value !== null).length
+      if (live <= 1 || attempt >= limits.updateRetriesMax) return { context: res.context, attempts: attempt }
+    }
   }
 
   async ring(): Promise<Ring> {

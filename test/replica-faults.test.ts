@@ -145,4 +145,18 @@ describe('concurrent writers', () => {
     assert.deepEqual((await resolved.getString(key)).values, ['blind+v1+v2+v3'])
     for (const c of [...clients, resolved]) await c.close()
   })
+
+  it('update() merges concurrent updates instead of losing one', async () => {
+    const clients = [0, 1, 2].map(i => createClient({ seeds: [cluster.seeds[i]!] }))
+    // A set kept as a JSON array; fn merges every sibling it is shown and adds one item.
+    const add = (item: string) => (values: Uint8Array[]) =>
+      JSON.stringify([...new Set([...values.flatMap(v => JSON.parse(dec.decode(v)) as string[]), item])].sort())
+    const items = Array.from({ length: 30 }, (_, i) => `item${i}`)
+    const results = await Promise.all(items.map((item, i) => clients[i % 3]!.update('set', add(item))))
+    assert.ok(results.some(r => r.attempts > 1), 'some updates should have met a concurrent change and retried')
+    const final = await clients[0]!.get('set', { r: 3 })
+    const union = new Set(final.values.flatMap(v => JSON.parse(dec.decode(v)) as string[]))
+    assert.deepEqual([...union].sort(), [...items].sort(), 'an update was lost')
+    for (const c of clients) await c.close()
+  })
 })
