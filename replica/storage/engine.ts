@@ -403,18 +403,19 @@ class LsmEngine implements Engine {
     if (tables.length > 0 && key.length <= storageLimits.keyBytesMax) {
       // The hash and the UTF-8 bytes are computed once, and only when some table's key range holds
       // the key (time-ordered keys put most tables out of range).
+      // The scratch buffer is passed with its used length: no per-get view is allocated.
       let hash = 0
-      let kb: Buffer | undefined
+      let n = -1
+      const kb = this.keyScratch
       for (let i = 0; i < tables.length; i++) {
         const t = tables[i]!.table
         if (!t.inRange(key)) continue
-        if (kb === undefined) {
-          const n = this.keyScratch.write(key, 0, 'utf8')
+        if (n < 0) {
+          n = kb.write(key, 0, 'utf8')
           if (n > storageLimits.keyBytesMax) break
-          kb = this.keyScratch.subarray(0, n)
           hash = bloomHash(key)
         }
-        const v = t.get(key, hash, kb)
+        const v = t.get(key, hash, kb, n)
         if (v !== undefined) found.push(v)
       }
     }

@@ -22,6 +22,13 @@ export class Memtable {
   private frozenFlag = false
   /** Approximate memory held: key + value bytes + a fixed overhead per entry. */
   bytes = 0
+  /**
+   * Smallest and largest key held (undefined while empty). get() answers keys outside the range
+   * without probing the Map: with time-ordered keys most gets miss most memtables, and a Map miss
+   * on a large memtable costs cache misses, where two string compares do not.
+   */
+  private minKey: string | undefined
+  private maxKey: string | undefined
 
   constructor(private readonly merge: Merge) {}
 
@@ -44,6 +51,8 @@ export class Memtable {
     if (old === undefined) {
       map.set(key, value)
       this.unsorted.push(key)
+      if (this.minKey === undefined || key < this.minKey) this.minKey = key
+      if (this.maxKey === undefined || key > this.maxKey) this.maxKey = key
       this.bytes += key.length + value.byteLength + storageLimits.memtableEntryOverheadBytes
     } else if (supersedes) {
       map.set(key, value)
@@ -56,6 +65,8 @@ export class Memtable {
   }
 
   get(key: string): Uint8Array | undefined {
+    const min = this.minKey
+    if (min === undefined || key < min || key > this.maxKey!) return undefined
     return this.map.get(key)
   }
 

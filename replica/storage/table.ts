@@ -9,13 +9,15 @@
 //     entry       keyLen(2) valueLen(4) key(keyLen, UTF-8) value(valueLen)
 //   index block   count(4) { offset(4) keyLen(2) firstKey(keyLen) }*count crc32c(4)
 //                 one row per data block: where it starts and its first key (sparse index)
-//   bloom block   probes(1) bits(n) crc32c(4)       ~bloomBitsPerKey bits per key, double hashing
+//   bloom block   probes(1) bits(n) crc32c(4)       ~bloomBitsPerKey bits per key, double hashing;
+//                 version 2: n is a whole number of 64-byte blocks, a key's probes all in one block
 //   footer(32)    indexOffset(4) bloomOffset(4) keys(4) blocks(4) version(4) magic(8) crc32c(4)
 //                 crc over the footer's first 28 bytes
 // Regions are contiguous: data [0, indexOffset), index [indexOffset, bloomOffset),
 // bloom [bloomOffset, size - 32), footer [size - 32, size). Key order is JavaScript string order
 // (see memtable.ts). The bloom filter is Bloom 1970 with Kirsch–Mitzenmacher double hashing
-// (h1 + i*h2), as in LevelDB's bloom.cc.
+// (h1 + i*h2), as in LevelDB's bloom.cc; since format version 2 it is blocked (Putze et al. 2007):
+// one cache line per probe instead of k. Version 1 tables (whole-array probes) are still read.
 
 import { crc32c } from '@node-rs/crc32'
 import { assert } from '../../coordinator/assert.ts'
@@ -23,7 +25,16 @@ import { KvError } from '../../coordinator/errors.ts'
 import { storageLimits } from './storage-limits.ts'
 
 const magic = Buffer.from('RINGKVT1', 'latin1')
-export const tableVersion = 1
+/**
+ * 2: blocked bloom filter (all probes of a key in one 64-byte block). 1: classic bloom over the
+ * whole bit array; still read (open() picks the probe function by version), never written.
+ */
+export const tableVersion = 2
+const tableVersionsReadable = [1, 2] as const
+/** Bits per bloom block of version 2 (one 64-byte cache line). */
+const bloomBlockBits = 512
+/** Blocks per row of Table.idxTop (32 index pairs = 512 bytes of Table.idx per stride). */
+const indexTopStride = 32
 const footerBytes = 32
 
 /** 32-bit FNV-1a over UTF-16 code units, finished with murmur3's fmix32 for avalanche. */
@@ -41,13 +52,41 @@ export function bloomHash(key: string): number {
   return h >>> 0
 }
 
-function bloomMayContain(bits: Buffer, start: number, nbits: number, probes: number, hash: number): boolean {
+/** Version 1: k probes spread over the whole array (up to k cache misses per table probed). */
+function bloomMayContainV1(bits: Buffer, start: number, nbits: number, probes: number, hash: number): boolean {
   let h = hash
   const delta = ((h >>> 17) | (h << 15)) >>> 0
   for (let i = 0; i < probes; i++) {
     const bit = h % nbits
     if ((bits[start + (bit >>> 3)]! & (1 << (bit & 7))) === 0) return false
     h = (h + delta) >>> 0
+  }
+  return true
+}
+
+/**
+ * Version 2, a blocked bloom filter (Putze, Sanders, Singler 2007): the hash's high bits pick one
+ * 512-bit block (multiply-shift range reduction), and the k probes, by double hashing on a remix of
+ * the hash, all fall inside it, so a probe costs one cache line (two when the block straddles).
+ */
+function bloomBlockOf(hash: number, blocks: number): number {
+  return Math.floor((hash / 4294967296) * blocks)
+}
+function bloomInner(hash: number): number {
+  let g = Math.imul(hash ^ (hash >>> 15), 0x2c1b3c6d)
+  g ^= g >>> 12
+  g = Math.imul(g, 0x297a2d39)
+  g ^= g >>> 15
+  return g >>> 0
+}
+function bloomMayContainV2(bits: Buffer, start: number, nbits: number, probes: number, hash: number): boolean {
+  const base = start + bloomBlockOf(hash, nbits / bloomBlockBits) * (bloomBlockBits / 8)
+  let g = bloomInner(hash)
+  const delta = ((g >>> 17) | (g << 15)) | 1
+  for (let i = 0; i < probes; i++) {
+    const bit = g & (bloomBlockBits - 1)
+    if ((bits[base + (bit >>> 3)]! & (1 << (bit & 7))) === 0) return false
+    g = (g + delta) | 0
   }
   return true
 }
@@ -173,20 +212,22 @@ export class TableBuilder {
     s.len += 4
 
     const bloomOffset = s.len
-    const nbits = Math.max(64, this.keys * storageLimits.bloomBitsPerKey)
-    const nbytes = Math.ceil(nbits / 8)
+    // Version 2 blocked bloom: a whole number of 512-bit blocks (see bloomMayContainV2).
+    const blocks = Math.max(1, Math.ceil(this.keys * storageLimits.bloomBitsPerKey / bloomBlockBits))
+    const nbytes = blocks * (bloomBlockBits / 8)
     s.ensure(1 + nbytes + 4)
     s.buf[s.len] = storageLimits.bloomProbes
     const bitsStart = s.len + 1
     s.buf.fill(0, bitsStart, bitsStart + nbytes)
-    const totalBits = nbytes * 8
     for (let i = 0; i < this.keys; i++) {
-      let h = this.hashes[i]!
-      const delta = ((h >>> 17) | (h << 15)) >>> 0
+      const h = this.hashes[i]!
+      const base = bitsStart + bloomBlockOf(h, blocks) * (bloomBlockBits / 8)
+      let g = bloomInner(h)
+      const delta = ((g >>> 17) | (g << 15)) | 1
       for (let p = 0; p < storageLimits.bloomProbes; p++) {
-        const bit = h % totalBits
-        s.buf[bitsStart + (bit >>> 3)]! |= 1 << (bit & 7)
-        h = (h + delta) >>> 0
+        const bit = g & (bloomBlockBits - 1)
+        s.buf[base + (bit >>> 3)]! |= 1 << (bit & 7)
+        g = (g + delta) | 0
       }
       if ((i & 16383) === 16383) yield
     }
@@ -251,7 +292,7 @@ function commonPrefixLen(a: string, b: string): number {
   return i
 }
 
-/** The numeric sparse index of a table (see Table.idxHi); `from`/`to` let a builder compute it in slices. */
+/** The numeric sparse index of a table (see Table.idx); `from`/`to` let a builder compute it in slices. */
 export function indexDigits(firstKeys: readonly string[], maxKey: string | undefined,
   into?: { prefixLen: number; hi: Float64Array; lo: Float64Array }, from = 0, to = firstKeys.length): { prefixLen: number; hi: Float64Array; lo: Float64Array } {
   const n = firstKeys.length
@@ -291,13 +332,17 @@ export class Table {
   /**
    * The sparse index as numbers, for a binary search that touches two contiguous typed arrays instead
    * of scattered strings: every key of the table shares its first `prefixLen` UTF-16 code units (the
-   * common prefix of minKey and maxKey); idxHi/idxLo hold the next 3 + 3 code units of each block's
+   * common prefix of minKey and maxKey); idx holds, interleaved as idx[2i], idx[2i + 1], the next 3 + 3 code units of each block's
    * first key (see keyDigits). The number pairs are ordered like the strings (non-strictly), so the
    * search narrows to the blocks whose pair equals the key's, and compares strings only among those.
    */
   private readonly prefixLen: number
-  private readonly idxHi: Float64Array
-  private readonly idxLo: Float64Array
+  private readonly idx: Float64Array
+  /**
+   * Every indexTopStride-th pair of idx (blocks 0, S, 2S, ...): a small array that stays in cache,
+   * so the search over idx touches only one stride of it (a few lines) instead of log2(blocks).
+   */
+  private readonly idxTop: Float64Array
 
   private constructor(
     readonly file: string,
@@ -310,14 +355,28 @@ export class Table {
     private readonly bloomBits: number,
     private readonly bloomProbes: number,
     maxKey: string | undefined,
-    digits?: { prefixLen: number; hi: Float64Array; lo: Float64Array },
+    digits: { prefixLen: number; hi: Float64Array; lo: Float64Array } | undefined,
+    private readonly version: number,
   ) {
     this.minKey = firstKeys[0]
     this.maxKey = maxKey
     const d = digits ?? indexDigits(firstKeys, maxKey)
     this.prefixLen = d.prefixLen
-    this.idxHi = d.hi
-    this.idxLo = d.lo
+    // Interleaved (hi, lo) pairs: one binary-search step touches one cache line, not two.
+    const n = d.hi.length
+    const idx = new Float64Array(2 * n)
+    for (let i = 0; i < n; i++) {
+      idx[2 * i] = d.hi[i]!
+      idx[2 * i + 1] = d.lo[i]!
+    }
+    this.idx = idx
+    const m = Math.ceil(n / indexTopStride)
+    const top = new Float64Array(2 * m)
+    for (let j = 0; j < m; j++) {
+      top[2 * j] = idx[2 * j * indexTopStride]!
+      top[2 * j + 1] = idx[2 * j * indexTopStride + 1]!
+    }
+    this.idxTop = top
   }
 
   /** Verifies every checksum, the framing and the key order; throws KvError Corruption naming the offset. */
@@ -327,7 +386,9 @@ export class Table {
     if (crc32c(buf.subarray(f, f + 28)) !== buf.readUInt32LE(f + 28)) throw corrupt(file, f, 'footer checksum mismatch')
     if (!buf.subarray(f + 20, f + 28).equals(magic)) throw corrupt(file, f + 20, 'bad magic')
     const version = buf.readUInt32LE(f + 16)
-    if (version !== tableVersion) throw corrupt(file, f + 16, `unknown version ${version}`)
+    if (!(tableVersionsReadable as readonly number[]).includes(version)) {
+      throw corrupt(file, f + 16, `unknown table format version ${version} (this build reads ${tableVersionsReadable.join(', ')})`)
+    }
     const indexOffset = buf.readUInt32LE(f)
     const bloomOffset = buf.readUInt32LE(f + 4)
     const keys = buf.readUInt32LE(f + 8)
@@ -383,8 +444,9 @@ export class Table {
     if (blocks === 0 && indexOffset !== 0) throw corrupt(file, 0, 'data without blocks')
     if (verifyBlocks && count !== keys) throw corrupt(file, f + 8, `footer says ${keys} keys, blocks hold ${count}`)
     const nbytes = f - 4 - (bloomOffset + 1)
+    if (version === 2 && (nbytes === 0 || nbytes % (bloomBlockBits / 8) !== 0)) throw corrupt(file, bloomOffset, `bloom of ${nbytes} bytes is not whole 64-byte blocks`)
     const maxKey = verifyBlocks ? last : lastKeyOf(buf, blocks > 0 ? blockOffsets[blocks - 1]! : 0, indexOffset - 4)
-    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, probes, maxKey)
+    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, probes, maxKey, undefined, version)
   }
 
   /** @internal A table whose parts the builder already knows (it asserted their order while adding). */
@@ -395,7 +457,7 @@ export class Table {
     const bloomOffset = buf.readUInt32LE(f + 4)
     assert(buf.readUInt32LE(f + 8) === keys && buf.readUInt32LE(f + 12) === blockOffsets.length, 'built table footer mismatch')
     const nbytes = f - 4 - (bloomOffset + 1)
-    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, buf[bloomOffset]!, maxKey, digits)
+    return new Table(file, buf, keys, blockOffsets, firstKeys, indexOffset, bloomOffset + 1, nbytes * 8, buf[bloomOffset]!, maxKey, digits, buf.readUInt32LE(f + 16))
   }
 
   get bytes(): number {
@@ -409,7 +471,9 @@ export class Table {
   }
 
   mayContain(hash: number): boolean {
-    return bloomMayContain(this.buf, this.bloomBitsStart, this.bloomBits, this.bloomProbes, hash)
+    return this.version === 1
+      ? bloomMayContainV1(this.buf, this.bloomBitsStart, this.bloomBits, this.bloomProbes, hash)
+      : bloomMayContainV2(this.buf, this.bloomBitsStart, this.bloomBits, this.bloomProbes, hash)
   }
 
   /** Index of the last block whose first key <= key, or -1. */
@@ -422,26 +486,11 @@ export class Table {
     const p = this.prefixLen
     const kh = keyDigits(key, p)
     const kl = keyDigits(key, p + 3)
-    const hi = this.idxHi
-    const lo = this.idxLo
     // a = first block whose digits are >= the key's; b = first block whose digits are > the key's.
     // Blocks before a have first keys < key, blocks from b on have first keys > key.
-    let a = 0
-    let b = n
-    while (a < b) {
-      const mid = (a + b) >>> 1
-      const h = hi[mid]!
-      if (h < kh || (h === kh && lo[mid]! < kl)) a = mid + 1
-      else b = mid
-    }
-    b = a
-    let e = n
-    while (b < e) {
-      const mid = (b + e) >>> 1
-      const h = hi[mid]!
-      if (h < kh || (h === kh && lo[mid]! <= kl)) b = mid + 1
-      else e = mid
-    }
+    let a = this.searchDigits(kh, kl, false)
+    let b = a
+    if (b < n && this.idx[2 * b] === kh && this.idx[2 * b + 1] === kl) b = this.searchDigits(kh, kl, true)
     // Strings only among blocks whose digits tie with the key's.
     while (a < b) {
       const mid = (a + b) >>> 1
@@ -451,12 +500,43 @@ export class Table {
     return a - 1
   }
 
+  /**
+   * The first block whose digit pair is >= (kh, kl), or > it when `after`; n if none. Searches
+   * idxTop for the stride, then idx within it.
+   */
+  private searchDigits(kh: number, kl: number, after: boolean): number {
+    const top = this.idxTop
+    let lo = 0
+    let hi = top.length >>> 1
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1
+      const h = top[2 * mid]!
+      if (h < kh || (h === kh && (after ? top[2 * mid + 1]! <= kl : top[2 * mid + 1]! < kl))) lo = mid + 1
+      else hi = mid
+    }
+    // Block lo * stride (if any) is past the bound and block (lo - 1) * stride is before it.
+    const n = this.blockOffsets.length
+    const idx = this.idx
+    let a = lo === 0 ? 0 : (lo - 1) * indexTopStride + 1
+    let e = Math.min(n, lo * indexTopStride)
+    while (a < e) {
+      const mid = (a + e) >>> 1
+      const h = idx[2 * mid]!
+      if (h < kh || (h === kh && (after ? idx[2 * mid + 1]! <= kl : idx[2 * mid + 1]! < kl))) a = mid + 1
+      else e = mid
+    }
+    return a
+  }
+
   private blockEnd(i: number): number {
     return (i + 1 < this.blockOffsets.length ? this.blockOffsets[i + 1]! : this.indexOffset) - 4
   }
 
-  /** The value stored for `key` (a view into the table), or undefined. `keyBytes` is key as UTF-8. */
-  get(key: string, hash: number, keyBytes: Buffer): Uint8Array | undefined {
+  /**
+   * The value stored for `key` (a view into the table), or undefined. `keyBytes[0, keyLen)` is key as
+   * UTF-8 (a scratch buffer may be passed with its used length, so callers need no per-get view).
+   */
+  get(key: string, hash: number, keyBytes: Uint8Array, keyLen = keyBytes.length): Uint8Array | undefined {
     const min = this.minKey
     if (min === undefined || key < min || key > this.maxKey!) return undefined
     if (!this.mayContain(hash)) return undefined
@@ -464,7 +544,7 @@ export class Table {
     if (b < 0) return undefined
     const buf = this.buf
     const end = this.blockEnd(b)
-    const n = keyBytes.length
+    const n = keyLen
     let q = this.blockOffsets[b]!
     while (q < end) {
       const keyLen = buf.readUInt16LE(q)
