@@ -118,10 +118,12 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   let restore: RestoreResult = { restored: false }
   let restoreError: string | undefined
   if (!identity) {
-    // An empty data directory: this replica is new, or lost its disk. If S3 holds a snapshot of it,
-    // come back from that. If S3 cannot be reached, start empty (the other replicas hold the data,
-    // read repair brings it back) and say so in /health rather than refuse to serve.
-    if (store && (await readdir(cfg.dataDir)).length === 0) {
+    // No NODE.json: this replica is new, or lost its disk (NODE.json is written before the engine
+    // ever opens, so nothing here was served). If S3 holds a snapshot of it, come back from that;
+    // a restore cut short by a crash left no MANIFEST.json and is simply done again. If S3 cannot be
+    // reached, start empty (the other replicas hold the data, read repair brings it back) and say so
+    // in /health rather than refuse to serve.
+    if (store && !(await readdir(cfg.dataDir)).includes('MANIFEST.json')) {
       try {
         restore = await restoreFromSnapshot({ store, cluster: cfg.cluster, node: cfg.id, dataDir: cfg.dataDir, log })
       } catch (e) {
