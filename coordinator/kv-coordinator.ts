@@ -115,6 +115,8 @@ export class KvCoordinator {
     const q = new WriteQuorum({ w, primaries: pl.primaries, fallbacks: pl.fallbacks, isUp: this.pool.isUp, sloppy })
     const deadline = this.opts.runtime.now() + timeoutMs
     const approx = value?.byteLength ?? 0
+    // A stamp that takes too long moves on to the next node while there is time left to finish there.
+    const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(timeoutMs / 3)))
 
     return new Promise<WriteResult>((resolve, reject) => {
       let settled = false
@@ -135,7 +137,7 @@ export class KvCoordinator {
           if (!conn) { run(q.onFailed(a.target.node)); continue }
           const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
           if (a.kind === 'stamp') {
-            conn.request('put', { key: keyBytes, context, value, ...hint }, left, approx).then(
+            conn.request('put', { key: keyBytes, context, value, ...hint }, Math.min(left, stampTimeoutMs), approx).then(
               reply => {
                 let state: DvvSet
                 try {

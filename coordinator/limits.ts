@@ -55,6 +55,11 @@ export const limits = {
   replicaPendingWritesMax: 65536,
 
   // Quorum coordination.
+  /**
+   * Longest a stamp may take before the write moves to the next preference node (at most a third of
+   * the request's timeout): a paused replica keeps its connection open and fails nothing fast.
+   */
+  stampTimeoutMsMax: 500,
   /** Times update() re-reads and retries after a concurrent change. */
   updateRetriesMax: 8,
   readRepairsInflightMax: 1024,
@@ -72,6 +77,7 @@ assert((limits.partitionsDefault & (limits.partitionsDefault - 1)) === 0, 'parti
 assert(limits.nDefault <= limits.nMax, 'default N above max N')
 assert(limits.reconnectBackoffMsMin <= limits.reconnectBackoffMsMax, 'backoff min above max')
 assert(limits.inflightPerConnectionMax <= limits.pendingPerConnectionMax, 'in-flight above pending bound')
+assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a stamp timeout must leave time to stamp elsewhere')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
 
 export type Limits = typeof limits

@@ -15,7 +15,8 @@ export type SocketFactory = (url: string) => SocketLike
 
 export interface Runtime {
   now(): number
-  setTimeout(fn: () => void, ms: number): unknown
+  /** `background`: the timer alone must not keep the process alive (reconnects, sweeps). */
+  setTimeout(fn: () => void, ms: number, opts?: { background?: boolean }): unknown
   clearTimeout(handle: unknown): void
   /** Run `fn` on the next turn of the event loop (frames coalesce until then). */
   tick(fn: () => void): void
@@ -35,7 +36,11 @@ export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
   const tick = g.setImmediate ? (fn: () => void) => { g.setImmediate!(fn) } : (fn: () => void) => { g.setTimeout(fn, 0) }
   return {
     now: () => Date.now(),
-    setTimeout: (fn, ms) => g.setTimeout(fn, ms),
+    setTimeout: (fn, ms, opts) => {
+      const handle = g.setTimeout(fn, ms) as { unref?: () => void }
+      if (opts?.background) handle.unref?.()
+      return handle
+    },
     clearTimeout: h => g.clearTimeout(h),
     tick,
     random: () => Math.random(),

@@ -27,9 +27,11 @@ interface Queued {
   readonly type: RequestType
   readonly body: unknown
   readonly approxBytes: number
-  readonly timeoutMs: number
+  /** The request's own deadline: time spent queued counts against its timeout. */
+  readonly deadline: number
   readonly resolve: (body: any) => void
   readonly reject: (e: Error) => void
+  timer: unknown
 }
 
 export interface ConnectionOptions {
@@ -48,8 +50,8 @@ export class Connection {
   private readonly queue: Queued[] = []
   private nextId = 1
   private failures = 0
-  private retryAt = 0
   private connectTimer: unknown
+  private retryTimer: unknown
 
   constructor(
     readonly node: string,
@@ -58,9 +60,16 @@ export class Connection {
     private readonly opts: ConnectionOptions,
   ) {}
 
-  /** False while a recent failure is backing off: requests would fail at once. */
+  /**
+   * The transport's view of the replica, used to choose quorum targets. A connection that never
+   * failed is presumed up (its first request opens it). After a failure it is down until a
+   * reconnect, made in the background once the backoff has passed, completes its hello: a circuit
+   * breaker, so that no request waits on a replica that accepts TCP but answers nothing.
+   */
   isUp(): boolean {
-    return this.state !== 'closed' && !(this.state === 'backoff' && this.rt.now() < this.retryAt)
+    if (this.state === 'open') return true
+    if (this.state === 'closed' || this.state === 'backoff') return false
+    return this.failures === 0
   }
 
   get inflight(): number { return this.pending.size + this.queue.length }
@@ -74,10 +83,7 @@ export class Connection {
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
       if (this.state === 'closed') return reject(this.unavailable('connection closed'))
-      if (this.state === 'backoff') {
-        if (this.rt.now() < this.retryAt) return reject(this.unavailable('replica unreachable, backing off'))
-        this.state = 'idle'
-      }
+      if (this.state === 'backoff') return reject(this.unavailable('replica unreachable, backing off'))
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
         this.send(type, body, timeoutMs, approxBytes, resolve, reject)
         return
@@ -85,12 +91,21 @@ export class Connection {
       if (this.queue.length >= limits.pendingPerConnectionMax) {
         return reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 }, `too many requests queued for ${this.node}`))
       }
-      this.queue.push({ type, body, approxBytes, timeoutMs, resolve, reject })
+      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, resolve, reject, timer: undefined }
+      q.timer = this.rt.setTimeout(() => {
+        const at = this.queue.indexOf(q)
+        if (at < 0) return
+        this.queue.splice(at, 1)
+        reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms waiting for the connection`))
+      }, timeoutMs)
+      this.queue.push(q)
       if (this.state === 'idle') this.open()
     })
   }
 
   close(): void {
+    this.rt.clearTimeout(this.retryTimer)
+    this.rt.clearTimeout(this.connectTimer)
     this.state = 'closed'
     this.drop(this.unavailable('connection closed'))
   }
@@ -157,7 +172,12 @@ export class Connection {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
     entry.timer = this.rt.setTimeout(() => {
-      if (this.pending.delete(id)) reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
+      if (!this.pending.delete(id)) return
+      reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
+      // A replica that lets a request time out is paused, partitioned or overloaded, and its
+      // connection stays open: reset it, so that the node backs off and the requests after this
+      // one fail fast (and quorums skip it) instead of each waiting out its own timeout.
+      this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms; connection reset`))
     }, timeoutMs)
     this.pending.set(id, entry)
     this.batcher!.push([type, id, body], approxBytes)
@@ -166,7 +186,8 @@ export class Connection {
   private drain(): void {
     while (this.queue.length > 0 && this.pending.size < limits.inflightPerConnectionMax && this.state === 'open') {
       const q = this.queue.shift()!
-      this.send(q.type, q.body, q.timeoutMs, q.approxBytes, q.resolve, q.reject)
+      this.rt.clearTimeout(q.timer)
+      this.send(q.type, q.body, Math.max(1, q.deadline - this.rt.now()), q.approxBytes, q.resolve, q.reject)
     }
   }
 
@@ -207,9 +228,17 @@ export class Connection {
     this.rt.clearTimeout(this.connectTimer)
     this.failures++
     const base = Math.min(limits.reconnectBackoffMsMax, limits.reconnectBackoffMsMin * 2 ** (this.failures - 1))
-    this.retryAt = this.rt.now() + base / 2 + this.rt.random() * base / 2
+    const delay = base / 2 + this.rt.random() * base / 2
     this.state = 'backoff'
     this.drop(e)
+    // Reconnect in the background once the backoff has passed; until its hello completes the
+    // replica stays down for quorum purposes (isUp).
+    this.rt.clearTimeout(this.retryTimer)
+    this.retryTimer = this.rt.setTimeout(() => {
+      if (this.state !== 'backoff') return
+      this.state = 'idle'
+      this.open()
+    }, delay, { background: true })
   }
 
   private drop(e: Error): void {
@@ -219,7 +248,7 @@ export class Connection {
     if (socket && socket.readyState <= 1) { try { socket.close() } catch { /* already closing */ } }
     for (const [, p] of this.pending) { this.rt.clearTimeout(p.timer); p.reject(e) }
     this.pending.clear()
-    for (const q of this.queue.splice(0)) q.reject(e)
+    for (const q of this.queue.splice(0)) { this.rt.clearTimeout(q.timer); q.reject(e) }
     if (this.state === 'open' || this.state === 'connecting') this.state = 'idle'
   }
 }
