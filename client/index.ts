@@ -162,4 +162,3 @@ function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pic
   return out
 }
 
-export const defaults = { valueBytesMax: limits.valueBytesDefault, timeoutMs: limits.requestTimeoutMsDefault }

@@ -3,13 +3,12 @@
 // the HTTP gateway runs the very same object server-side (DESIGN.md "Quorum, coordinated by the
 // client"). The ring comes from any seed's `hello` and is refreshed from replies.
 
-import { assert } from './assert.ts'
 import { badRequest, KvError } from './errors.ts'
 import { limits } from './limits.ts'
 import { keyIssues, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
-import { createRing, preferenceList, validateRing, type Ring, type RingNode } from './ring/ring.ts'
+import { preferenceList, validateRing, type Ring, type RingNode } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
 import { ConnectionPool } from './transport/connection-pool.ts'
 import { decodeContext, encodeContext } from './version/context.ts'
@@ -268,6 +267,3 @@ function withElidedValue(reply: ReplyBody<'put'>, value: Uint8Array | null): Dvv
   return { vv: reply.state.vv, siblings }
 }
 
-// createRing is re-exported for callers that build static rings (the replica launcher, tests).
-export { createRing }
-assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')

@@ -77,6 +77,7 @@ assert((limits.partitionsDefault & (limits.partitionsDefault - 1)) === 0, 'parti
 assert(limits.nDefault <= limits.nMax, 'default N above max N')
 assert(limits.reconnectBackoffMsMin <= limits.reconnectBackoffMsMax, 'backoff min above max')
 assert(limits.inflightPerConnectionMax <= limits.pendingPerConnectionMax, 'in-flight above pending bound')
+assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')
 assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a stamp timeout must leave time to stamp elsewhere')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
 

@@ -90,7 +90,6 @@ describe('whole cluster killed during a write load', () => {
     })
     await eventually(async () => assert.ok(acked.size >= 1500, `only ${acked.size} acked so far`), 'write load underway', 30_000)
     await Promise.all(cluster.replicas.map(r => r.kill('SIGKILL')))
-    const ackedAtKill = acked.size
     await new Promise(r => setTimeout(r, 200))
     stop = true
     await Promise.all(writers)
@@ -100,14 +99,11 @@ describe('whole cluster killed during a write load', () => {
     await Promise.all(cluster.replicas.map(r => r.start()))
     const reader = createClient({ seeds: cluster.seeds, timeoutMs: 5000 })
     await eventually(() => reader.get('load:0:0'), 'cluster back')
-    let checked = 0
     for (const [key, value] of acked) {
       const got = await reader.get(key, { r: 2 })
       assert.equal(got.found, true, `acknowledged write ${key} lost`)
       assert.ok(got.values.some(v => dec.decode(v) === value), `acknowledged value of ${key} lost`)
-      checked++
     }
-    assert.ok(checked >= ackedAtKill)
     await reader.close()
   })
 })

@@ -67,24 +67,20 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true })
+const encoder = new TextEncoder()
 
 /** The key is everything after /kv/, percent-decoded to bytes and then decoded as strict UTF-8. */
 export function keyFromPath(path: string): string {
   const raw = path.slice(path.indexOf('/kv/') + 4)
   const bytes: number[] = []
-  for (let i = 0; i < raw.length; i++) {
-    const ch = raw.charCodeAt(i)
-    if (ch === 0x25 /* % */) {
-      const hex = raw.slice(i + 1, i + 3)
-      if (!/^[0-9a-fA-F]{2}$/.test(hex)) throw badRequest(`key has a bad percent escape at ${i}`)
-      bytes.push(parseInt(hex, 16))
-      i += 2
-    } else if (ch < 0x80) {
-      bytes.push(ch)
-    } else {
-      for (const b of new TextEncoder().encode(raw[i]!)) bytes.push(b)
-    }
-  }
+  // Percent escapes become single bytes; runs of other characters are UTF-8 encoded whole, so a
+  // raw surrogate pair is never split into two halves.
+  // split() with a capture group puts the escapes at odd indices and the text between at even ones.
+  raw.split(/(%[0-9a-fA-F]{2})/).forEach((part, i) => {
+    if (i % 2 === 1) { bytes.push(parseInt(part.slice(1), 16)); return }
+    if (part.includes('%')) throw badRequest(`key has a bad percent escape: ${JSON.stringify(part).slice(0, 40)}`)
+    for (const b of encoder.encode(part)) bytes.push(b)
+  })
   try {
     return utf8.decode(new Uint8Array(bytes))
   } catch {

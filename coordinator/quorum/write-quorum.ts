@@ -44,7 +44,6 @@ export interface WriteQuorumOptions {
 export class WriteQuorum {
   private readonly slots: Slot[]
   private readonly spareFallbacks: string[]
-  private readonly tried = new Set<string>()
   private readonly failures = new Map<string, Error>()
   private state: DvvSet | undefined
   private result: WriteOutcome = { status: 'pending' }
@@ -126,13 +125,11 @@ export class WriteQuorum {
       return []
     }
     slot.phase = 'stamping'
-    this.tried.add(slot.target!.node)
     return [{ kind: 'stamp', target: slot.target! }]
   }
 
   /** Give a slot whose node is down or failed the next fallback, or mark it dead. */
   private refill(slot: Slot): void {
-    if (slot.target) this.tried.add(slot.target.node)
     const next = this.spareFallbacks.shift()
     if (next === undefined) {
       slot.target = undefined

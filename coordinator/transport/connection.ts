@@ -72,8 +72,6 @@ export class Connection {
     return this.failures === 0
   }
 
-  get inflight(): number { return this.pending.size + this.queue.length }
-
   setUrl(url: string): void {
     if (url === this.url) return
     this.url = url

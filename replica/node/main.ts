@@ -65,9 +65,14 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'snapshot-budget-bytes': { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
       'memtable-bytes-max': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
     },
     strict: true,
   })
+  if (values.help) {
+    process.stdout.write(replicaUsage)
+    process.exit(0)
+  }
   const fail = (msg: string): never => { throw new Error(`replica config: ${msg}`) }
   const id = values.id ?? fail('--id is required')
   const port = Number(values.port ?? fail('--port is required'))
@@ -103,6 +108,13 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString()
 }
+
+const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --port PORT --data-dir DIR
+    --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
+    [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
+    [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
+  S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
+`
 
 export interface RunningReplica { readonly server: Server; close(): Promise<void> }
 
