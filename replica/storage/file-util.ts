@@ -2,6 +2,7 @@
 // fsyncs that make a rename survive a crash (file data, then the directory entry), and a directory
 // fsync. With `fsync: false` (benchmarks only) the same steps run without the syncs.
 
+import { fdatasync, writeSync, writevSync } from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -24,17 +25,32 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
   }
 }
 
-/** Writes all of `bufs` (`total` bytes) at the handle's position with writev, finishing a short write. */
-export async function writevAll(fh: FileHandle, bufs: readonly Buffer[], total: number): Promise<void> {
-  if (bufs.length === 1) return writeAll(fh, bufs[0]!)
-  // writev takes at most IOV_MAX (1024) buffers at once.
-  for (let i = 0; i < bufs.length; i += 1024) {
-    const part = bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
-    let partBytes = total
-    if (part !== bufs) { partBytes = 0; for (const b of part) partBytes += b.length }
-    const { bytesWritten } = await fh.writev(part as Buffer[])
-    if (bytesWritten < partBytes) await writeAll(fh, Buffer.concat(part, partBytes).subarray(bytesWritten))
+/** Writes all of `bufs` (`total` bytes) at the descriptor's position, synchronously, finishing short writes. */
+export function writevAllSync(fd: number, bufs: readonly Buffer[], total: number): void {
+  let i = 0
+  let left = total
+  while (i < bufs.length) {
+    // writev takes at most IOV_MAX (1024) buffers at once.
+    const part = i === 0 && bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
+    let partBytes = 0
+    if (part === bufs) partBytes = left
+    else for (const b of part) partBytes += b.length
+    let written = part.length === 1 ? writeSync(fd, part[0]!) : writevSync(fd, part as Buffer[])
+    if (written < partBytes) {
+      // Short write (disk full returns an error instead): finish this part from where it stopped.
+      const rest = Buffer.concat(part, partBytes).subarray(written)
+      let off = 0
+      while (off < rest.length) off += writeSync(fd, rest, off)
+      written = partBytes
+    }
+    left -= written
+    i += part.length
   }
+}
+
+/** fdatasync through the callback API: one thread-pool round trip, no FileHandle promise machinery. */
+export function fdatasyncFd(fd: number): Promise<void> {
+  return new Promise((resolve, reject) => fdatasync(fd, e => (e ? reject(e) : resolve())))
 }
 
 /** Replaces `path` with `data` atomically: write `path.tmp`, fsync, rename over `path`, fsync the directory. */
