@@ -109,7 +109,10 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const replay = await replayWal(walDir, manifest.walSegmentMin, (k, v) => active.put(k, v), log)
   const lastSeq = replay.segments.length > 0 ? replay.segments[replay.segments.length - 1]! : -1
   const firstSeq = Math.max(manifest.walSegmentMin, lastSeq + 1, 1)
-  const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes)
+  // Zero-fill WAL segments in steps of a quarter memtable (a segment holds about one memtable's
+  // records), capped; tiny test memtables thus do not write megabytes of zeros per segment.
+  const preallocate = Math.min(storageLimits.walPreallocateBytes, Math.floor(memtableBytesMax / 4 / 4096) * 4096)
+  const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes, preallocate)
   log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
   const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal,
     opts.obsoleteTableGraceMs ?? storageLimits.obsoleteTableGraceMs)

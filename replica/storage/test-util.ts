@@ -1,4 +1,4 @@
-// Helpers shared by the storage tests: temp directories and two merges that exercise the engine's
+// Helpers shared by the storage tests: temp directories, WAL segment layout, and two merges that exercise the engine's
 // version folding — set union (commutative, associative, idempotent, like DVV sync) and newer-wins
 // (order-sensitive, so it catches a read path that folds versions in the wrong order).
 
@@ -24,4 +24,21 @@ export function newerWins(_older: Uint8Array, newer: Uint8Array): Uint8Array {
 export function bytesEqual(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
   if (a === undefined || b === undefined) return a === b
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+}
+
+/**
+ * Start offsets of the group frames of a version-2 WAL segment (wal.ts: 8-byte magic, then groups
+ * of magic(4) len(4) crc(4) payload, then zeros).
+ */
+export function walGroupOffsets(buf: Buffer): number[] {
+  if (buf.toString('latin1', 0, 8) !== 'RKVWAL02') throw new Error('not a version-2 WAL segment')
+  const out: number[] = []
+  for (let off = 8; off + 12 <= buf.length && buf.toString('latin1', off, off + 4) === 'RWG1'; off += 12 + buf.readUInt32LE(off + 4)) out.push(off)
+  return out
+}
+
+/** End of the last group of a version-2 WAL segment (where its zero tail starts). */
+export function walDataEnd(buf: Buffer): number {
+  const last = walGroupOffsets(buf).at(-1)
+  return last === undefined ? 8 : last + 12 + buf.readUInt32LE(last + 4)
 }
