@@ -2,22 +2,103 @@
 // of a flat, compact form. States are validated on the wire before they get here, and the engine
 // checksums what it stores, so decoding trusts its input but still asserts the shape.
 //   state = [ [actor, counter, actor, counter, ...], [actor, counter, value|null, ...] ]
+//
+// Encoding is written out here rather than done by msgpackr: the shape is fixed, so one sizing
+// pass and one writing pass put the state straight into the WAL record that the engine keeps
+// (engine.put takes a ValueWriter), with no intermediate buffer and no second copy of the value.
+// The bytes are exactly msgpackr's (smallest header for each length, integers above 32 bits as
+// float64, as msgpackr writes them); state-codec.test.ts checks that against msgpackr itself, so
+// states stored before and after this change compare equal byte for byte.
 
-import { Packr, Unpackr } from 'msgpackr'
+import { Unpackr } from 'msgpackr'
 import { assert } from '../coordinator/assert.ts'
 import { sync, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
+import type { ValueWriter } from './storage/engine-types.ts'
 
-const packr = new Packr({ useRecords: false })
 // Decoded sibling values are views into the stored buffer, which the engine never mutates; a state
 // that is kept is always re-encoded (encodeState copies), so no view outlives its use.
 const unpackr = new Unpackr({ useRecords: false, copyBuffers: false })
 
+const arrayHeaderBytes = (n: number): number => (n < 0x10 ? 1 : n < 0x10000 ? 3 : 5)
+const strHeaderBytes = (n: number): number => (n < 0x20 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5)
+const binHeaderBytes = (n: number): number => (n < 0x100 ? 2 : n < 0x10000 ? 3 : 5)
+const uintBytes = (v: number): number => (v < 0x80 ? 1 : v < 0x100 ? 2 : v < 0x10000 ? 3 : v <= 0xffffffff ? 5 : 9)
+/** UTF-8 length; actors are ASCII in practice (node id + incarnation), where it is the string length. */
+const utf8Length = (s: string): number => (/^[\x00-\x7f]*$/.test(s) ? s.length : Buffer.byteLength(s, 'utf8'))
+
+function writeArrayHeader(buf: Buffer, off: number, n: number): number {
+  if (n < 0x10) { buf[off] = 0x90 | n; return off + 1 }
+  if (n < 0x10000) { buf[off] = 0xdc; buf.writeUInt16BE(n, off + 1); return off + 3 }
+  buf[off] = 0xdd; buf.writeUInt32BE(n, off + 1); return off + 5
+}
+
+function writeStr(buf: Buffer, off: number, s: string, bytes: number): number {
+  if (bytes < 0x20) buf[off++] = 0xa0 | bytes
+  else if (bytes < 0x100) { buf[off] = 0xd9; buf[off + 1] = bytes; off += 2 }
+  else if (bytes < 0x10000) { buf[off] = 0xda; buf.writeUInt16BE(bytes, off + 1); off += 3 }
+  else { buf[off] = 0xdb; buf.writeUInt32BE(bytes, off + 1); off += 5 }
+  const written = buf.write(s, off, bytes, bytes === s.length ? 'latin1' : 'utf8')
+  assert(written === bytes, 'state codec: string length changed while encoding')
+  return off + bytes
+}
+
+function writeUint(buf: Buffer, off: number, v: number): number {
+  assert(Number.isSafeInteger(v) && v >= 0, () => `state codec: counter ${v} is not a non-negative safe integer`)
+  if (v < 0x80) { buf[off] = v; return off + 1 }
+  if (v < 0x100) { buf[off] = 0xcc; buf[off + 1] = v; return off + 2 }
+  if (v < 0x10000) { buf[off] = 0xcd; buf.writeUInt16BE(v, off + 1); return off + 3 }
+  if (v <= 0xffffffff) { buf[off] = 0xce; buf.writeUInt32BE(v, off + 1); return off + 5 }
+  buf[off] = 0xcb; buf.writeDoubleBE(v, off + 1); return off + 9
+}
+
+function writeBin(buf: Buffer, off: number, v: Uint8Array): number {
+  const n = v.byteLength
+  if (n < 0x100) { buf[off] = 0xc4; buf[off + 1] = n; off += 2 }
+  else if (n < 0x10000) { buf[off] = 0xc5; buf.writeUInt16BE(n, off + 1); off += 3 }
+  else { buf[off] = 0xc6; buf.writeUInt32BE(n, off + 1); off += 5 }
+  buf.set(v, off)
+  return off + n
+}
+
+/** The stored form of `state`, as its exact size and a writer the engine calls on its WAL record. */
+export function stateWriter(state: DvvSet): ValueWriter {
+  const actors = Object.keys(state.vv)
+  const sibs = state.siblings
+  const vvActorBytes = actors.map(utf8Length)
+  const sibActorBytes = sibs.map(s => utf8Length(s.actor))
+  let bytes = 1 + arrayHeaderBytes(actors.length * 2) + arrayHeaderBytes(sibs.length * 3)
+  for (let i = 0; i < actors.length; i++) bytes += strHeaderBytes(vvActorBytes[i]!) + vvActorBytes[i]! + uintBytes(state.vv[actors[i]!]!)
+  for (let i = 0; i < sibs.length; i++) {
+    const s = sibs[i]!
+    bytes += strHeaderBytes(sibActorBytes[i]!) + sibActorBytes[i]! + uintBytes(s.counter) + (s.value === null ? 1 : binHeaderBytes(s.value.byteLength) + s.value.byteLength)
+  }
+  return {
+    bytes,
+    write(buf: Buffer, start: number): void {
+      let off = writeArrayHeader(buf, start, 2)
+      off = writeArrayHeader(buf, off, actors.length * 2)
+      for (let i = 0; i < actors.length; i++) {
+        off = writeStr(buf, off, actors[i]!, vvActorBytes[i]!)
+        off = writeUint(buf, off, state.vv[actors[i]!]!)
+      }
+      off = writeArrayHeader(buf, off, sibs.length * 3)
+      for (let i = 0; i < sibs.length; i++) {
+        const s = sibs[i]!
+        off = writeStr(buf, off, s.actor, sibActorBytes[i]!)
+        off = writeUint(buf, off, s.counter)
+        if (s.value === null) buf[off++] = 0xc0
+        else off = writeBin(buf, off, s.value)
+      }
+      assert(off - start === bytes, () => `state codec: wrote ${off - start} bytes, sized ${bytes}`)
+    },
+  }
+}
+
 export function encodeState(state: DvvSet): Uint8Array {
-  const vv: Array<string | number> = []
-  for (const actor of Object.keys(state.vv)) vv.push(actor, state.vv[actor]!)
-  const sibs: Array<string | number | Uint8Array | null> = []
-  for (const s of state.siblings) sibs.push(s.actor, s.counter, s.value)
-  return packr.pack([vv, sibs])
+  const w = stateWriter(state)
+  const buf = Buffer.allocUnsafe(w.bytes)
+  w.write(buf, 0)
+  return buf
 }
 
 export function decodeState(bytes: Uint8Array): DvvSet {

@@ -76,6 +76,16 @@ export interface ScanResult {
   readonly cursor?: string
 }
 
+/**
+ * A value given as its exact size and a function that writes it at `offset` of `buf`: the engine
+ * calls it once, on the WAL record it keeps, so the caller's encoding lands there with no
+ * intermediate buffer.
+ */
+export interface ValueWriter {
+  readonly bytes: number
+  write(buf: Buffer, offset: number): void
+}
+
 export interface Engine {
   /** Merged value across memtable and tables, newest first; undefined when never written. */
   get(key: string): Uint8Array | undefined
@@ -83,7 +93,7 @@ export interface Engine {
    * Visible to get() as soon as this returns (the promise is created synchronously); the promise
    * resolves only after the fsync that covers the WAL record (group commit).
    */
-  put(key: string, value: Uint8Array, opts?: PutOptions): Promise<void>
+  put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void>
   scan(prefix: string, opts: { limit: number; after?: string }): ScanResult
   /** Freeze the memtable and write it as a table now; resolves when the manifest names it. */
   flush(): Promise<void>

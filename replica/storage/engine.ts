@@ -26,7 +26,7 @@ import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { mergeTables, pickCompaction, sliceYielder, trimSliced } from './compaction.ts'
 import type { YieldIfDue } from './compaction.ts'
-import type { Engine, EngineManifest, EngineOptions, EngineStats, PutOptions, ScanResult, TableInfo } from './engine-types.ts'
+import type { Engine, EngineManifest, EngineOptions, EngineStats, PutOptions, ScanResult, TableInfo, ValueWriter } from './engine-types.ts'
 import { writeFileAtomic } from './file-util.ts'
 import { emptyManifest, loadManifest, tableId, tablePath, writeManifest } from './manifest.ts'
 import { Memtable } from './memtable.ts'
@@ -193,7 +193,7 @@ class LsmEngine implements Engine {
 
   // ---- writes ----
 
-  put(key: string, value: Uint8Array, opts?: PutOptions): Promise<void> {
+  put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {
     if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
     if (this.failed !== undefined) {
       return Promise.reject(new KvError({ kind: 'Internal' }, 'storage engine failed earlier; refusing writes', { cause: this.failed }))

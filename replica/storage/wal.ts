@@ -35,6 +35,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import type { ValueWriter } from './engine-types.ts'
 import { fdatasyncFd, fsyncDir, writevAllSync } from './file-util.ts'
 import { storageLimits } from './storage-limits.ts'
 
@@ -55,15 +56,16 @@ export function walSegmentName(seq: number): string {
 }
 
 /** Encodes one record; the caller may keep `value` views into the returned buffer. */
-export function encodeWalRecord(key: string, value: Uint8Array): Buffer {
+export function encodeWalRecord(key: string, value: Uint8Array | ValueWriter): Buffer {
   const keyBytes = Buffer.byteLength(key, 'utf8')
   if (keyBytes > storageLimits.keyBytesMax) {
     throw new KvError({ kind: 'TooLarge', bytes: keyBytes, bytesMax: storageLimits.keyBytesMax }, `key of ${keyBytes} bytes exceeds ${storageLimits.keyBytesMax}`)
   }
-  if (value.byteLength > storageLimits.valueBytesMax) {
-    throw new KvError({ kind: 'TooLarge', bytes: value.byteLength, bytesMax: storageLimits.valueBytesMax }, `value of ${value.byteLength} bytes exceeds ${storageLimits.valueBytesMax}`)
+  const valueBytes = value instanceof Uint8Array ? value.byteLength : value.bytes
+  if (valueBytes > storageLimits.valueBytesMax) {
+    throw new KvError({ kind: 'TooLarge', bytes: valueBytes, bytesMax: storageLimits.valueBytesMax }, `value of ${valueBytes} bytes exceeds ${storageLimits.valueBytesMax}`)
   }
-  const len = 2 + keyBytes + value.byteLength
+  const len = 2 + keyBytes + valueBytes
   const rec = Buffer.allocUnsafe(8 + len)
   rec[4] = len & 0xff
   rec[5] = (len >>> 8) & 0xff
@@ -74,7 +76,8 @@ export function encodeWalRecord(key: string, value: Uint8Array): Buffer {
   // An ASCII key (UTF-8 length = UTF-16 length) encodes the same as latin1, which is cheaper.
   const written = rec.write(key, walRecordHeaderBytes, keyBytes, keyBytes === key.length ? 'latin1' : 'utf8')
   assert(written === keyBytes, 'key encoding length changed')
-  rec.set(value, walRecordHeaderBytes + keyBytes)
+  if (value instanceof Uint8Array) rec.set(value, walRecordHeaderBytes + keyBytes)
+  else value.write(rec, walRecordHeaderBytes + keyBytes)
   const crc = crc32c(rec.subarray(4))
   rec[0] = crc & 0xff
   rec[1] = (crc >>> 8) & 0xff
