@@ -11,11 +11,12 @@
 import { KvError } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
-import { describeIssues, isRequestType, requestSchemas, type ErrorBody, type RequestType } from '../coordinator/protocol/messages.ts'
+import { parseRequest } from '../coordinator/protocol/fast-parse.ts'
+import { describeIssues, isRequestType, type ErrorBody, type RequestType } from '../coordinator/protocol/messages.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { EMPTY, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
-import type { Engine } from './storage/engine-types.ts'
-import { decodeState, encodeState } from './state-codec.ts'
+import type { Engine, ValueWriter } from './storage/engine-types.ts'
+import { decodeState, stateWriter } from './state-codec.ts'
 
 export type Reply = (message: Message, approxBytes?: number) => void
 
@@ -65,7 +66,7 @@ export class ReplicaService {
       this.error(reply, id, { kind: 'ProtocolError', message: `unknown message type ${JSON.stringify(type).slice(0, 64)}` })
       return
     }
-    const parsed = requestSchemas[type].safeParse(body)
+    const parsed = parseRequest(type, body)
     if (!parsed.success) {
       const issues = describeIssues(parsed.error)
       this.error(reply, id, { kind: 'BadRequest', message: `invalid ${type}: ${issues.join('; ')}`, issues })
@@ -110,10 +111,10 @@ export class ReplicaService {
         if (!this.admitWrite(reply, id)) return
         const stored = engine.get(body.key)
         const next = update(stored ? decodeState(stored) : EMPTY, body.context, this.opts.actor, value)
-        const encoded = encodeState(next)
+        const encoded = stateWriter(next)
         // `next` was computed from everything the engine holds for the key, in this same turn, so it
         // supersedes it: the memtable need not merge.
-        this.write(body.key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, this.opts.actor, value)], encoded.byteLength), true)
+        this.write(body.key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, this.opts.actor, value)], encoded.bytes), true)
         return
       }
       case 'replicate': {
@@ -125,7 +126,7 @@ export class ReplicaService {
         }
         validate(body.state)
         if (!this.admitWrite(reply, id)) return
-        this.write(body.key, encodeState(body.state), reply, id, () => reply(['replicate', id, {}]))
+        this.write(body.key, stateWriter(body.state), reply, id, () => reply(['replicate', id, {}]))
         return
       }
     }
@@ -141,7 +142,7 @@ export class ReplicaService {
     return true
   }
 
-  private write(key: string, encoded: Uint8Array, reply: Reply, id: number, done: () => void, supersedes = false): void {
+  private write(key: string, encoded: ValueWriter, reply: Reply, id: number, done: () => void, supersedes = false): void {
     this.counters.pendingWrites++
     this.opts.engine.put(key, encoded, supersedes ? { supersedes } : undefined).then(
       () => { this.counters.pendingWrites--; done() },

@@ -33,10 +33,14 @@ describe('bad input', () => {
       ['get', 10, { key: enc.encode('') }],
       ['put', 11, { key: new Uint8Array([0xc3, 0x28]), context: {}, value: null }],
       ['replicate', 12, { key: enc.encode('k'), state: { vv: {}, siblings: [{ actor: 'x.1', counter: 5, value: null }] } }],
+      // Bytes where a list or a state belongs: zod 4.6.7's readonly() threw on these, which used to
+      // crash the replica (messages.ts).
+      ['replicate', 14, { key: enc.encode('k'), state: { vv: {}, siblings: new Uint8Array([1, 2, 3]) } }],
+      ['replicate', 15, { key: enc.encode('k'), state: new Uint8Array([1, 2, 3]) }],
     ]))
     const replies = new Map<number, [string, any]>()
     let envelopeError: any
-    for (let i = 0; i < 7; i++) {
+    for (let i = 0; i < 9; i++) {
       const [t, id, b] = await s.next() as [string, number, any]
       if (id === 0) envelopeError = b; else replies.set(id, [t, b])
     }
@@ -47,6 +51,8 @@ describe('bad input', () => {
     assert.equal(replies.get(10)![1].kind, 'BadRequest'); assert.match(replies.get(10)![1].message, /empty/)
     assert.equal(replies.get(11)![1].kind, 'BadRequest'); assert.match(replies.get(11)![1].message, /UTF-8/)
     assert.equal(replies.get(12)![1].kind, 'BadRequest'); assert.match(replies.get(12)![1].message, /cover/)
+    assert.equal(replies.get(14)![1].kind, 'BadRequest'); assert.match(replies.get(14)![1].message, /siblings/)
+    assert.equal(replies.get(15)![1].kind, 'BadRequest'); assert.match(replies.get(15)![1].message, /state/)
     // The connection still serves.
     s.send(packr.pack([['get', 13, { key: enc.encode('ok-key') }]]))
     const [t3, id3, b3] = await s.next() as [string, number, any]

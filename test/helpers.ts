@@ -31,21 +31,37 @@ export const enc = new TextEncoder()
 export const dec = new TextDecoder()
 
 /** A bare ws socket that sends hand-made frames and collects decoded replies. */
-export async function bareSocket(url: string): Promise<{ send(frame: Uint8Array | string): void; next(): Promise<unknown[]>; close(): void }> {
+/**
+ * A raw WebSocket speaking msgpack frames. `next()` resolves with the next message, and rejects when
+ * the socket closes first (a replica that crashed on the input) or after `timeoutMs`, so a test
+ * fails instead of hanging.
+ */
+export async function bareSocket(url: string, timeoutMs = 10_000): Promise<{ send(frame: Uint8Array | string): void; next(): Promise<unknown[]>; close(): void }> {
   const ws = new WebSocket(url)
   const inbox: unknown[][] = []
-  const waiters: Array<(m: unknown[]) => void> = []
+  const waiters: Array<{ ok: (m: unknown[]) => void; fail: (e: Error) => void }> = []
+  let closed = false
   const unpackr = new Unpackr({ useRecords: false })
   ws.on('message', (data: Buffer) => {
     for (const m of unpackr.unpack(data) as unknown[][]) {
       const w = waiters.shift()
-      if (w) w(m); else inbox.push(m)
+      if (w) w.ok(m); else inbox.push(m)
     }
+  })
+  ws.on('close', () => {
+    closed = true
+    for (const w of waiters.splice(0)) w.fail(new Error(`${url} closed the connection before replying`))
   })
   await new Promise<void>((ok, fail) => { ws.once('open', () => ok()); ws.once('error', fail) })
   return {
     send: frame => ws.send(frame),
-    next: () => new Promise(ok => { const m = inbox.shift(); if (m) ok(m); else waiters.push(ok) }),
+    next: () => new Promise((ok, fail) => {
+      const m = inbox.shift()
+      if (m) return ok(m)
+      if (closed) return fail(new Error(`${url} closed the connection before replying`))
+      const timer = setTimeout(() => fail(new Error(`no reply from ${url} within ${timeoutMs} ms`)), timeoutMs)
+      waiters.push({ ok: v => { clearTimeout(timer); ok(v) }, fail: e => { clearTimeout(timer); fail(e) } })
+    }),
     close: () => ws.close(),
   }
 }

@@ -13,6 +13,8 @@ describe('keyFromPath', () => {
     assert.equal(keyFromPath('/kv/%D0%BA%D0%BB%D1%8E%D1%87'), 'ключ')
     assert.equal(keyFromPath('/kv/ключ/ü 🚀'), 'ключ/ü 🚀')
     assert.equal(keyFromPath(`/kv/${encodeURIComponent('a🚀b')}`), 'a🚀b')
+    // A leading byte-order mark stays part of the key ("\uFEFFa" and "a" are two keys).
+    assert.equal(keyFromPath('/kv/%EF%BB%BFa'), '\uFEFFa')
   })
 
   it('refuses bad escapes and invalid UTF-8 with BadRequest', () => {

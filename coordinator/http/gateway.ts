@@ -66,7 +66,8 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
   return app
 }
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+// ignoreBOM: a leading U+FEFF is part of the key, as on the wire (messages.ts).
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 const encoder = new TextEncoder()
 
 /** The key is everything after /kv/, percent-decoded to bytes and then decoded as strict UTF-8. */

@@ -10,7 +10,11 @@ import { z } from 'zod'
 import { limits } from '../limits.ts'
 import { compareStrings } from '../version/dvv.ts'
 
-const utf8 = new TextDecoder('utf-8', { fatal: true })
+/**
+ * The strict decoder keys go through; fast-parse.ts decodes with this same instance. ignoreBOM:
+ * a leading U+FEFF is part of the key (by default TextDecoder drops it, so "\uFEFFa" became "a").
+ */
+export const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })
 
 /** Validates a key given as a string (SDK side). Returns the problems found, empty when valid. */
 export function keyIssues(key: string, bytes: number): string[] {
@@ -58,10 +62,13 @@ export const siblingSchema = z.object({
   value: bytesSchema.nullable(),
 })
 
+// No .readonly(): zod 4.6.7's readonly() freezes the input it rejects, in place, and throws when
+// that input is a byte array (a crafted frame with bytes where `siblings` belongs crashed a
+// replica). States stay immutable through dvv.ts's readonly types, which no code casts away.
 export const stateSchema = z.object({
   vv: vectorSchema,
-  siblings: z.array(siblingSchema).max(limits.siblingsMax).readonly(),
-}).readonly()
+  siblings: z.array(siblingSchema).max(limits.siblingsMax),
+})
 
 export const ringNodeSchema = z.object({
   id: z.string().min(1).max(128),
@@ -119,9 +126,17 @@ export const errorSchema = z.object({
 
 export type RequestType = keyof typeof requestSchemas
 export const requestTypes = Object.keys(requestSchemas) as RequestType[]
-export type RequestBody<T extends RequestType> = z.input<(typeof requestSchemas)[T]>
-export type ParsedRequest<T extends RequestType> = z.output<(typeof requestSchemas)[T]>
-export type ReplyBody<T extends RequestType> = z.output<(typeof replySchemas)[T]>
+/**
+ * Bodies as the code sees them: deeply readonly (what is sent or received is never mutated), which
+ * the schemas no longer say themselves (see stateSchema). Byte arrays stay as they are.
+ */
+export type Wire<T> = T extends Uint8Array ? T
+  : T extends readonly (infer U)[] ? readonly Wire<U>[]
+  : T extends object ? { readonly [K in keyof T]: Wire<T[K]> }
+  : T
+export type RequestBody<T extends RequestType> = Wire<z.input<(typeof requestSchemas)[T]>>
+export type ParsedRequest<T extends RequestType> = Wire<z.output<(typeof requestSchemas)[T]>>
+export type ReplyBody<T extends RequestType> = Wire<z.output<(typeof replySchemas)[T]>>
 export type ErrorBody = z.output<typeof errorSchema>
 
 export function isRequestType(t: unknown): t is RequestType {

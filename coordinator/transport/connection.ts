@@ -10,9 +10,10 @@
 import { KvError, type KvErrorData } from '../errors.ts'
 import { limits } from '../limits.ts'
 import { decodeFrame, FrameError } from '../protocol/codec.ts'
+import { parseReply } from '../protocol/fast-parse.ts'
 import { FrameBatcher } from '../protocol/frame-batcher.ts'
 import {
-  errorSchema, replySchemas, type ErrorBody, type ReplyBody, type RequestBody, type RequestType,
+  errorSchema, type ErrorBody, type ReplyBody, type RequestBody, type RequestType,
 } from '../protocol/messages.ts'
 import type { Runtime, SocketLike } from '../runtime.ts'
 
@@ -134,8 +135,7 @@ export class Connection {
     socket.addEventListener('open', () => {
       if (this.socket !== socket) return
       this.batcher = batcher
-      const hello: RequestBody<'hello'> = { protocol: limits.protocolVersion, client: this.opts.client }
-      if (this.opts.token !== undefined) hello.token = this.opts.token
+      const hello: RequestBody<'hello'> = { protocol: limits.protocolVersion, client: this.opts.client, ...(this.opts.token !== undefined ? { token: this.opts.token } : {}) }
       this.send('hello', hello, limits.connectTimeoutMs, 0, (reply: ReplyBody<'hello'>) => {
         if (this.socket !== socket) return
         this.rt.clearTimeout(this.connectTimer)
@@ -214,7 +214,7 @@ export class Connection {
         p.reject(new KvError({ kind: 'ProtocolError', detail: 'reply type mismatch' }, `${this.node} answered ${p.type} with ${type}`))
         continue
       }
-      const parsed = replySchemas[p.type].safeParse(body)
+      const parsed = parseReply(p.type, body)
       if (parsed.success) p.resolve(parsed.data)
       else p.reject(new KvError({ kind: 'ProtocolError', detail: parsed.error.message }, `${this.node} sent a malformed ${type} reply`))
     }
