@@ -56,22 +56,24 @@ const decoder = new TextDecoder()
 
 export class KvClient {
   private coordinator: Promise<KvCoordinator>
+  /** The coordinator once made, so that requests need not await the promise each time. */
+  private ready: KvCoordinator | undefined
 
   constructor(private readonly opts: ClientOptions) {
     if (!opts || !Array.isArray(opts.seeds) || opts.seeds.length === 0) throw badRequest('createClient needs seeds: ["ws://host:port", ...]')
-    this.coordinator = runtimeFor(opts).then(runtime => new KvCoordinator({
+    this.coordinator = runtimeFor(opts).then(runtime => (this.ready = new KvCoordinator({
       seeds: opts.seeds, runtime, client: 'ringkv-sdk',
       ...pick(opts, ['r', 'w', 'timeoutMs', 'sloppy', 'valueBytesMax', 'connectionsPerReplica']),
-    }))
+    })))
   }
 
   async put(key: string, value: Value, opts: PutOptions = {}): Promise<{ context: string }> {
-    const res = await (await this.coordinator).put(key, toBytes(value), opts)
+    const res = await (this.ready ?? await this.coordinator).put(key, toBytes(value), opts)
     return { context: res.context }
   }
 
   async get(key: string, opts: GetOptions = {}): Promise<GetResult> {
-    const res = await (await this.coordinator).get(key, opts)
+    const res = await (this.ready ?? await this.coordinator).get(key, opts)
     return this.resolved(res, opts.resolve ?? this.opts.resolve)
   }
 

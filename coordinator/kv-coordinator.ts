@@ -106,7 +106,8 @@ export class KvCoordinator {
         `value is ${value.byteLength} bytes, over the ${this.defaults.valueBytesMax}-byte limit`)
     }
     const context = opts.context ? decodeContext(opts.context) : {}
-    const ring = await this.getRing()
+    // No await once the ring is known: each await is a trip through the microtask queue per request.
+    const ring = this.ring ?? await this.getRing()
     const w = this.quorumParam('w', opts.w ?? this.defaults.w, ring)
     const timeoutMs = this.timeout(opts.timeoutMs)
     const sloppy = opts.sloppy ?? this.defaults.sloppy
@@ -172,7 +173,7 @@ export class KvCoordinator {
 
   async get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
     const keyBytes = this.checkKey(key)
-    const ring = await this.getRing()
+    const ring = this.ring ?? await this.getRing()
     const r = this.quorumParam('r', opts.r ?? this.defaults.r, ring)
     const timeoutMs = this.timeout(opts.timeoutMs)
     const sloppy = opts.sloppy ?? this.defaults.sloppy

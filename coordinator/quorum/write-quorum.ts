@@ -146,14 +146,21 @@ export class WriteQuorum {
 
   private settle(): void {
     if (this.result.status !== 'pending') return
-    const acked = this.acked.length
+    // Counted in one pass without allocating: this runs on every reply of every write.
+    let acked = 0
+    let inflight = 0
+    let idle = 0
+    for (const s of this.slots) {
+      if (s.phase === 'acked') acked++
+      else if (s.phase === 'stamping' || s.phase === 'replicating') inflight++
+      else if (s.phase === 'idle' && s.target) idle++
+    }
     if (acked >= this.opts.w) {
       assert(this.state, 'acks without a stamped state')
       this.result = { status: 'ok', state: this.state, acked: this.acked }
       return
     }
-    const inflight = this.slots.filter(s => s.phase === 'stamping' || s.phase === 'replicating').length
-    const waiting = this.state ? 0 : this.slots.filter(s => s.phase === 'idle' && s.target).length
+    const waiting = this.state ? 0 : idle
     if (inflight === 0 && (waiting === 0 || acked + waiting + this.spareFallbacks.length < this.opts.w)) this.fail()
   }
 
