@@ -29,24 +29,24 @@ import {
 
 type Fields = Record<string, unknown>
 
+/** The bodies with a fast check, by request type; the others always go to zod. */
+const fastRequests: Partial<Record<RequestType, (body: unknown) => unknown>> = { put: putRequest, replicate: replicateRequest, get: getRequest }
+const fastReplies: Partial<Record<RequestType, (body: unknown) => unknown>> = { put: putReply, get: getReply, replicate: replicateReply }
+
 /** Validates a request body: the same result as `requestSchemas[type].safeParse(body)`. */
 export function parseRequest<T extends RequestType>(type: T, body: unknown): z.ZodSafeParseResult<ParsedRequest<T>> {
-  const data = type === 'put' ? putRequest(body)
-    : type === 'replicate' ? replicateRequest(body)
-    : type === 'get' ? getRequest(body)
-    : undefined
-  if (data !== undefined) return { success: true, data: data as ParsedRequest<T> }
-  return viaZod(() => requestSchemas[type].safeParse(body) as z.ZodSafeParseResult<ParsedRequest<T>>, body)
+  return parse(fastRequests[type], requestSchemas[type], body) as z.ZodSafeParseResult<ParsedRequest<T>>
 }
 
 /** Validates the reply to a `type` request: the same result as `replySchemas[type].safeParse(body)`. */
 export function parseReply<T extends RequestType>(type: T, body: unknown): z.ZodSafeParseResult<ReplyBody<T>> {
-  const data = type === 'put' ? putReply(body)
-    : type === 'get' ? getReply(body)
-    : type === 'replicate' ? replicateReply(body)
-    : undefined
-  if (data !== undefined) return { success: true, data: data as ReplyBody<T> }
-  return viaZod(() => replySchemas[type].safeParse(body) as z.ZodSafeParseResult<ReplyBody<T>>, body)
+  return parse(fastReplies[type], replySchemas[type], body) as z.ZodSafeParseResult<ReplyBody<T>>
+}
+
+function parse(fast: ((body: unknown) => unknown) | undefined, schema: z.ZodType, body: unknown): z.ZodSafeParseResult<unknown> {
+  const data = fast?.(body)
+  if (data !== undefined) return { success: true, data }
+  return viaZod(() => schema.safeParse(body), body)
 }
 
 /** zod's verdict; a throw inside zod becomes a failed parse naming it. */

@@ -184,14 +184,8 @@ export async function replayWal(
       while (off < buf.length) {
         const end = validGroupEnd(buf, off)
         if (end < 0) {
-          if (zerosFrom(buf, off)) break
-          if (last && !validGroupAfter(buf, off + 1)) {
-            log('wal: truncating torn tail', { file, offset: off, bytes: buf.length - off })
-            await truncate(file, off)
-            break
-          }
-          throw new KvError({ kind: 'Corruption', file, offset: off },
-            `WAL group at ${file}:${off} fails its checksum or framing${last ? ' and valid groups follow it' : ' in a segment that is not the last'}`)
+          if (!zerosFrom(buf, off)) await cutTornTail(file, off, buf.length, last && !validGroupAfter(buf, off + 1), 'group', log)
+          break
         }
         for (let r = off + groupHeaderBytes; r < end;) {
           const recordEnd = validRecordEnd(buf, r, end)
@@ -210,19 +204,27 @@ export async function replayWal(
   return { segments: seqs, records, bytes, segmentBytes }
 }
 
+/**
+ * At a frame that fails its check: when it is a torn tail (`torn`: the last segment, nothing valid
+ * after it) the file is cut there and the cut logged; anything else is corruption, thrown.
+ */
+async function cutTornTail(file: string, off: number, size: number, torn: boolean, what: 'group' | 'record', log: Log): Promise<void> {
+  if (!torn) {
+    throw new KvError({ kind: 'Corruption', file, offset: off },
+      `WAL ${what} at ${file}:${off} fails its checksum or framing, and it is not a torn tail (valid ${what}s follow it, or a later segment exists)`)
+  }
+  log('wal: truncating torn tail', { file, offset: off, bytes: size - off })
+  await truncate(file, off)
+}
+
 /** Replays a version-1 segment (records from offset 0, no groups); returns the end of its valid records. */
 async function replayVersion1(buf: Buffer, file: string, last: boolean, emit: (off: number, end: number) => void, log: Log): Promise<number> {
   let off = 0
   while (off < buf.length) {
     const end = validRecordEnd(buf, off)
     if (end < 0) {
-      if (last && !validRecordAfter(buf, off + 1)) {
-        log('wal: truncating torn tail', { file, offset: off, bytes: buf.length - off })
-        await truncate(file, off)
-        break
-      }
-      throw new KvError({ kind: 'Corruption', file, offset: off },
-        `WAL record at ${file}:${off} fails its checksum or framing${last ? ' and valid records follow it' : ' in a segment that is not the last'}`)
+      await cutTornTail(file, off, buf.length, last && !validRecordAfter(buf, off + 1), 'record', log)
+      break
     }
     emit(off, end)
     off = end
