@@ -92,9 +92,14 @@ describe('S3 unreachable', () => {
     assert.ok(accepted > 100, `only ${accepted} writes accepted before refusal`)
     assert.ok(isKvError(refused) && refused.kind === 'StorageFull', `expected StorageFull, got ${refused}`)
     assert.match((refused as Error).message, /waiting for S3/)
-    const h = await health(cluster.replicas[0]!.httpUrl)
+    // The budget can run out before the first upload attempt has failed (writes are fast, the
+    // snapshotter works in the background): wait for health to name the S3 error.
+    const h = await eventually(async () => {
+      const got = await health(cluster.replicas[0]!.httpUrl)
+      assert.ok(got.snapshot.lastError, 'health names the S3 error')
+      return got
+    }, 'health naming the S3 error')
     assert.ok(h.snapshot.bytesPending > 256 * 1024)
-    assert.ok(h.snapshot.lastError, 'health names the S3 error')
     assert.ok(h.snapshot.consecutiveFailures >= 1)
     // Nothing accepted was lost, and reads go on.
     for (let i = 0; i < accepted; i += 97) {

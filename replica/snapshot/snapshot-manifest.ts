@@ -87,7 +87,13 @@ export function encodeSnapshotManifest(m: SnapshotManifest): Uint8Array {
 
 /** Parses and validates; throws an Error naming the problem (the caller wraps it as Corruption). */
 export function decodeSnapshotManifest(bytes: Uint8Array): SnapshotManifest {
-  const parsed = SnapshotManifestSchema.safeParse(JSON.parse(new TextDecoder().decode(bytes)))
+  let json: unknown
+  try {
+    json = JSON.parse(new TextDecoder().decode(bytes))
+  } catch (e) {
+    throw new Error(`invalid snapshot manifest: not JSON (${bytes.byteLength} bytes: ${(e as Error).message})`)
+  }
+  const parsed = SnapshotManifestSchema.safeParse(json)
   if (!parsed.success) {
     throw new Error(`invalid snapshot manifest: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
   }
