@@ -107,7 +107,7 @@ const counterArb = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.maxSafeNat().f
 const keyArb = fc.oneof(
   fc.constant(enc.encode('user0000012345')),
   fc.constant(enc.encode('k'.repeat(limits.keyBytesMax))),
-  // A leading BOM is dropped by the decoder: both paths must agree on that too.
+  // A leading BOM is part of the key (the decoder keeps it): both paths must agree on that too.
   fc.constant(enc.encode('\uFEFFbom')),
   fc.string({ unit: 'binary', minLength: 1, maxLength: 120 })
     .filter(s => s.isWellFormed() && !s.includes('\u0000')).map(s => enc.encode(s)).filter(b => b.byteLength <= limits.keyBytesMax),
