@@ -118,7 +118,7 @@ export class KvCoordinator {
     // A stamp that takes too long moves on to the next node while there is time left to finish there.
     const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(timeoutMs / 3)))
     return new Promise<WriteResult>((resolve, reject) => {
-      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, rt.now() + timeoutMs, stampTimeoutMs, resolve, reject).start(timeoutMs)
+      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject).start(timeoutMs)
     })
   }
 
@@ -185,19 +185,20 @@ export class KvCoordinator {
 class WriteDriver {
   private settled = false
   private timer: unknown
+  private deadline = 0
 
   constructor(
     private readonly pool: ConnectionPool,
     private readonly rt: Runtime,
     private readonly q: WriteQuorum,
     private readonly req: { readonly key: Uint8Array; readonly context: VersionVector; readonly value: Uint8Array | null },
-    private readonly deadline: number,
     private readonly stampTimeoutMs: number,
     private readonly resolve: (r: WriteResult) => void,
     private readonly reject: (e: Error) => void,
   ) {}
 
   start(timeoutMs: number): void {
+    this.deadline = this.rt.now() + timeoutMs
     this.timer = this.rt.setTimeout(() => { this.q.expire(); this.check() }, timeoutMs)
     this.run(this.q.start())
     this.check()

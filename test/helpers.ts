@@ -59,8 +59,10 @@ export async function bareSocket(url: string, timeoutMs = 10_000): Promise<{ sen
       const m = inbox.shift()
       if (m) return ok(m)
       if (closed) return fail(new Error(`${url} closed the connection before replying`))
-      const timer = setTimeout(() => fail(new Error(`no reply from ${url} within ${timeoutMs} ms`)), timeoutMs)
-      waiters.push({ ok: v => { clearTimeout(timer); ok(v) }, fail: e => { clearTimeout(timer); fail(e) } })
+      const waiter = { ok: (v: unknown[]) => { clearTimeout(timer); ok(v) }, fail: (e: Error) => { clearTimeout(timer); fail(e) } }
+      // A waiter that timed out leaves the queue, so a late message is not handed to it and lost.
+      const timer = setTimeout(() => { waiters.splice(waiters.indexOf(waiter), 1); fail(new Error(`no reply from ${url} within ${timeoutMs} ms`)) }, timeoutMs)
+      waiters.push(waiter)
     }),
     close: () => ws.close(),
   }

@@ -17,7 +17,7 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { KvError } from '../../coordinator/errors.ts'
-import type { EngineManifest, TableInfo } from '../storage/engine-types.ts'
+import type { EngineManifest, Log, TableInfo } from '../storage/engine-types.ts'
 import type { ObjectStore } from './object-store.ts'
 import {
   decodeSnapshotManifest, manifestKey, manifestSeqOf, manifestsPrefix, tableKey, type SnapshotManifest,
@@ -29,7 +29,7 @@ export interface RestoreOptions {
   cluster: string
   node: string
   dataDir: string
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: Log
   clock?: { now(): number }
   signal?: AbortSignal
 }

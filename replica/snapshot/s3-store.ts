@@ -32,6 +32,7 @@ import {
 import { z } from 'zod'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import type { Log } from '../storage/engine-types.ts'
 import type { LargeBody, ObjectStore, PutLargeOptions, StoreOpOptions } from './object-store.ts'
 import { snapshotLimits as L } from './snapshot-limits.ts'
 
@@ -112,7 +113,7 @@ export interface S3StoreOptions {
   deleteBatchKeys?: number
   /** Uniform in [0, 1): jitter for the backoff. Injected so a simulation can seed it. */
   random?: () => number
-  log?: (msg: string, fields?: Record<string, unknown>) => void
+  log?: Log
 }
 
 export class S3ObjectStore implements ObjectStore {
@@ -126,7 +127,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly listPageKeys: number
   private readonly deleteBatchKeys: number
   private readonly random: () => number
-  private readonly log: (msg: string, fields?: Record<string, unknown>) => void
+  private readonly log: Log
 
   constructor(config: S3Config, opts: S3StoreOptions = {}) {
     this.bucket = config.bucket

@@ -25,7 +25,7 @@ import { crc32c } from '@node-rs/crc32'
 import { setMaxListeners } from 'node:events'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
-import type { Engine, EngineManifest, TableInfo } from '../storage/engine-types.ts'
+import type { Engine, EngineManifest, Log, TableInfo } from '../storage/engine-types.ts'
 import type { ObjectStore } from './object-store.ts'
 import {
   decodeSnapshotManifest, encodeSnapshotManifest, manifestKey, manifestSeqOf, manifestsPrefix,
@@ -41,7 +41,7 @@ export interface SnapshotterOptions {
   incarnation: number
   /** The engine's directory: tables are read from `${dataDir}/tables/`. */
   dataDir: string
-  log: (msg: string, fields?: Record<string, unknown>) => void
+  log: Log
   clock?: { now(): number }
   /** Uniform in [0, 1), for backoff jitter. */
   random?: () => number
@@ -97,7 +97,7 @@ export class Snapshotter {
   private readonly node: string
   private readonly incarnation: number
   private readonly dataDir: string
-  private readonly log: (msg: string, fields?: Record<string, unknown>) => void
+  private readonly log: Log
   private readonly clock: { now(): number }
   private readonly random: () => number
   private readonly gcGraceMs: number

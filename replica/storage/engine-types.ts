@@ -10,6 +10,9 @@
 //   tables/<id>.sst      immutable SSTables named in the manifest; others are garbage
 //   wal/<seq>.log        WAL segments; a segment is deleted once all its records are in tables
 
+/** Structured logging: a message and its fields (the replica prints them as one JSON line). */
+export type Log = (msg: string, fields?: Record<string, unknown>) => void
+
 export interface EngineOptions {
   dir: string
   /** Combine two versions of one key, `older` first. Commutative, associative, idempotent. */
@@ -18,7 +21,7 @@ export interface EngineOptions {
   memtableBytesMax?: number
   /** false only in benchmarks that measure the cost of fsync itself. */
   fsync?: boolean
-  log?: (msg: string, fields?: Record<string, unknown>) => void
+  log?: Log
   /**
    * Milliseconds a compacted-away table file stays on disk before it is deleted, so that a snapshot
    * upload reading it meanwhile does not fail; default storageLimits.obsoleteTableGraceMs (60 s).

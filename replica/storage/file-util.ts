@@ -27,26 +27,19 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
 
 /** Writes all of `bufs` (`total` bytes) at file offset `position`, synchronously, finishing short writes. */
 export function writevAllSync(fd: number, bufs: readonly Buffer[], total: number, position: number): void {
-  let i = 0
-  let left = total
   let at = position
-  while (i < bufs.length) {
-    // writev takes at most IOV_MAX (1024) buffers at once.
-    const part = i === 0 && bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
-    let partBytes = 0
-    if (part === bufs) partBytes = left
-    else for (const b of part) partBytes += b.length
-    let written = part.length === 1 ? writeSync(fd, part[0]!, 0, partBytes, at) : writevSync(fd, part as Buffer[], at)
+  // writev takes at most IOV_MAX (1024) buffers at once.
+  for (let i = 0; i < bufs.length; i += 1024) {
+    const part = bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
+    let partBytes = total
+    if (part !== bufs) { partBytes = 0; for (const b of part) partBytes += b.length }
+    const written = part.length === 1 ? writeSync(fd, part[0]!, 0, partBytes, at) : writevSync(fd, part as Buffer[], at)
     if (written < partBytes) {
       // Short write (disk full returns an error instead): finish this part from where it stopped.
       const rest = Buffer.concat(part, partBytes).subarray(written)
-      let off = 0
-      while (off < rest.length) off += writeSync(fd, rest, off, rest.length - off, at + written + off)
-      written = partBytes
+      for (let off = 0; off < rest.length;) off += writeSync(fd, rest, off, rest.length - off, at + written + off)
     }
-    left -= written
-    at += written
-    i += part.length
+    at += partBytes
   }
 }
 

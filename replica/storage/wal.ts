@@ -35,7 +35,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
-import type { ValueWriter } from './engine-types.ts'
+import type { Log, ValueWriter } from './engine-types.ts'
 import { fdatasyncFd, fsyncDir, writevAllSync } from './file-util.ts'
 import { storageLimits } from './storage-limits.ts'
 
@@ -48,7 +48,6 @@ const groupHeaderBytes = 12
 const zeroChunk = Buffer.alloc(1024 * 1024)
 const firstPreallocateBytes = 1024 * 1024
 
-export type Log = (msg: string, fields?: Record<string, unknown>) => void
 
 export function walSegmentName(seq: number): string {
   assert(Number.isSafeInteger(seq) && seq >= 0, `bad WAL sequence ${seq}`)
