@@ -10,8 +10,27 @@ export const limits = {
   keyBytesMax: 512,
   valueBytesDefault: 1024 * 1024,
   valueBytesMax: 8 * 1024 * 1024,
-  /** Most live siblings one key may hold; a write that would exceed it is refused (BadRequest). */
+  /**
+   * Most siblings one key may hold; a write (stamp, replicate, repair, any merge a replica stores)
+   * that would push a key past it is refused with TooManySiblings, as Riak refuses at max_siblings.
+   */
   siblingsMax: 64,
+  /**
+   * Most siblings a get reply may carry. Above siblingsMax so that a key stored before that bound
+   * was enforced on every path still reads (its reply is bounded by frameBytesMax anyway).
+   */
+  siblingsReadMax: 1024,
+  /**
+   * Highest counter a version vector or dot may carry, far below 2^53: a stamp adds one to the
+   * highest counter it has seen, and a forged context at 2^53 - 2 used to overflow it.
+   */
+  counterMax: 2 ** 48,
+  /**
+   * Largest stored state of one key (every sibling's value, the vector, the dots), encoded. Any merge
+   * that would exceed it is refused with TooLarge, so every stored state fits a table entry and a
+   * get reply fits one frame.
+   */
+  stateBytesMax: 16 * 1024 * 1024,
   /** Most actors in one version vector (replicas x incarnations ever seen by a key). */
   vectorActorsMax: 1024,
   /** Serialized causal context, as text: it must fit a header or a cookie. */
@@ -26,7 +45,9 @@ export const limits = {
   // Wire protocol.
   protocolVersion: 1,
   /** Largest frame a peer may send; larger frames are refused and the connection closed. */
-  frameBytesMax: 16 * 1024 * 1024 + 64 * 1024,
+  frameBytesMax: 17 * 1024 * 1024,
+  /** Deepest msgpack nesting a decoder accepts (a message is at most ~6 deep). */
+  decodeDepthMax: 32,
   /** Messages coalesced into one frame by the sender within one tick. */
   frameMessagesMax: 256,
   /** Bytes coalesced into one frame before it is sent early. */
@@ -44,7 +65,27 @@ export const limits = {
   connectionsPerReplicaDefault: 1,
   connectionsPerReplicaMax: 16,
 
-  // Replica.
+  // Replica: connections (a replica's WebSocket data plane and HTTP server).
+  /** Open WebSocket connections one replica accepts; more are refused at the upgrade (503). */
+  connectionsMax: 1024,
+  /** Connections that have not completed their hello; more are refused at the upgrade (503). */
+  handshakesInflightMax: 128,
+  /** A connection that has not said hello within this is closed (1008). */
+  helloTimeoutMs: 5000,
+  /** Reply bytes buffered for a connection that is not reading; past it the connection is closed (1008). */
+  replyBufferedBytesMax: 64 * 1024 * 1024,
+  /** After a close (1008) a socket that does not finish the close handshake is destroyed. */
+  closeGraceMs: 1000,
+  /** HTTP: whole request headers must arrive within this; the whole request within httpRequestTimeoutMs. */
+  httpHeadersTimeoutMs: 10_000,
+  httpRequestTimeoutMs: 30_000,
+  httpKeepAliveTimeoutMs: 5000,
+  /** POST /admin/snapshot: calls while one runs share it; a new one starts at most this often. */
+  adminSnapshotIntervalMs: 10_000,
+  /** retryAfterMs of an Overloaded reply from a replica whose pending writes are at their bound. */
+  overloadedRetryAfterMs: 5,
+
+  // Replica: writes.
   /** Records one WAL fsync may cover (group commit). */
   walGroupRecordsMax: 4096,
   /** Bytes one WAL fsync may cover. */
@@ -72,6 +113,14 @@ assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size abo
 assert(limits.frameBytesMax > limits.valueBytesMax + limits.keyBytesMax + limits.contextBytesMax,
   'a frame must hold the largest value with its key and context')
 assert(limits.frameBatchBytesMax <= limits.frameBytesMax, 'batch bytes above frame bytes')
+assert(limits.stateBytesMax >= limits.valueBytesMax + 64 * 1024, 'a stored state must hold the largest value')
+assert(limits.frameBytesMax >= limits.stateBytesMax + limits.siblingsReadMax * 64 + limits.keyBytesMax,
+  'a get reply of the largest state must fit one frame')
+assert(limits.siblingsReadMax >= limits.siblingsMax, 'reads must carry every sibling a write may make')
+assert(Number.isSafeInteger(limits.counterMax * 2), 'counterMax must stay far below 2^53')
+assert(limits.handshakesInflightMax <= limits.connectionsMax, 'handshakes above connections')
+assert(limits.replyBufferedBytesMax >= 2 * limits.frameBytesMax, 'a connection must be able to buffer two full replies')
+assert(limits.httpHeadersTimeoutMs <= limits.httpRequestTimeoutMs, 'header timeout above request timeout')
 assert(limits.httpBodyBytesMax >= limits.valueBytesMax, 'HTTP body limit below the value limit')
 assert((limits.partitionsDefault & (limits.partitionsDefault - 1)) === 0, 'partitions must be a power of two')
 assert(limits.nDefault <= limits.nMax, 'default N above max N')
