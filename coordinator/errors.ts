@@ -11,6 +11,8 @@ export type KvErrorData =
   | { kind: 'Overloaded'; retryAfterMs: number }
   | { kind: 'Corruption'; file: string; offset: number }
   | { kind: 'StorageFull'; bytes: number; bytesMax: number }
+  /** A write would push the key past siblingsMax: resolve with `context` (it covers every sibling). */
+  | { kind: 'TooManySiblings'; siblings: number; siblingsMax: number; context: string }
   | { kind: 'ProtocolError'; detail: string }
   | { kind: 'Internal' }
 

@@ -102,9 +102,9 @@ function toBase64(bytes: Uint8Array): string {
   return btoa(s)
 }
 
-const statusOf: Record<string, 400 | 413 | 503 | 504 | 500 | 429 | 507> = {
+const statusOf: Record<string, 400 | 409 | 413 | 503 | 504 | 500 | 429 | 507> = {
   BadRequest: 400, TooLarge: 413, QuorumNotMet: 503, Unavailable: 503, Timeout: 504, Overloaded: 429,
-  StorageFull: 507, ProtocolError: 500, Corruption: 500, Internal: 500,
+  StorageFull: 507, TooManySiblings: 409, ProtocolError: 500, Corruption: 500, Internal: 500,
 }
 
 function errorResponse(c: Context, err: Error): Response {

@@ -112,7 +112,7 @@ export const replySchemas = {
 
 export const errorKinds = [
   'BadRequest', 'TooLarge', 'QuorumNotMet', 'Timeout', 'Unavailable', 'Overloaded', 'Corruption',
-  'StorageFull', 'ProtocolError', 'Internal',
+  'StorageFull', 'TooManySiblings', 'ProtocolError', 'Internal',
 ] as const
 
 export const errorSchema = z.object({

@@ -270,6 +270,7 @@ export function kvErrorFromBody(b: ErrorBody, prefix = ''): KvError {
     case 'ProtocolError': data = { kind: 'ProtocolError', detail: b.message }; break
     case 'Corruption': data = { kind: 'Corruption', file: String((b as any).file ?? ''), offset: Number((b as any).offset ?? 0) }; break
     case 'QuorumNotMet': data = { kind: 'QuorumNotMet', required: 0, acked: 0, replicas: [] }; break
+    case 'TooManySiblings': data = { kind: 'TooManySiblings', siblings: Number((b as any).siblings ?? 0), siblingsMax: Number((b as any).siblingsMax ?? 0), context: String((b as any).context ?? '') }; break
     case 'Internal': data = { kind: 'Internal' }; break
   }
   return new KvError(data, prefix + b.message)
