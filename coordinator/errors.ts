@@ -1,53 +1,156 @@
 // Typed, expected failures. Every error that crosses a boundary (SDK call, wire, HTTP) is a KvError
 // with a `kind` and the data a caller needs to act on it. Concurrent versions and misses are results,
 // not errors. Bugs are assertion failures (assert.ts), not KvErrors.
+//
+// `errorTable` is the one list of kinds: each with the zod schema of its data and its HTTP status.
+// The wire error schema (protocol/messages.ts), the gateway's status map (http/gateway.ts) and the
+// rebuilding of errors from the wire (transport/connection.ts) are all derived from it, and typed by
+// it, so a new kind is one entry here and the type checker points at anything that must handle it.
 
-export type KvErrorData =
-  | { kind: 'BadRequest'; issues: string[] }
-  | { kind: 'TooLarge'; bytes: number; bytesMax: number }
-  | { kind: 'QuorumNotMet'; required: number; acked: number; replicas: string[] }
-  | { kind: 'Timeout'; timeoutMs: number }
-  | { kind: 'Unavailable'; node?: string }
-  | { kind: 'Overloaded'; retryAfterMs: number }
-  | { kind: 'Corruption'; file: string; offset: number }
-  | { kind: 'StorageFull'; bytes: number; bytesMax: number }
+import { z } from 'zod'
+import { limits } from './limits.ts'
+
+const text = z.string().max(limits.errorMessageCharsMax)
+const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
+const ms = z.number().nonnegative().max(Number.MAX_SAFE_INTEGER)
+/** A node id, or a seed's URL while the ring is not known yet. */
+const replicaName = z.string().min(1).max(limits.seedUrlCharsMax)
+
+function isKvErrorKind(kind: string): boolean {
+  return Object.hasOwn(errorTable, kind)
+}
+
+/**
+ * Why one replica did not do its part of a call: its error's kind and message and that kind's data
+ * (passed through unchecked here; the receiver rebuilds each one with the wire schema).
+ */
+export const replicaFailureSchema = z.object({
+  kind: z.string().refine(isKvErrorKind, { message: 'unknown error kind' }),
+  message: text,
+}).passthrough()
+
+/** Every replica that was asked (or skipped) and did not answer, by node id (or seed URL): why. */
+export const failuresSchema = z.record(replicaName, replicaFailureSchema)
+  .refine(f => Object.keys(f).length <= limits.seedsMax, { message: `a failure map names at most ${limits.seedsMax} replicas` })
+
+export type ReplicaFailure = z.output<typeof replicaFailureSchema>
+
+export const errorTable = {
+  /** The request is wrong (key, value type, option, context, body): fix it rather than retry. */
+  BadRequest: { status: 400, data: z.object({ issues: z.array(text).max(limits.errorIssuesMax) }) },
+  TooLarge: { status: 413, data: z.object({ bytes: count, bytesMax: count }) },
   /** A write would push the key past siblingsMax: resolve with `context` (it covers every sibling). */
-  | { kind: 'TooManySiblings'; siblings: number; siblingsMax: number; context: string }
-  | { kind: 'ProtocolError'; detail: string }
-  | { kind: 'Internal' }
+  TooManySiblings: { status: 409, data: z.object({ siblings: count, siblingsMax: count, context: z.string().max(limits.contextBytesMax) }) },
+  Overloaded: { status: 429, data: z.object({ retryAfterMs: ms }) },
+  /** Fewer than W (or R) replicas answered in time; `failures` says why each other one did not. */
+  QuorumNotMet: {
+    status: 503,
+    data: z.object({ required: count, acked: count, replicas: z.array(replicaName).max(limits.seedsMax), failures: failuresSchema }),
+  },
+  /** A replica (`node`) could not be reached, or (with `failures`) no seed could, to learn the ring. */
+  Unavailable: { status: 503, data: z.object({ node: replicaName.optional(), failures: failuresSchema.optional() }) },
+  Timeout: { status: 504, data: z.object({ timeoutMs: ms }) },
+  /** A replica whose snapshots are too far behind refuses writes. */
+  StorageFull: { status: 507, data: z.object({ bytes: count, bytesMax: count }) },
+  Corruption: { status: 500, data: z.object({ file: text, offset: count }) },
+  /** A peer broke the protocol; `detail` when the sender gave one (replicas say it in the message). */
+  ProtocolError: { status: 500, data: z.object({ detail: text.optional() }) },
+  Internal: { status: 500, data: z.object({}) },
+} as const satisfies Record<string, { readonly status: 400 | 409 | 413 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
 
-export type KvErrorKind = KvErrorData['kind']
+type Table = typeof errorTable
+export type KvErrorKind = keyof Table
+/** A schema's fields; zod types an empty object as Record<string, never>, which no data could meet. */
+export type ErrorFields<T> = string extends keyof T ? {} : T
+/** The data of each kind, as the table's schema says, tagged with its kind. */
+export type KvErrorData = { [K in KvErrorKind]: { kind: K } & ErrorFields<z.output<Table[K]['data']>> }[KvErrorKind]
+/** An error as it crosses the wire or HTTP: its data and its message. */
+export type KvErrorBody = KvErrorData & { message: string }
+export type HttpStatusOfError = Table[KvErrorKind]['status']
+
+export const errorKinds = Object.keys(errorTable) as KvErrorKind[]
+
+export function httpStatusOf(kind: KvErrorKind): HttpStatusOfError {
+  return errorTable[kind].status
+}
 
 export class KvError<D extends KvErrorData = KvErrorData> extends Error {
   override name = 'KvError'
   readonly kind: D['kind']
   readonly data: D
   constructor(data: D, message: string, options?: { cause?: unknown }) {
-    super(message, options)
+    // Cut, so that every error fits the wire schema's message bound.
+    super(clip(message), options)
     this.kind = data.kind
     this.data = data
   }
 }
 
+type QuorumNotMetData = Extract<KvErrorData, { kind: 'QuorumNotMet' }>
+
 /** Thrown when fewer than W (or R) replicas answered. The write may still be there, as in Dynamo. */
-export class QuorumError extends KvError<Extract<KvErrorData, { kind: 'QuorumNotMet' }>> {
+export class QuorumError extends KvError<QuorumNotMetData> {
   override name = 'QuorumError'
   get required(): number { return this.data.required }
   get acked(): number { return this.data.acked }
   get replicas(): string[] { return this.data.replicas }
-  /** Why each replica that failed did (error replies, timeouts, lost connections), by node. */
+  /**
+   * Why each target that did not acknowledge failed, by node: error replies, timeouts, lost
+   * connections, and replicas not asked because the transport knows them down. `data.failures` is
+   * the same map as plain data (what travels over HTTP).
+   */
   readonly failures: ReadonlyMap<string, Error>
-  constructor(op: 'read' | 'write', required: number, acked: number, replicas: string[], failures: ReadonlyMap<string, Error> = new Map()) {
-    const why = [...failures].map(([node, e]) => `${node}: ${e instanceof KvError ? e.kind + ' ' : ''}${e.message}`)
-    super({ kind: 'QuorumNotMet', required, acked, replicas },
-      `${op} quorum not met: ${acked} of ${required} required replicas acknowledged (${replicas.join(', ') || 'none'})` +
-      (why.length ? `; failures: ${why.join('; ')}` : ''), failures.size ? { cause: [...failures.values()][0] } : undefined)
+
+  constructor(data: QuorumNotMetData, message: string, failures: ReadonlyMap<string, Error>) {
+    super(data, message, failures.size ? { cause: [...failures.values()][0] } : undefined)
     this.failures = failures
+  }
+
+  static of(op: 'read' | 'write', required: number, acked: readonly string[], failures: ReadonlyMap<string, Error>): QuorumError {
+    const why = [...failures].map(([node, e]) => `${node}: ${e instanceof KvError ? e.kind + ': ' : ''}${e.message}`)
+    const message = `${op} quorum not met: ${acked.length} of ${required} required replicas ` +
+      `${op === 'read' ? 'replied' : 'acknowledged'} (${acked.join(', ') || 'none'})` +
+      (why.length ? `; failed: ${why.join('; ')}` : '')
+    return new QuorumError({ kind: 'QuorumNotMet', required, acked: acked.length, replicas: [...acked], failures: failureRecord(failures) }, message, failures)
   }
 }
 
+/** An error as wire or HTTP body: its data (kind included) and its message. */
+export function errorBody(e: KvError): KvErrorBody {
+  return { ...e.data, message: e.message }
+}
+
+/** One replica's failure as data: a KvError's body, anything else as Internal. */
+export function failureOf(e: unknown): ReplicaFailure {
+  if (e instanceof KvError) return errorBody(e)
+  return { kind: 'Internal', message: e instanceof Error ? e.message : String(e) }
+}
+
+export function failureRecord(failures: ReadonlyMap<string, unknown>): Record<string, ReplicaFailure> {
+  const out: Record<string, ReplicaFailure> = {}
+  for (const [node, e] of failures) out[node] = failureOf(e)
+  return out
+}
+
+/** A KvError as is; anything else (a bug, an app callback's throw) as Internal, with it as the cause. */
+export function asKvError(e: unknown, what: string): KvError {
+  if (e instanceof KvError) return e
+  return new KvError({ kind: 'Internal' }, `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+}
+
 export function badRequest(...issues: string[]): KvError {
-  return new KvError({ kind: 'BadRequest', issues }, `bad request: ${issues.join('; ')}`)
+  return badRequestCausedBy(undefined, ...issues)
+}
+
+export function badRequestCausedBy(cause: unknown, ...issues: string[]): KvError {
+  const kept = issues.length > limits.errorIssuesMax
+    ? [...issues.slice(0, limits.errorIssuesMax - 1), `and ${issues.length - limits.errorIssuesMax + 1} more issues`]
+    : issues
+  return new KvError({ kind: 'BadRequest', issues: kept.map(clip) }, `bad request: ${kept.join('; ')}`, cause === undefined ? undefined : { cause })
+}
+
+function clip(s: string): string {
+  return s.length > limits.errorMessageCharsMax ? s.slice(0, limits.errorMessageCharsMax - 1) + '…' : s
 }
 
 export function isKvError(e: unknown): e is KvError {

@@ -55,6 +55,22 @@ export const limits = {
 
   // Transport (client side).
   requestTimeoutMsDefault: 2000,
+  /** Longest timeoutMs a call may ask for (a deadline for the whole call, ring discovery included). */
+  requestTimeoutMsMax: 600_000,
+  /**
+   * Most seeds a client takes, as many as a ring may have nodes (ringSchema in messages.ts): every
+   * replica's own coordinator is given the whole membership as its seeds. It also bounds a failure
+   * map, which names at most one entry per seed or ring node.
+   */
+  seedsMax: 4096,
+  /** Longest seed URL, as a ring node's url in ringSchema. */
+  seedUrlCharsMax: 2048,
+  /** Ring discovery asks this many seeds at once, and another whenever one fails... */
+  seedsAskedAtOnce: 3,
+  /** ...and one more every seedHedgeMs while none has answered (a paused seed answers nothing). */
+  seedHedgeMs: 100,
+  /** retryAfterMs of the Overloaded error a caller gets when a connection's queue is full. */
+  queueFullRetryAfterMs: 10,
   connectTimeoutMs: 2000,
   /** Requests awaiting replies on one connection; more wait in a bounded queue. */
   inflightPerConnectionMax: 4096,
@@ -107,6 +123,17 @@ export const limits = {
 
   // HTTP gateway.
   httpBodyBytesMax: 8 * 1024 * 1024 + 1024,
+  /**
+   * /health asks every replica of the ring for a sign of life, and waits at most this long: load
+   * balancers poll it with timeouts of a second or two, and a paused replica answers nothing.
+   */
+  healthProbeTimeoutMs: 500,
+
+  // Errors.
+  /** Longest error message; longer ones are cut (a failure map of many replicas can be long). */
+  errorMessageCharsMax: 65_536,
+  /** Most issues one BadRequest carries; the rest are summed up in a last issue. */
+  errorIssuesMax: 64,
 } as const
 
 assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size above the hard max')
@@ -128,6 +155,13 @@ assert(limits.reconnectBackoffMsMin <= limits.reconnectBackoffMsMax, 'backoff mi
 assert(limits.inflightPerConnectionMax <= limits.pendingPerConnectionMax, 'in-flight above pending bound')
 assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')
 assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a stamp timeout must leave time to stamp elsewhere')
+assert(limits.requestTimeoutMsDefault <= limits.requestTimeoutMsMax, 'default timeout above the max')
+assert(limits.connectTimeoutMs <= limits.requestTimeoutMsMax, 'connect timeout above the request timeout max')
+assert(limits.seedsAskedAtOnce >= 1 && limits.seedHedgeMs * 3 <= limits.requestTimeoutMsDefault,
+  'ring discovery must ask several seeds within a default timeout')
+assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health probe must finish within an HTTP request')
+assert(limits.errorIssuesMax >= 8, 'a BadRequest must carry the 8 issues describeIssues reports')
+assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
 
 export type Limits = typeof limits

@@ -7,6 +7,7 @@
 // silently substitute U+FFFD; values travel as bytes; a null value is a tombstone (delete).
 
 import { z } from 'zod'
+import { errorKinds, errorTable, type ErrorFields, type KvErrorBody, type KvErrorKind } from '../errors.ts'
 import { limits } from '../limits.ts'
 import { compareStrings } from '../version/dvv.ts'
 
@@ -110,19 +111,15 @@ export const replySchemas = {
   ring: z.object({ ring: ringSchema }),
 } as const
 
-export const errorKinds = [
-  'BadRequest', 'TooLarge', 'QuorumNotMet', 'Timeout', 'Unavailable', 'Overloaded', 'Corruption',
-  'StorageFull', 'TooManySiblings', 'ProtocolError', 'Internal',
-] as const
+/**
+ * An `error` reply: the kind, its message, and that kind's data, every field as errorTable
+ * (errors.ts) says. Fields a kind does not know are dropped; a missing one fails the whole body.
+ */
+export const errorSchema = z.discriminatedUnion('kind', errorKinds.map(kind =>
+  z.object({ kind: z.literal(kind), message: z.string().max(limits.errorMessageCharsMax), ...errorTable[kind].data.shape }),
+) as unknown as [z.ZodObject, ...z.ZodObject[]]) as unknown as z.ZodType<KvErrorBody, ErrorBody>
 
-export const errorSchema = z.object({
-  kind: z.enum(errorKinds),
-  message: z.string().max(65536),
-  issues: z.array(z.string()).optional(),
-  retryAfterMs: z.number().optional(),
-  bytes: z.number().optional(),
-  bytesMax: z.number().optional(),
-}).passthrough()
+export { errorKinds }
 
 export type RequestType = keyof typeof requestSchemas
 export const requestTypes = Object.keys(requestSchemas) as RequestType[]
@@ -137,7 +134,8 @@ export type Wire<T> = T extends Uint8Array ? T
 export type RequestBody<T extends RequestType> = Wire<z.input<(typeof requestSchemas)[T]>>
 export type ParsedRequest<T extends RequestType> = Wire<z.output<(typeof requestSchemas)[T]>>
 export type ReplyBody<T extends RequestType> = Wire<z.output<(typeof replySchemas)[T]>>
-export type ErrorBody = z.output<typeof errorSchema>
+/** An `error` body as a sender writes it: `{ kind, message, ...data }` (errors.ts errorTable). */
+export type ErrorBody = { [K in KvErrorKind]: { kind: K; message: string } & ErrorFields<z.input<(typeof errorTable)[K]['data']>> }[KvErrorKind]
 
 export function isRequestType(t: unknown): t is RequestType {
   return typeof t === 'string' && Object.hasOwn(requestSchemas, t)

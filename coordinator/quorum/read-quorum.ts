@@ -3,9 +3,11 @@
 // reply), merged with DVV sync. Replies that arrive later are merged too, and once every target
 // answered (or the deadline passed) `repairs()` names the primaries whose state is behind the merge:
 // the driver sends them the merged state (read repair), after the caller already has its answer.
+// When the read fails, its QuorumError names every replica of the preference list that did not
+// reply, and why: its error, a timeout, or that it was not asked (known down, or R already lost).
 
 import { assert } from '../assert.ts'
-import { QuorumError } from '../errors.ts'
+import { KvError, QuorumError } from '../errors.ts'
 import { descends, sync, type DvvSet } from '../version/dvv.ts'
 
 export type ReadOutcome =
@@ -19,6 +21,8 @@ export interface ReadQuorumOptions {
   readonly targets: readonly string[]
   /** Targets that are primaries (only they are read-repaired; fallbacks are not owners). */
   readonly primaries: ReadonlySet<string>
+  /** Preference-list nodes not asked because the transport knows them down, with why. */
+  readonly skipped?: ReadonlyMap<string, Error>
 }
 
 export class ReadQuorum {
@@ -27,6 +31,7 @@ export class ReadQuorum {
   private readonly failures = new Map<string, Error>()
   private merged: DvvSet | null = null
   private result: ReadOutcome = { status: 'pending' }
+  private asked = false
 
   constructor(private readonly opts: ReadQuorumOptions) {
     assert(opts.r >= 1, `r=${opts.r} below 1`)
@@ -37,28 +42,33 @@ export class ReadQuorum {
   /** Every target has answered or failed: nothing more will arrive. */
   get complete(): boolean { return this.replies.size + this.failed.size === this.opts.targets.length }
 
+  /** The nodes to ask; none when R cannot be met even before asking (too few are up). */
   start(): string[] {
-    const targets = [...this.opts.targets]
     this.settle()
-    return targets
+    if (this.result.status === 'failed') return []
+    this.asked = true
+    return [...this.opts.targets]
   }
 
+  /** A reply. If merging it throws (a bound the merge would break), nothing of it is recorded. */
   onReply(node: string, state: DvvSet | null): void {
     if (this.replies.has(node) || this.failed.has(node)) return
+    const merged = state ? (this.merged ? sync(this.merged, state) : state) : this.merged
     this.replies.set(node, state)
-    if (state) this.merged = this.merged ? sync(this.merged, state) : state
+    this.merged = merged
     this.settle()
   }
 
-  onFailed(node: string, error?: Error): void {
-    if (this.replies.has(node)) return
-    if (error) this.failures.set(node, error)
+  onFailed(node: string, error: Error = new KvError({ kind: 'Unavailable', node }, `${node}: the get failed`)): void {
+    if (this.replies.has(node) || this.failed.has(node)) return
+    this.failures.set(node, error)
     this.failed.add(node)
     this.settle()
   }
 
-  expire(): void {
-    if (this.result.status === 'pending') this.fail()
+  /** The request's deadline (`timeoutMs` after it started) passed: fail now unless R was met. */
+  expire(timeoutMs?: number): void {
+    if (this.result.status === 'pending') this.fail(timeoutMs)
   }
 
   /** Primaries that replied with a state behind the merge of all replies. */
@@ -82,7 +92,20 @@ export class ReadQuorum {
     }
   }
 
-  private fail(): void {
-    this.result = { status: 'failed', error: new QuorumError('read', this.opts.r, this.replies.size, [...this.replies.keys()], this.failures) }
+  /** Fails naming every node that did not reply: skipped ones, failed ones, and the rest. */
+  private fail(expiredAfterMs?: number): void {
+    const failures = new Map<string, Error>(this.opts.skipped ?? [])
+    const { r, targets } = this.opts
+    for (const node of targets) {
+      if (this.replies.has(node)) continue
+      let why = this.failures.get(node)
+      if (why === undefined) {
+        if (!this.asked) why = new KvError({ kind: 'Unavailable', node }, `not asked: only ${targets.length} replicas are up, and R=${r}`)
+        else if (expiredAfterMs !== undefined) why = new KvError({ kind: 'Timeout', timeoutMs: expiredAfterMs }, `no reply within ${expiredAfterMs} ms`)
+        else why = new KvError({ kind: 'Unavailable', node }, `no reply yet when the read gave up: R=${r} could no longer be met`)
+      }
+      failures.set(node, why)
+    }
+    this.result = { status: 'failed', error: QuorumError.of('read', r, [...this.replies.keys()], failures) }
   }
 }

@@ -8,10 +8,12 @@
 // Targets are the N preference-list slots. With a sloppy quorum a slot whose primary is down (or
 // fails) is refilled by the next unused fallback, which carries a hint naming the primary; its ack
 // counts toward W. Success is W durable acks (the stamper's included); otherwise QuorumError says how
-// many acked. Acks that arrive after the outcome are still recorded (the write spreads further).
+// many acked, and names every target that did not ack with why (its error, a timeout, known down and
+// skipped, or not asked). Acks that arrive after the outcome are still recorded (the write spreads
+// further).
 
 import { assert } from '../assert.ts'
-import { QuorumError } from '../errors.ts'
+import { KvError, QuorumError } from '../errors.ts'
 import type { DvvSet } from '../version/dvv.ts'
 
 export interface WriteTarget { readonly node: string; readonly hintFor?: string }
@@ -38,6 +40,8 @@ export interface WriteQuorumOptions {
   readonly fallbacks: readonly string[]
   /** Nodes the transport does not know to be down. */
   readonly isUp: (node: string) => boolean
+  /** Why the transport knows a node down (named in the QuorumError when the write fails). */
+  readonly whyDown?: (node: string) => Error
   readonly sloppy: boolean
 }
 
@@ -45,6 +49,10 @@ export class WriteQuorum {
   private readonly slots: Slot[]
   private readonly spareFallbacks: string[]
   private readonly failures = new Map<string, Error>()
+  /** Primaries not asked because the transport knows them down. */
+  private readonly skipped = new Map<string, Error>()
+  /** Every node that was ever a slot's target, in order. */
+  private readonly targeted = new Set<string>()
   private state: DvvSet | undefined
   private result: WriteOutcome = { status: 'pending' }
 
@@ -53,8 +61,13 @@ export class WriteQuorum {
     this.spareFallbacks = opts.sloppy ? opts.fallbacks.filter(opts.isUp) : []
     this.slots = opts.primaries.map(owner => ({ owner, target: undefined, phase: 'idle' as const }))
     for (const slot of this.slots) {
-      if (opts.isUp(slot.owner)) slot.target = { node: slot.owner }
-      else this.refill(slot)
+      if (opts.isUp(slot.owner)) {
+        slot.target = { node: slot.owner }
+        this.targeted.add(slot.owner)
+      } else {
+        this.skipped.set(slot.owner, opts.whyDown?.(slot.owner) ?? new KvError({ kind: 'Unavailable', node: slot.owner }, `${slot.owner} is down (backing off), not asked`))
+        this.refill(slot)
+      }
     }
   }
 
@@ -93,8 +106,8 @@ export class WriteQuorum {
   }
 
   /** A stamp or replicate to `node` failed (error reply, timeout, connection lost). */
-  onFailed(node: string, error?: Error): WriteAction[] {
-    if (error) this.failures.set(node, error)
+  onFailed(node: string, error: Error = new KvError({ kind: 'Unavailable', node }, `${node}: the request failed`)): WriteAction[] {
+    this.failures.set(node, error)
     const slot = this.slots.find(s => s.target?.node === node && (s.phase === 'stamping' || s.phase === 'replicating'))
     if (!slot) return []
     const wasStamping = slot.phase === 'stamping'
@@ -113,9 +126,9 @@ export class WriteQuorum {
     return actions
   }
 
-  /** The request's deadline passed: fail now unless W was already met. */
-  expire(): void {
-    if (this.result.status === 'pending') this.fail()
+  /** The request's deadline (`timeoutMs` after it started) passed: fail now unless W was already met. */
+  expire(timeoutMs?: number): void {
+    if (this.result.status === 'pending') this.fail(timeoutMs)
   }
 
   private nextStamp(): WriteAction[] {
@@ -137,6 +150,7 @@ export class WriteQuorum {
     } else {
       slot.target = { node: next, hintFor: slot.owner }
       slot.phase = 'idle'
+      this.targeted.add(next)
     }
   }
 
@@ -164,7 +178,28 @@ export class WriteQuorum {
     if (inflight === 0 && (waiting === 0 || acked + waiting + this.spareFallbacks.length < this.opts.w)) this.fail()
   }
 
-  private fail(): void {
-    this.result = { status: 'failed', error: new QuorumError('write', this.opts.w, this.acked.length, this.acked, this.failures) }
+  /** Fails naming every node that was a target (or skipped as down) and did not ack. */
+  private fail(expiredAfterMs?: number): void {
+    const acked = this.acked
+    const failures = new Map<string, Error>(this.skipped)
+    for (const node of this.targeted) {
+      if (acked.includes(node)) continue
+      failures.set(node, this.failures.get(node) ?? this.unanswered(node, expiredAfterMs))
+    }
+    this.result = { status: 'failed', error: QuorumError.of('write', this.opts.w, acked, failures) }
+  }
+
+  /** Why a target that neither acked nor failed did not count. */
+  private unanswered(node: string, expiredAfterMs: number | undefined): Error {
+    const phase = this.slots.find(s => s.target?.node === node)?.phase
+    const asked = phase === 'stamping' || phase === 'replicating'
+    if (expiredAfterMs !== undefined) {
+      return new KvError({ kind: 'Timeout', timeoutMs: expiredAfterMs }, asked
+        ? `no reply within ${expiredAfterMs} ms`
+        : `not asked within ${expiredAfterMs} ms: the write had no stamped state to send it yet`)
+    }
+    return new KvError({ kind: 'Unavailable', node }, asked
+      ? `no reply yet when the write gave up: W=${this.opts.w} could no longer be met`
+      : `not asked: W=${this.opts.w} could no longer be met`)
   }
 }

@@ -3,6 +3,7 @@
 // nodes are closed. `isUp` is the transport's view of liveness that quorum uses to pick targets.
 
 import { assert } from '../assert.ts'
+import { KvError } from '../errors.ts'
 import { limits } from '../limits.ts'
 import type { RingNode } from '../ring/ring.ts'
 import type { Runtime } from '../runtime.ts'
@@ -41,6 +42,13 @@ export class ConnectionPool {
   isUp = (node: string): boolean => {
     const list = this.conns.get(node)
     return list !== undefined && list.some(c => c.isUp())
+  }
+
+  /** Why isUp(node) is false, for the failure maps of quorum errors. */
+  whyDown = (node: string): Error => {
+    const list = this.conns.get(node)
+    if (list === undefined || list.length === 0) return new KvError({ kind: 'Unavailable', node }, `${node} has no connection (not in the ring, or the client is closed)`)
+    return list[0]!.whyDown()
   }
 
   close(): void {

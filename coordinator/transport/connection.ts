@@ -7,13 +7,13 @@
 // the next replica instead of waiting out a timeout. In-flight requests per connection are bounded,
 // so are requests queued behind them; beyond that callers get Overloaded.
 
-import { KvError, type KvErrorData } from '../errors.ts'
+import { KvError, QuorumError, type KvErrorBody, type KvErrorData } from '../errors.ts'
 import { limits } from '../limits.ts'
 import { decodeFrame, FrameError } from '../protocol/codec.ts'
 import { parseReply } from '../protocol/fast-parse.ts'
 import { FrameBatcher } from '../protocol/frame-batcher.ts'
 import {
-  errorSchema, type ErrorBody, type ReplyBody, type RequestBody, type RequestType,
+  describeIssues, errorSchema, type ReplyBody, type RequestBody, type RequestType,
 } from '../protocol/messages.ts'
 import type { Runtime, SocketLike } from '../runtime.ts'
 
@@ -51,6 +51,8 @@ export class Connection {
   private readonly queue: Queued[] = []
   private nextId = 1
   private failures = 0
+  /** Why the last connect or request failed (what whyDown reports while backing off). */
+  private lastFailure: KvError | undefined
   private connectTimer: unknown
   private retryTimer: unknown
 
@@ -73,6 +75,12 @@ export class Connection {
     return this.failures === 0
   }
 
+  /** Why isUp() is false: the failure the connection is backing off from, or that it is closed. */
+  whyDown(): KvError {
+    if (this.state === 'closed') return this.unavailable('connection closed')
+    return this.unavailable(`down, backing off after: ${this.lastFailure?.message ?? 'a failure'}`, this.lastFailure)
+  }
+
   setUrl(url: string): void {
     if (url === this.url) return
     this.url = url
@@ -88,7 +96,7 @@ export class Connection {
         return
       }
       if (this.queue.length >= limits.pendingPerConnectionMax) {
-        return reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 }, `too many requests queued for ${this.node}`))
+        return reject(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`))
       }
       const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, resolve, reject, timer: undefined }
       q.timer = this.rt.setTimeout(() => {
@@ -141,7 +149,15 @@ export class Connection {
         this.rt.clearTimeout(this.connectTimer)
         this.state = 'open'
         this.failures = 0
-        this.opts.onHello?.(reply)
+        this.lastFailure = undefined
+        // A hello whose ring the coordinator refuses fails the connection; thrown from here (a
+        // socket event) it would be an uncaught exception and end the app.
+        try {
+          this.opts.onHello?.(reply)
+        } catch (e) {
+          this.onFailure(new KvError({ kind: 'ProtocolError', detail: 'bad ring in hello' }, `${this.node} (${this.url}) sent a ring the client refuses: ${(e as Error)?.message}`, { cause: e }))
+          return
+        }
         this.drain()
       }, e => {
         if (this.socket !== socket) return
@@ -225,6 +241,7 @@ export class Connection {
     if (this.state === 'closed') return
     this.rt.clearTimeout(this.connectTimer)
     this.failures++
+    this.lastFailure = e
     const base = Math.min(limits.reconnectBackoffMsMax, limits.reconnectBackoffMsMin * 2 ** (this.failures - 1))
     const delay = base / 2 + this.rt.random() * base / 2
     this.state = 'backoff'
@@ -251,27 +268,27 @@ export class Connection {
   }
 }
 
-/** Turns an `error` body from the wire into the KvError it stands for. */
-export function errorFromWire(body: unknown, node: string): KvError {
+/**
+ * Turns an `error` body from the wire into the KvError it stands for, with every field of its data
+ * as the sender gave it (the wire schema, derived from errorTable, checked each one). `prefix` goes
+ * in front of the message (by default the replica's node id, so an app can tell who said it).
+ */
+export function errorFromWire(body: unknown, node: string, prefix = `${node}: `): KvError {
   const parsed = errorSchema.safeParse(body)
-  if (!parsed.success) return new KvError({ kind: 'ProtocolError', detail: 'malformed error reply' }, `${node} sent a malformed error reply`)
-  return kvErrorFromBody(parsed.data, `${node}: `)
+  if (parsed.success) return kvErrorFromBody(parsed.data, prefix)
+  const said = typeof (body as { message?: unknown } | null)?.message === 'string' ? `: ${String((body as { message: string }).message).slice(0, 1024)}` : ''
+  const detail = describeIssues(parsed.error).join('; ')
+  return new KvError({ kind: 'ProtocolError', detail }, `${node} sent a malformed error reply (${detail})${said}`)
 }
 
-export function kvErrorFromBody(b: ErrorBody, prefix = ''): KvError {
-  let data: KvErrorData
-  switch (b.kind) {
-    case 'BadRequest': data = { kind: 'BadRequest', issues: b.issues ?? [b.message] }; break
-    case 'TooLarge': data = { kind: 'TooLarge', bytes: b.bytes ?? 0, bytesMax: b.bytesMax ?? 0 }; break
-    case 'Overloaded': data = { kind: 'Overloaded', retryAfterMs: b.retryAfterMs ?? 100 }; break
-    case 'StorageFull': data = { kind: 'StorageFull', bytes: b.bytes ?? 0, bytesMax: b.bytesMax ?? 0 }; break
-    case 'Timeout': data = { kind: 'Timeout', timeoutMs: 0 }; break
-    case 'Unavailable': data = { kind: 'Unavailable' }; break
-    case 'ProtocolError': data = { kind: 'ProtocolError', detail: b.message }; break
-    case 'Corruption': data = { kind: 'Corruption', file: String((b as any).file ?? ''), offset: Number((b as any).offset ?? 0) }; break
-    case 'QuorumNotMet': data = { kind: 'QuorumNotMet', required: 0, acked: 0, replicas: [] }; break
-    case 'TooManySiblings': data = { kind: 'TooManySiblings', siblings: Number((b as any).siblings ?? 0), siblingsMax: Number((b as any).siblingsMax ?? 0), context: String((b as any).context ?? '') }; break
-    case 'Internal': data = { kind: 'Internal' }; break
+/** Rebuilds a KvError (a QuorumError for QuorumNotMet, with its failures) from a checked body. */
+export function kvErrorFromBody(b: KvErrorBody, prefix = ''): KvError {
+  const { message, ...rest } = b
+  const data = rest as KvErrorData
+  if (data.kind === 'QuorumNotMet') {
+    const failures = new Map<string, Error>()
+    for (const [node, f] of Object.entries(data.failures)) failures.set(node, errorFromWire(f, node, ''))
+    return new QuorumError(data, prefix + message, failures)
   }
-  return new KvError(data, prefix + b.message)
+  return new KvError(data, prefix + message)
 }
