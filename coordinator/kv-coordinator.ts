@@ -1,11 +1,17 @@
 // Coordinates one request end to end: validates it, finds the preference list on the ring, and
 // drives the quorum state machines (quorum/) over the connection pool. The SDK runs this in apps;
 // the HTTP gateway runs the very same object server-side (DESIGN.md "Quorum, coordinated by the
-// client"). The ring comes from any seed's `hello` and is refreshed from replies.
+// client"). The ring comes from the seeds (RingDiscovery) and is refreshed from replies.
+//
+// Promises kept here: options are checked before any I/O (the constructor throws BadRequest at
+// once); `timeoutMs` is a deadline for the whole call, ring discovery included; every failure is a
+// KvError whose failure map names each replica and why; and nothing a replica sends or fails to send
+// can end the process: the drivers catch what the quorum, merge or context encoding throw from
+// inside reply callbacks and reject the call with it, instead of leaving an unhandled rejection.
 
-import { badRequest, KvError } from './errors.ts'
+import { asKvError, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
-import { keyIssues, type ReplyBody } from './protocol/messages.ts'
+import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
 import { preferenceList, validateRing, type Ring, type RingNode } from './ring/ring.ts'
@@ -15,7 +21,7 @@ import { decodeContext, encodeContext } from './version/context.ts'
 import { context as contextOf, isDeleted, values as valuesOf, type DvvSet, type VersionVector } from './version/dvv.ts'
 
 export interface CoordinatorOptions {
-  /** ws:// URLs of any replicas; the ring is learned from the first that answers. */
+  /** ws:// or wss:// URLs of any replicas; the ring is learned from the first that answers. */
   readonly seeds: readonly string[]
   readonly runtime: Runtime
   readonly r?: number
@@ -28,8 +34,15 @@ export interface CoordinatorOptions {
   readonly token?: string
 }
 
-export interface WriteOptions { readonly context?: string | undefined; readonly w?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined }
-export interface ReadOptions { readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined }
+/**
+ * When the whole call must be done: `at` on the runtime's clock, `timeoutMs` what the caller asked
+ * for (for messages). delete() and the SDK's update() pass one down to share it across their reads
+ * and writes.
+ */
+export interface Deadline { readonly at: number; readonly timeoutMs: number }
+
+export interface WriteOptions { readonly context?: string | undefined; readonly w?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined }
+export interface ReadOptions { readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined }
 
 export interface ReadResult {
   readonly found: boolean
@@ -45,49 +58,185 @@ export interface WriteResult {
   readonly acked: readonly string[]
 }
 
+/** What /health reports: how many replicas of the ring answered a probe just now, and why not the others. */
+export interface Reachability {
+  readonly total: number
+  readonly reachable: number
+  readonly unreachable: Record<string, ReplicaFailure>
+}
+
 const encoder = new TextEncoder()
+
+// ---- Option checks. Hand-written: they run on every call, and must never throw themselves. ----
+
+/** A value as it may appear in a message: short, and never a throw (symbols, bigints, proxies). */
+export function show(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? v.slice(0, 40) + '…' : v)
+  if (typeof v === 'number' || typeof v === 'boolean' || v === undefined || v === null) return String(v)
+  if (Array.isArray(v)) return `an array of ${v.length}`
+  return `a ${typeof v}`
+}
+
+type Check = (v: unknown) => string | undefined
+
+function intIn(min: number, max: number): Check {
+  return v => typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? undefined : `must be an integer from ${min} to ${max}, got ${show(v)}`
+}
+const isTimeout: Check = v => typeof v === 'number' && Number.isFinite(v) && v >= 1 && v <= limits.requestTimeoutMsMax
+  ? undefined : `must be a number of milliseconds from 1 to ${limits.requestTimeoutMsMax}, got ${show(v)}`
+const isBoolean: Check = v => typeof v === 'boolean' ? undefined : `must be true or false, got ${show(v)}`
+const isQuorum = intIn(1, limits.nMax)
+function fromSchema(schema: { safeParse(v: unknown): { success: boolean } }, what: string): Check {
+  return v => schema.safeParse(v).success ? undefined : `must be ${what}, got ${show(v)}`
+}
+
+function seedsIssue(seeds: unknown): string[] {
+  if (!Array.isArray(seeds) || seeds.length === 0) return [`seeds must be a non-empty array of ws:// or wss:// URLs, got ${show(seeds)}`]
+  if (seeds.length > limits.seedsMax) return [`seeds lists ${seeds.length} URLs, more than ${limits.seedsMax}`]
+  const issues: string[] = []
+  for (let i = 0; i < seeds.length; i++) {
+    const seed: unknown = seeds[i]
+    if (typeof seed !== 'string' || seed.length > limits.seedUrlCharsMax) { issues.push(`seeds[${i}] must be a URL of at most ${limits.seedUrlCharsMax} characters, got ${show(seed)}`); continue }
+    let url: URL
+    try { url = new URL(seed) } catch { issues.push(`seeds[${i}] ${show(seed)} is not a URL (write ws://host:port)`); continue }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') issues.push(`seeds[${i}] ${show(seed)} must be a ws:// or wss:// URL`)
+    else if (url.hostname === '') issues.push(`seeds[${i}] ${show(seed)} names no host`)
+  }
+  return issues
+}
+
+/** What is wrong with a Runtime (runtime.ts), if anything. */
+export const runtimeIssue: Check = v => {
+  const rt = v as Record<string, unknown> | null
+  if (typeof rt !== 'object' || rt === null) return `must be a Runtime object, got ${show(v)}`
+  const missing = ['now', 'setTimeout', 'clearTimeout', 'tick', 'random', 'connect'].filter(k => typeof rt[k] !== 'function')
+  return missing.length ? `is missing the functions ${missing.join(', ')}` : undefined
+}
+
+/** Per-option checks of createClient/KvCoordinator options (runtime is checked by each, it differs). */
+export const coordinatorOptionChecks: Record<string, Check> = {
+  r: isQuorum,
+  w: isQuorum,
+  timeoutMs: isTimeout,
+  sloppy: isBoolean,
+  valueBytesMax: intIn(1, limits.valueBytesMax),
+  connectionsPerReplica: intIn(1, limits.connectionsPerReplicaMax),
+  client: fromSchema(requestSchemas.hello.shape.client, 'a short string'),
+  token: fromSchema(requestSchemas.hello.shape.token, 'a string of at most 4096 characters'),
+}
+
+/** Per-call option checks (put, get, delete); unknown options are the SDK's to refuse. */
+export const callOptionChecks: Record<string, Check> = {
+  context: v => typeof v === 'string' ? undefined : `must be the context string of a read, got ${show(v)}`,
+  r: isQuorum,
+  w: isQuorum,
+  timeoutMs: isTimeout,
+  sloppy: isBoolean,
+  deadline: v => {
+    const d = v as Deadline | null
+    return typeof d === 'object' && d !== null && Number.isFinite(d.at) && isTimeout(d.timeoutMs) === undefined ? undefined : `must be a Deadline, got ${show(v)}`
+  },
+}
+
+/**
+ * Checks `opts` against `checks`: every present option (undefined counts as absent) must pass; with
+ * `allowed`, an option not named there is an issue too (a typo such as `timeout` must not pass
+ * silently). Options are read once each, so a getter cannot change its answer after the check.
+ */
+export function optionIssues(where: string, opts: unknown, checks: Record<string, Check>, allowed?: readonly string[]): string[] {
+  if (opts === undefined) return []
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) return [`${where} options must be an object, got ${show(opts)}`]
+  const issues: string[] = []
+  for (const k of Object.keys(opts)) {
+    const v = (opts as Record<string, unknown>)[k]
+    if (v === undefined) continue
+    if (allowed && !allowed.includes(k)) {
+      issues.push(`${where}: unknown option ${show(k)} (known: ${allowed.join(', ')})`)
+      continue
+    }
+    const check = Object.hasOwn(checks, k) ? checks[k] : undefined
+    const issue = check?.(v)
+    if (issue !== undefined) issues.push(`${where}: ${k} ${issue}`)
+  }
+  return issues
+}
+
+/** Everything wrong with coordinator options, runtime included; empty when they are fine. */
+export function coordinatorOptionIssues(where: string, opts: unknown, allowed?: readonly string[]): string[] {
+  if (typeof opts !== 'object' || opts === null) return [`${where} needs options { seeds: ["ws://host:port", ...] }, got ${show(opts)}`]
+  const o = opts as Record<string, unknown>
+  return [
+    ...seedsIssue(o.seeds).map(i => `${where}: ${i}`),
+    ...optionIssues(where, opts, { ...coordinatorOptionChecks, seeds: () => undefined }, allowed),
+  ]
+}
 
 export class KvCoordinator {
   private readonly pool: ConnectionPool
   private readonly seedPool: ConnectionPool
+  private readonly seeds: readonly string[]
   private ring: Ring | undefined
-  private ringWait: Promise<Ring> | undefined
+  private discovery: RingDiscovery | undefined
+  private probing: Promise<Reachability> | undefined
+  private closed = false
   /** Read repairs in flight, shared by every read (bounded by limits.readRepairsInflightMax). */
   private readonly repairs = { inflight: 0 }
   private readonly defaults: { r: number | undefined; w: number | undefined; timeoutMs: number; sloppy: boolean; valueBytesMax: number }
 
   constructor(private readonly opts: CoordinatorOptions) {
-    if (opts.seeds.length === 0) throw badRequest('at least one seed URL is required')
-    const valueBytesMax = opts.valueBytesMax ?? limits.valueBytesDefault
-    if (!(valueBytesMax > 0 && valueBytesMax <= limits.valueBytesMax)) throw badRequest(`valueBytesMax must be 1..${limits.valueBytesMax}, got ${valueBytesMax}`)
-    this.defaults = { r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault, sloppy: opts.sloppy ?? true, valueBytesMax }
+    const issues = coordinatorOptionIssues('KvCoordinator', opts)
+    const rtIssue = runtimeIssue(opts?.runtime)
+    if (rtIssue !== undefined) issues.push(`KvCoordinator: runtime ${rtIssue}`)
+    if (issues.length > 0) throw badRequest(...issues)
+    this.seeds = [...opts.seeds]
+    this.defaults = {
+      r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault,
+      sloppy: opts.sloppy ?? true, valueBytesMax: opts.valueBytesMax ?? limits.valueBytesDefault,
+    }
     const connOpts = { client: opts.client ?? 'ringkv', perReplica: opts.connectionsPerReplica ?? limits.connectionsPerReplicaDefault, onHello: (h: ReplyBody<'hello'>) => this.learnRing(h.ring), ...(opts.token !== undefined ? { token: opts.token } : {}) }
     this.pool = new ConnectionPool(opts.runtime, connOpts)
     this.seedPool = new ConnectionPool(opts.runtime, { ...connOpts, perReplica: 1 })
-    this.seedPool.setNodes(opts.seeds.map((url, i) => ({ id: `seed${i}`, url })))
+    this.seedPool.setNodes(this.seeds.map((url, i) => ({ id: `seed${i}`, url })))
   }
 
-  /** The ring, fetched from the seeds on first use. */
-  async getRing(): Promise<Ring> {
-    if (this.ring) return this.ring
-    this.ringWait ??= this.fetchRing().finally(() => { this.ringWait = undefined })
-    return this.ringWait
+  /** The ring, fetched from the seeds on first use, within `timeoutMs` (default: the client's). */
+  getRing(timeoutMs?: number): Promise<Ring> {
+    if (this.ring) return Promise.resolve(this.ring)
+    const issue = timeoutMs === undefined ? undefined : isTimeout(timeoutMs)
+    if (issue !== undefined) return Promise.reject(badRequest(`timeoutMs ${issue}`))
+    return this.ringBy(this.deadlineOf({ timeoutMs }))
   }
 
   isUp(node: string): boolean { return this.pool.isUp(node) }
 
-  private async fetchRing(): Promise<Ring> {
-    const errors: unknown[] = []
-    for (let i = 0; i < this.opts.seeds.length; i++) {
-      const conn = this.seedPool.get(`seed${i}`)!
-      try {
-        const reply = await conn.request('ring', {}, this.defaults.timeoutMs)
-        return this.learnRing(reply.ring)
-      } catch (e) {
-        errors.push(e)
-      }
+  /** When a call with these options must be done, counted from now. */
+  deadlineOf(opts: { readonly timeoutMs?: number | undefined; readonly deadline?: Deadline | undefined }): Deadline {
+    if (opts.deadline) return opts.deadline
+    const timeoutMs = opts.timeoutMs ?? this.defaults.timeoutMs
+    return { at: this.opts.runtime.now() + timeoutMs, timeoutMs }
+  }
+
+  /**
+   * The ring by `deadline`. One discovery runs at a time, shared by every call that needs the ring;
+   * each call waits only until its own deadline, and then fails naming each seed and why.
+   */
+  private ringBy(deadline: Deadline): Promise<Ring> {
+    if (this.ring) return Promise.resolve(this.ring)
+    const rt = this.opts.runtime
+    let d = this.discovery
+    if (d === undefined) {
+      // It runs at least as long as the client's default timeout, so that a first call with a short
+      // one does not cut discovery short for the calls that join it.
+      const until = Math.max(deadline.at, rt.now() + this.defaults.timeoutMs)
+      const started = new RingDiscovery(this.seeds, this.seedPool, rt, until, ring => this.learnRing(ring))
+      d = this.discovery = started
+      started.promise.then(() => { this.seedPool.close() }, () => undefined).finally(() => { if (this.discovery === started) this.discovery = undefined })
     }
-    throw new KvError({ kind: 'Unavailable' }, `no seed answered (${this.opts.seeds.join(', ')}): ${errors.map(e => (e as Error).message).join('; ')}`, { cause: errors[0] })
+    const discovery = d
+    return new Promise<Ring>((resolve, reject) => {
+      const timer = rt.setTimeout(() => reject(discovery.failure(`within ${deadline.timeoutMs} ms`, deadline.timeoutMs)), Math.max(0, deadline.at - rt.now()))
+      discovery.promise.then(ring => { rt.clearTimeout(timer); resolve(ring) }, e => { rt.clearTimeout(timer); reject(e) })
+    })
   }
 
   private learnRing(wire: ReplyBody<'ring'>['ring']): Ring {
@@ -101,79 +250,247 @@ export class KvCoordinator {
 
   /** Write `value` (null = delete, as a tombstone) under `key`. */
   async put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
+    this.checkOpen()
     const keyBytes = this.checkKey(key)
+    if (value !== null && !(value instanceof Uint8Array)) throw badRequest(`value must be bytes (a Uint8Array), got ${show(value)}`)
     if (value !== null && value.byteLength > this.defaults.valueBytesMax) {
       throw new KvError({ kind: 'TooLarge', bytes: value.byteLength, bytesMax: this.defaults.valueBytesMax },
         `value is ${value.byteLength} bytes, over the ${this.defaults.valueBytesMax}-byte limit`)
     }
+    this.checkOptions('put', opts)
     const context = opts.context ? decodeContext(opts.context) : {}
+    const deadline = this.deadlineOf(opts)
     // No await once the ring is known: each await is a trip through the microtask queue per request.
-    const ring = this.ring ?? await this.getRing()
+    const ring = this.ring ?? await this.ringBy(deadline)
     const w = this.quorumParam('w', opts.w ?? this.defaults.w, ring)
-    const timeoutMs = this.timeout(opts.timeoutMs)
+    const left = this.timeLeft(deadline, 'put')
     const sloppy = opts.sloppy ?? this.defaults.sloppy
     const pl = preferenceList(ring, key)
-    const q = new WriteQuorum({ w, primaries: pl.primaries, fallbacks: pl.fallbacks, isUp: this.pool.isUp, sloppy })
+    const q = new WriteQuorum({ w, primaries: pl.primaries, fallbacks: pl.fallbacks, isUp: this.pool.isUp, whyDown: this.pool.whyDown, sloppy })
     const rt = this.opts.runtime
     // A stamp that takes too long moves on to the next node while there is time left to finish there.
-    const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(timeoutMs / 3)))
+    const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(left / 3)))
     return new Promise<WriteResult>((resolve, reject) => {
-      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject).start(timeoutMs)
+      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject).start(left)
     })
   }
 
   /**
    * Writes a tombstone. Without a context the key is read first and its context used, as
    * riak_kv_delete does: a blind tombstone would be concurrent with the stored value and leave it
-   * in place as a sibling, which is never what "delete" means to a caller.
+   * in place as a sibling, which is never what "delete" means to a caller. The read and the write
+   * share one deadline.
    */
   async delete(key: string, opts: WriteOptions & ReadOptions = {}): Promise<WriteResult> {
+    this.checkOpen()
+    this.checkKey(key)
+    this.checkOptions('delete', opts)
+    const deadline = this.deadlineOf(opts)
     let context = opts.context
-    if (!context) context = (await this.get(key, { r: opts.r, timeoutMs: opts.timeoutMs, sloppy: opts.sloppy })).context
-    return this.put(key, null, { ...opts, context })
+    if (!context) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline })).context
+    return this.put(key, null, { context, w: opts.w, sloppy: opts.sloppy, deadline })
   }
 
   async get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
+    this.checkOpen()
     const keyBytes = this.checkKey(key)
-    const ring = this.ring ?? await this.getRing()
+    this.checkOptions('get', opts)
+    const deadline = this.deadlineOf(opts)
+    const ring = this.ring ?? await this.ringBy(deadline)
     const r = this.quorumParam('r', opts.r ?? this.defaults.r, ring)
-    const timeoutMs = this.timeout(opts.timeoutMs)
+    const left = this.timeLeft(deadline, 'get')
     const sloppy = opts.sloppy ?? this.defaults.sloppy
     const pl = preferenceList(ring, key)
     // Ask the primaries that are up; with a sloppy quorum, fallbacks stand in for the ones down
-    // (they may hold hinted writes for them).
-    const targets = pl.primaries.filter(this.pool.isUp)
+    // (they may hold hinted writes for them). The ones skipped are named if the read fails.
+    const targets: string[] = []
+    let skipped: Map<string, Error> | undefined
+    for (const p of pl.primaries) {
+      if (this.pool.isUp(p)) targets.push(p)
+      else (skipped ??= new Map()).set(p, this.pool.whyDown(p))
+    }
     if (sloppy) for (const f of pl.fallbacks) { if (targets.length >= pl.primaries.length) break; if (this.pool.isUp(f)) targets.push(f) }
-    const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries) })
+    const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}) })
     return new Promise<ReadResult>((resolve, reject) => {
-      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, timeoutMs, this.repairs, resolve, reject).start()
+      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, left, this.repairs, resolve, reject).start()
     })
   }
 
+  /**
+   * Asks every replica of the ring for a sign of life (a `ring` request) within `timeoutMs`; one
+   * probe runs at a time, shared by concurrent callers (a load balancer polling /health). Before the
+   * ring is known the seeds are what it counts. Never rejects.
+   */
+  reachability(timeoutMs: number = limits.healthProbeTimeoutMs): Promise<Reachability> {
+    this.probing ??= this.probe(timeoutMs).finally(() => { this.probing = undefined })
+    return this.probing
+  }
+
+  private async probe(timeoutMs: number): Promise<Reachability> {
+    const rt = this.opts.runtime
+    const deadline = { at: rt.now() + timeoutMs, timeoutMs }
+    let ring: Ring
+    try {
+      if (this.closed) throw new KvError({ kind: 'Unavailable' }, 'this client is closed')
+      ring = this.ring ?? await this.ringBy(deadline)
+    } catch (e) {
+      const k = asKvError(e, 'ring discovery failed')
+      const unreachable = k.data.kind === 'Unavailable' && k.data.failures ? k.data.failures : failureRecord(new Map(this.seeds.map(s => [s, k])))
+      return { total: this.seeds.length, reachable: 0, unreachable }
+    }
+    const failures = new Map<string, Error>()
+    await Promise.all(ring.nodes.map(async node => {
+      const conn = this.pool.get(node.id)
+      if (!conn) { failures.set(node.id, this.pool.whyDown(node.id)); return }
+      try {
+        await conn.request('ring', {}, Math.max(1, deadline.at - rt.now()))
+      } catch (e) {
+        failures.set(node.id, e as Error)
+      }
+    }))
+    return { total: ring.nodes.length, reachable: ring.nodes.length - failures.size, unreachable: failureRecord(failures) }
+  }
+
   close(): void {
+    this.closed = true
     this.pool.close()
     this.seedPool.close()
   }
 
+  private checkOpen(): void {
+    if (this.closed) throw new KvError({ kind: 'Unavailable' }, 'this client is closed')
+  }
+
   private checkKey(key: string): Uint8Array {
-    if (typeof key !== 'string') throw badRequest('key must be a string')
+    if (typeof key !== 'string') throw badRequest(`key must be a string, got ${show(key)}`)
     const bytes = encoder.encode(key)
     const issues = keyIssues(key, bytes.byteLength)
     if (issues.length > 0) throw badRequest(...issues)
     return bytes
   }
 
+  private checkOptions(op: string, opts: unknown): void {
+    const issues = optionIssues(op, opts, callOptionChecks)
+    if (issues.length > 0) throw badRequest(...issues)
+  }
+
   private quorumParam(name: 'r' | 'w', value: number | undefined, ring: Ring): number {
     const n = ring.n
     const v = value ?? Math.floor(n / 2) + 1
-    if (!Number.isInteger(v) || v < 1 || v > n) throw badRequest(`${name} must be an integer from 1 to N=${n}, got ${value}`)
+    if (!Number.isInteger(v) || v < 1 || v > n) throw badRequest(`${name} must be an integer from 1 to N=${n}, got ${show(value)}`)
     return v
   }
 
-  private timeout(t: number | undefined): number {
-    const v = t ?? this.defaults.timeoutMs
-    if (!(Number.isFinite(v) && v > 0 && v <= 600_000)) throw badRequest(`timeoutMs must be 1..600000, got ${t}`)
-    return v
+  /** Milliseconds left before `deadline`; Timeout when none are (ring discovery or a read used them). */
+  private timeLeft(deadline: Deadline, op: string): number {
+    const left = deadline.at - this.opts.runtime.now()
+    if (left < 1) throw new KvError({ kind: 'Timeout', timeoutMs: deadline.timeoutMs }, `${op}: no time left of its ${deadline.timeoutMs} ms to start`)
+    return left
+  }
+}
+
+/**
+ * Learning the ring from the seeds, against a deadline: limits.seedsAskedAtOnce seeds at once, the
+ * next one whenever one fails and another every limits.seedHedgeMs while none has answered, each
+ * request with the time left (never a full timeout per seed one after another: a paused seed answers
+ * nothing). The first ring that validates wins. When every seed failed, or a caller's own deadline
+ * passes, `failure()` names each seed (by URL) and why.
+ */
+class RingDiscovery {
+  readonly promise: Promise<Ring>
+  private settle!: { resolve: (r: Ring) => void; reject: (e: Error) => void }
+  /** Per seed: not asked yet, asked and waiting (since when), or why it failed. */
+  private readonly status: Array<{ asked: number } | Error | undefined>
+  private next = 0
+  private inflight = 0
+  private hedgeTimer: unknown
+  private done = false
+
+  constructor(
+    private readonly seeds: readonly string[],
+    private readonly pool: ConnectionPool,
+    private readonly rt: Runtime,
+    private readonly until: number,
+    private readonly learn: (ring: ReplyBody<'ring'>['ring']) => Ring,
+  ) {
+    this.status = new Array(seeds.length).fill(undefined)
+    this.promise = new Promise<Ring>((resolve, reject) => { this.settle = { resolve, reject } })
+    // Callers race this against their own deadlines; one that gave up leaves it unobserved.
+    this.promise.catch(() => undefined)
+    for (let i = 0; i < limits.seedsAskedAtOnce; i++) this.askNext()
+    this.hedge()
+    this.finishIfExhausted()
+  }
+
+  /** The error for a caller whose wait ended `why` ("within 1000 ms"), naming every seed. */
+  failure(why: string, timeoutMs?: number): KvError {
+    const failures = new Map<string, Error>()
+    const now = this.rt.now()
+    this.seeds.forEach((url, i) => {
+      const s = this.status[i]
+      if (s instanceof Error) failures.set(url, s)
+      else if (s !== undefined) failures.set(url, new KvError({ kind: 'Timeout', timeoutMs: timeoutMs ?? now - s.asked }, `no answer within ${now - s.asked} ms`))
+      else failures.set(url, new KvError({ kind: 'Unavailable' }, 'not asked: the deadline came first'))
+    })
+    const listed = [...failures].map(([url, e]) => `${url}: ${e instanceof KvError ? e.kind + ': ' : ''}${e.message}`)
+    return new KvError({ kind: 'Unavailable', failures: failureRecord(failures) },
+      `no seed answered with the ring ${why}: ${listed.join('; ')}`, { cause: [...failures.values()][0] })
+  }
+
+  private askNext(): boolean {
+    if (this.done || this.next >= this.seeds.length) return false
+    const left = this.until - this.rt.now()
+    if (left < 1) return false
+    const i = this.next++
+    const conn = this.pool.get(`seed${i}`)
+    if (conn === undefined) {
+      this.status[i] = new KvError({ kind: 'Unavailable' }, 'no connection (the client is closed)')
+      return true
+    }
+    this.status[i] = { asked: this.rt.now() }
+    this.inflight++
+    conn.request('ring', {}, left).then(reply => this.onRing(i, reply), e => this.onFailed(i, e))
+    return true
+  }
+
+  private hedge(): void {
+    if (this.done || this.next >= this.seeds.length) return
+    this.hedgeTimer = this.rt.setTimeout(() => { this.askNext(); this.hedge() }, limits.seedHedgeMs)
+  }
+
+  private onRing(i: number, reply: ReplyBody<'ring'>): void {
+    if (this.done) return
+    let ring: Ring
+    try {
+      ring = this.learn(reply.ring)
+    } catch (e) {
+      this.onFailed(i, asKvError(e, `${this.seeds[i]} sent a ring the client refuses`))
+      return
+    }
+    this.inflight--
+    this.finish()
+    this.settle.resolve(ring)
+  }
+
+  private onFailed(i: number, e: unknown): void {
+    if (this.done) return
+    this.inflight--
+    this.status[i] = e instanceof Error ? e : asKvError(e, 'ring request failed')
+    this.askNext()
+    this.finishIfExhausted()
+  }
+
+  private finishIfExhausted(): void {
+    if (this.done || this.inflight > 0) return
+    // Nothing in flight: every seed failed fast (refused, backing off), or no time is left to ask.
+    while (this.askNext()) if (this.inflight > 0) return
+    this.finish()
+    this.settle.reject(this.failure(this.next < this.seeds.length ? 'before the deadline' : 'at all'))
+  }
+
+  private finish(): void {
+    this.done = true
+    this.rt.clearTimeout(this.hedgeTimer)
   }
 }
 
@@ -181,11 +498,15 @@ export class KvCoordinator {
 // failures and sending what it asks for. Methods rather than closures made per request: fewer
 // function objects per request, and none of the keep-names wrappers tsx puts on named closures
 // (Object.defineProperty on each, ~0.4 µs apiece), which apps running the SDK under tsx would pay.
+// Every reply callback catches what it throws (a merge or a context over its bound, a bug) and
+// settles the call with it: a throw there would otherwise be an unhandled rejection, which ends
+// the app, while the caller's promise never settled.
 
 class WriteDriver {
   private settled = false
   private timer: unknown
   private deadline = 0
+  private timeoutMs = 0
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -198,10 +519,20 @@ class WriteDriver {
   ) {}
 
   start(timeoutMs: number): void {
+    this.timeoutMs = timeoutMs
     this.deadline = this.rt.now() + timeoutMs
-    this.timer = this.rt.setTimeout(() => { this.q.expire(); this.check() }, timeoutMs)
+    this.timer = this.rt.setTimeout(() => this.expire(), timeoutMs)
     this.run(this.q.start())
     this.check()
+  }
+
+  private expire(): void {
+    try {
+      this.q.expire(this.timeoutMs)
+      this.check()
+    } catch (e) {
+      this.abort(e)
+    }
   }
 
   private check(): void {
@@ -210,8 +541,25 @@ class WriteDriver {
     if (o.status === 'pending') return
     this.settled = true
     this.rt.clearTimeout(this.timer)
-    if (o.status === 'ok') this.resolve({ context: encodeContext(contextOf(o.state)), state: o.state, acked: o.acked })
-    else this.reject(o.error)
+    if (o.status === 'failed') { this.reject(o.error); return }
+    let context: string
+    try {
+      context = encodeContext(contextOf(o.state))
+    } catch (e) {
+      // The write is stored (W acked), but its context cannot be handed back.
+      const k = asKvError(e, 'encoding the context')
+      this.reject(new KvError(k.data, `the write was acknowledged by ${o.acked.join(', ')}, but its context cannot be returned: ${k.message}`, { cause: e }))
+      return
+    }
+    this.resolve({ context, state: o.state, acked: o.acked })
+  }
+
+  /** A throw from the quorum or a callback: settle the call with it (a bug becomes Internal). */
+  private abort(e: unknown): void {
+    if (this.settled) return
+    this.settled = true
+    this.rt.clearTimeout(this.timer)
+    this.reject(asKvError(e, 'write failed'))
   }
 
   private run(actions: WriteAction[]): void {
@@ -220,7 +568,7 @@ class WriteDriver {
     for (const a of actions) {
       const node = a.target.node
       const conn = this.pool.get(node)
-      if (!conn) { this.run(this.q.onFailed(node)); continue }
+      if (!conn) { this.run(this.q.onFailed(node, this.pool.whyDown(node))); continue }
       const left = Math.max(1, this.deadline - this.rt.now())
       const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
       if (a.kind === 'stamp') {
@@ -228,7 +576,7 @@ class WriteDriver {
           .then(reply => this.onStamped(node, reply), e => this.onFailed(node, e))
       } else {
         conn.request('replicate', { key, state: a.state, ...hint }, left, approx)
-          .then(() => { this.run(this.q.onReplicated(node)); this.check() }, e => this.onFailed(node, e))
+          .then(() => this.onReplicated(node), e => this.onFailed(node, e))
       }
     }
   }
@@ -241,13 +589,30 @@ class WriteDriver {
       this.onFailed(node, e)
       return
     }
-    this.run(this.q.onStamped(node, state))
-    this.check()
+    try {
+      this.run(this.q.onStamped(node, state))
+      this.check()
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  private onReplicated(node: string): void {
+    try {
+      this.run(this.q.onReplicated(node))
+      this.check()
+    } catch (e) {
+      this.abort(e)
+    }
   }
 
   private onFailed(node: string, e: unknown): void {
-    this.run(this.q.onFailed(node, e as Error))
-    this.check()
+    try {
+      this.run(this.q.onFailed(node, asKvError(e, `${node}`)))
+      this.check()
+    } catch (e2) {
+      this.abort(e2)
+    }
   }
 }
 
@@ -268,15 +633,48 @@ class ReadDriver {
   ) {}
 
   start(): void {
-    this.timer = this.rt.setTimeout(() => { this.q.expire(); this.check(); this.repair() }, this.timeoutMs)
+    this.timer = this.rt.setTimeout(() => this.expire(), this.timeoutMs)
     for (const node of this.q.start()) {
       const conn = this.pool.get(node)
-      if (!conn) { this.q.onFailed(node); continue }
+      if (!conn) { this.q.onFailed(node, this.pool.whyDown(node)); continue }
       conn.request('get', { key: this.key }, this.timeoutMs).then(
-        reply => { this.q.onReply(node, reply.state); this.check() },
-        e => { this.q.onFailed(node, e); this.check() })
+        reply => this.onReply(node, reply.state),
+        e => this.onFailed(node, e))
     }
     this.check()
+  }
+
+  private expire(): void {
+    try {
+      this.q.expire(this.timeoutMs)
+      this.check()
+      this.repair()
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  private onReply(node: string, state: DvvSet | null): void {
+    try {
+      // A reply that cannot be merged (the merge over a bound) counts as that replica's failure.
+      try {
+        this.q.onReply(node, state)
+      } catch (e) {
+        this.q.onFailed(node, asKvError(e, `merging ${node}'s reply`))
+      }
+      this.check()
+    } catch (e) {
+      this.abort(e)
+    }
+  }
+
+  private onFailed(node: string, e: unknown): void {
+    try {
+      this.q.onFailed(node, asKvError(e, `${node}`))
+      this.check()
+    } catch (e2) {
+      this.abort(e2)
+    }
   }
 
   private check(): void {
@@ -286,14 +684,26 @@ class ReadDriver {
       this.settled = true
       if (o.status === 'failed') { this.rt.clearTimeout(this.timer); this.repaired = true; this.reject(o.error); return }
       const state = o.state
-      this.resolve({
-        found: state !== null && !isDeleted(state),
-        values: state ? valuesOf(state) : [],
-        context: state ? encodeContext(contextOf(state)) : '',
-        state,
-      })
+      let context = ''
+      try {
+        if (state) context = encodeContext(contextOf(state))
+      } catch (e) {
+        // The merge of several replicas' states can name more actors than any one of them.
+        this.reject(asKvError(e, 'encoding the context'))
+        if (this.q.complete) this.repair()
+        return
+      }
+      this.resolve({ found: state !== null && !isDeleted(state), values: state ? valuesOf(state) : [], context, state })
     }
     if (this.q.complete) this.repair()
+  }
+
+  private abort(e: unknown): void {
+    this.repaired = true
+    this.rt.clearTimeout(this.timer)
+    if (this.settled) return
+    this.settled = true
+    this.reject(asKvError(e, 'read failed'))
   }
 
   /** Read repair, after the answer: replicas that replied with an older state get the merged one. */
@@ -323,4 +733,3 @@ function withElidedValue(reply: ReplyBody<'put'>, value: Uint8Array | null): Dvv
   if (!found) throw new KvError({ kind: 'ProtocolError', detail: 'bad elided dot' }, `stamp reply elides ${e.actor}:${e.counter}, which it does not hold as an elided sibling`)
   return { vv: reply.state.vv, siblings }
 }
-
