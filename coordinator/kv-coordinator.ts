@@ -317,9 +317,10 @@ export class KvCoordinator {
   }
 
   /**
-   * Asks every replica of the ring for a sign of life (a `ring` request) within `timeoutMs`; one
-   * probe runs at a time, shared by concurrent callers (a load balancer polling /health). Before the
-   * ring is known the seeds are what it counts. Never rejects.
+   * Asks every replica of the ring for a sign of life (a `ring` request) within `timeoutMs`, ending
+   * any backoff first (the question is whether it answers now); one probe runs at a time, shared by
+   * concurrent callers (a load balancer polling /health). Before the ring is known the seeds are
+   * what it counts. Never rejects.
    */
   reachability(timeoutMs: number = limits.healthProbeTimeoutMs): Promise<Reachability> {
     this.probing ??= this.probe(timeoutMs).finally(() => { this.probing = undefined })
@@ -340,12 +341,10 @@ export class KvCoordinator {
     }
     const failures = new Map<string, Error>()
     await Promise.all(ring.nodes.map(async node => {
-      const conn = this.pool.get(node.id)
-      if (!conn) { failures.set(node.id, this.pool.whyDown(node.id)); return }
       try {
-        await conn.request('ring', {}, Math.max(1, deadline.at - rt.now()))
+        await this.pool.probe(node.id, Math.max(1, deadline.at - rt.now()))
       } catch (e) {
-        failures.set(node.id, e as Error)
+        failures.set(node.id, asKvError(e, `probing ${node.id}`))
       }
     }))
     return { total: ring.nodes.length, reachable: ring.nodes.length - failures.size, unreachable: failureRecord(failures) }

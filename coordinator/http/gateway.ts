@@ -3,15 +3,21 @@
 // the Node gateway, every replica and (later) a Cloudflare Worker mount this app.
 //
 //   PUT    /kv/:key   raw body                -> 204, x-ringkv-context: <new context>
-//   GET    /kv/:key                           -> 200 raw value | 300 JSON ["<base64>", ...] | 404
+//   GET    /kv/:key                           -> 200 raw value | 300 JSON ["<base64>", ...]
+//                                                | 404 { found: false } (absent or deleted: a result, not an error)
 //   DELETE /kv/:key                           -> 204
 //   ?r= ?w= ?timeout_ms= per request; the causal context travels in x-ringkv-context both ways.
-//   GET    /health, GET /ring
-// Errors answer JSON { error: { kind, message, ... } } with 400, 413, 503 or 504.
+//   GET    /health -> 200 { status: 'ok' | 'degraded', role, replicas: { total, reachable, unreachable }, ... }
+//                     or 503 with status 'down' when no replica answers (for load balancers)
+//   GET    /ring
+// Errors answer JSON { error: { kind, message, ...data } } with the status errorTable (errors.ts)
+// gives the kind: 400 BadRequest, 409 TooManySiblings, 413 TooLarge, 429 Overloaded, 503
+// QuorumNotMet and Unavailable (both with `failures`: each replica and why), 504 Timeout, 507
+// StorageFull, 500 Corruption, ProtocolError and Internal.
 
 import { Hono, type Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
-import { badRequest, KvError } from '../errors.ts'
+import { badRequest, errorBody, httpStatusOf, KvError } from '../errors.ts'
 import { limits } from '../limits.ts'
 import type { KvCoordinator } from '../kv-coordinator.ts'
 
@@ -19,7 +25,11 @@ export const CONTEXT_HEADER = 'x-ringkv-context'
 
 export interface GatewayOptions {
   readonly kv: KvCoordinator
-  /** Extra fields for /health (a replica adds its node id, storage and snapshot state). */
+  /**
+   * Extra fields for /health (a replica adds its node id, storage and snapshot state), merged over
+   * the gateway's own: a `status` given here replaces the gateway's, and /health answers 200 only
+   * while the status is 'ok' or 'degraded', 503 otherwise.
+   */
   readonly health?: () => Record<string, unknown>
   readonly role?: string
 }
@@ -30,14 +40,20 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
 
   app.onError((err, c) => errorResponse(c, err))
 
-  app.get('/health', c => c.json({ status: 'ok', role: opts.role ?? 'gateway', ...(opts.health?.() ?? {}) }))
+  // How many replicas answer right now: 'down' (503) when none does, so a load balancer moves on.
+  app.get('/health', async c => {
+    const replicas = await kv.reachability()
+    const status = replicas.reachable === 0 ? 'down' : replicas.reachable < replicas.total ? 'degraded' : 'ok'
+    const body = { status, role: opts.role ?? 'gateway', replicas, ...(opts.health?.() ?? {}) }
+    return c.json(body, body.status === 'ok' || body.status === 'degraded' ? 200 : 503)
+  })
   app.get('/ring', async c => c.json(await kv.getRing()))
 
   app.get('/kv/*', async c => {
     const key = keyFromPath(c.req.path)
     const got = await kv.get(key, { r: intParam(c, 'r'), timeoutMs: intParam(c, 'timeout_ms') })
     if (got.context) c.header(CONTEXT_HEADER, got.context)
-    if (!got.found) return c.json({ error: { kind: 'NotFound', message: `no value for key` } }, 404)
+    if (!got.found) return c.json({ found: false }, 404)
     if (got.values.length === 1) {
       c.header('content-type', 'application/octet-stream')
       return c.body(got.values[0]! as Uint8Array<ArrayBuffer>, 200)
@@ -47,7 +63,13 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
 
   app.put('/kv/*', bodyLimit({
     maxSize: limits.httpBodyBytesMax,
-    onError: c => c.json({ error: { kind: 'TooLarge', message: `body over ${limits.httpBodyBytesMax} bytes` } }, 413),
+    onError: c => {
+      // The size is known when the client declared it; a streamed body was cut at the limit.
+      const declared = Number(c.req.header('content-length'))
+      const bytes = Number.isSafeInteger(declared) && declared > limits.httpBodyBytesMax ? declared : limits.httpBodyBytesMax + 1
+      return errorResponse(c, new KvError({ kind: 'TooLarge', bytes, bytesMax: limits.httpBodyBytesMax },
+        `body over the ${limits.httpBodyBytesMax}-byte limit (${bytes === declared ? `${declared} bytes declared` : 'sent without a length'})`))
+    },
   }), async c => {
     const key = keyFromPath(c.req.path)
     const value = new Uint8Array(await c.req.arrayBuffer())
@@ -102,14 +124,7 @@ function toBase64(bytes: Uint8Array): string {
   return btoa(s)
 }
 
-const statusOf: Record<string, 400 | 409 | 413 | 503 | 504 | 500 | 429 | 507> = {
-  BadRequest: 400, TooLarge: 413, QuorumNotMet: 503, Unavailable: 503, Timeout: 504, Overloaded: 429,
-  StorageFull: 507, TooManySiblings: 409, ProtocolError: 500, Corruption: 500, Internal: 500,
-}
-
 function errorResponse(c: Context, err: Error): Response {
-  if (err instanceof KvError) {
-    return c.json({ error: { kind: err.kind, message: err.message, ...(err.data as object) } }, statusOf[err.kind] ?? 500)
-  }
-  return c.json({ error: { kind: 'Internal', message: err.message } }, 500)
+  const k = err instanceof KvError ? err : new KvError({ kind: 'Internal' }, err.message, { cause: err })
+  return c.json({ error: errorBody(k) }, httpStatusOf(k.kind))
 }

@@ -44,6 +44,17 @@ export class ConnectionPool {
     return list !== undefined && list.some(c => c.isUp())
   }
 
+  /**
+   * Asks `node` for a sign of life now (a `ring` request on its first connection, ending any
+   * backoff first). Resolves when it answers; rejects with why not.
+   */
+  async probe(node: string, timeoutMs: number): Promise<void> {
+    const conn = this.conns.get(node)?.[0]
+    if (conn === undefined) throw this.whyDown(node)
+    conn.retryNow()
+    await conn.request('ring', {}, timeoutMs)
+  }
+
   /** Why isUp(node) is false, for the failure maps of quorum errors. */
   whyDown = (node: string): Error => {
     const list = this.conns.get(node)

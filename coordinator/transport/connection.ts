@@ -30,6 +30,7 @@ interface Queued {
   readonly approxBytes: number
   /** The request's own deadline: time spent queued counts against its timeout. */
   readonly deadline: number
+  readonly timeoutMs: number
   readonly resolve: (body: any) => void
   readonly reject: (e: Error) => void
   timer: unknown
@@ -75,6 +76,16 @@ export class Connection {
     return this.failures === 0
   }
 
+  /**
+   * Ends a backoff now, so that the next request reconnects at once: a health probe asks whether
+   * the replica answers now, not whether it failed a moment ago.
+   */
+  retryNow(): void {
+    if (this.state !== 'backoff') return
+    this.rt.clearTimeout(this.retryTimer)
+    this.state = 'idle'
+  }
+
   /** Why isUp() is false: the failure the connection is backing off from, or that it is closed. */
   whyDown(): KvError {
     if (this.state === 'closed') return this.unavailable('connection closed')
@@ -98,12 +109,12 @@ export class Connection {
       if (this.queue.length >= limits.pendingPerConnectionMax) {
         return reject(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`))
       }
-      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, resolve, reject, timer: undefined }
+      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined }
       q.timer = this.rt.setTimeout(() => {
         const at = this.queue.indexOf(q)
         if (at < 0) return
         this.queue.splice(at, 1)
-        reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms waiting for the connection`))
+        reject(this.queuedTimeout(type, timeoutMs))
       }, timeoutMs)
       this.queue.push(q)
       if (this.state === 'idle') this.open()
@@ -115,6 +126,10 @@ export class Connection {
     this.rt.clearTimeout(this.connectTimer)
     this.state = 'closed'
     this.drop(this.unavailable('connection closed'))
+  }
+
+  private queuedTimeout(type: RequestType, timeoutMs: number): KvError {
+    return new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms waiting for the connection`)
   }
 
   private unavailable(why: string, cause?: unknown): KvError {
@@ -201,7 +216,10 @@ export class Connection {
     while (this.queue.length > 0 && this.pending.size < limits.inflightPerConnectionMax && this.state === 'open') {
       const q = this.queue.shift()!
       this.rt.clearTimeout(q.timer)
-      this.send(q.type, q.body, Math.max(1, q.deadline - this.rt.now()), q.approxBytes, q.resolve, q.reject)
+      // Its deadline may have passed with its timer not yet run (both due in the same turn).
+      const left = q.deadline - this.rt.now()
+      if (left < 1) { q.reject(this.queuedTimeout(q.type, q.timeoutMs)); continue }
+      this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject)
     }
   }
 
