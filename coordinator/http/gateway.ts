@@ -30,7 +30,11 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
 
   app.onError((err, c) => errorResponse(c, err))
 
-  app.get('/health', c => c.json({ status: 'ok', role: opts.role ?? 'gateway', ...(opts.health?.() ?? {}) }))
+  // `health` may set status: 'read-only' and 'down' answer 503, so a load balancer stops routing.
+  app.get('/health', c => {
+    const body = { status: 'ok', role: opts.role ?? 'gateway', ...(opts.health?.() ?? {}) }
+    return c.json(body, body.status === 'read-only' || body.status === 'down' ? 503 : 200)
+  })
   app.get('/ring', async c => c.json(await kv.getRing()))
 
   app.get('/kv/*', async c => {
