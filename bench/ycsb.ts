@@ -2,7 +2,9 @@
 //
 //   npm run bench -- [--workload a|b|c] [--records R] [--ops N] [--concurrency C] [--seeds ws://...]
 //                    [--r 2] [--w 2] [--value-bytes 1024] [--uniform] [--max-seconds 120]
-//                    [--json] [--no-baseline]
+//                    [--json] [--no-baseline] [--rate R [--max-outstanding M]]
+//                    [--yardsticks [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
+//                                  [--yardstick-ports LO-HI]]
 //
 // 1. Baseline: a raw `ws` 1 KiB echo between this process and a second Node process, with the same
 //    number of requests in flight (bench/ws-echo.ts). Our figures are printed as a ratio to it.
@@ -12,6 +14,17 @@
 // 4. Run: N operations, C async workers pulling from a shared counter; the key of each operation is
 //    drawn from YCSB's scrambled Zipfian distribution (theta 0.99) over the R records, or uniformly
 //    with --uniform. A = 50/50 read/update, B = 95/5, C = read only.
+//
+// 5. --rate R (open loop, bench/phases.ts): after the closed-loop phases, N puts and then N operations
+//    of the workload's mix, each *scheduled* at R/s and timed from its scheduled start, so a stall is
+//    charged to every operation due during it (a closed loop would stop sending and hide it). At most
+//    --max-outstanding are outstanding; one due past that bound is dropped and counted. The puts
+//    update the records in order, as the load phase writes them: Zipfian keys with hundreds of puts
+//    outstanding put dozens of concurrent writers on the hottest keys, which pile siblings up to
+//    siblingsMax (TooManySiblings) and measure conflict handling rather than the put path.
+// 6. --yardsticks (bench/yardsticks.ts): after stopping our cluster, etcd (3 members) and Redis (AOF
+//    everysec) are started here, measured with the same value size and concurrency (etcd also open
+//    loop with --rate), stopped, and printed beside ringkv's figures with the ratios.
 //
 // Updates pass the causal context last seen for the key (from its load put, or a later get/put), as a
 // ringkv application must: a put without a context is concurrent with what is stored and would pile
@@ -26,22 +39,40 @@ import { arch, cpus, loadavg, platform, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import cliProgress from 'cli-progress'
-import * as hdr from 'hdr-histogram-js'
-import { createClient, isKvError, type KvClient } from '../client/index.ts'
+import { createClient, type KvClient } from '../client/index.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
+import {
+  mergeErrors, runClosedLoop, runOpenLoop, summarize, summarizeOpenLoop,
+  type OpSummary, type OpenLoopSummary, type PhaseResult, type StartOp,
+} from './phases.ts'
 import { runEchoBaseline, type EchoResult } from './ws-echo.ts'
+import {
+  killYardsticksNow, measureEtcd, measureRedis, printYardsticks, stopYardsticks, yardstickReport,
+  type YardstickReport, type YardstickShape,
+} from './yardsticks.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
 const usage = `usage: npm run bench -- [--workload a|b|c] [--records R] [--ops N] [--concurrency C]
        [--seeds ws://host:port,...] [--r R] [--w W] [--value-bytes B] [--uniform]
-       [--max-seconds S] [--json] [--no-baseline]`
+       [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M]
+       [--yardsticks] [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
+       [--yardstick-ports LO-HI]`
 
 function die(msg: string): never {
   console.error(`bench: ${msg}\n${usage}`)
   process.exit(2)
 }
+
+/** --max-outstanding: operations an open-loop phase lets be outstanding before it drops the ones due. */
+const MAX_OUTSTANDING_DEFAULT = 1024
+/** Stays below what the SDK queues on one connection before it answers Overloaded. */
+const MAX_OUTSTANDING_MAX = 16_384
+/** --rate: highest offered load accepted (ops/s); far past what one Node client process can send. */
+const RATE_MAX = 1_000_000
+/** --yardstick-ports: loopback ports etcd (6) and Redis (1) may listen on. */
+const YARDSTICK_PORTS_DEFAULT = '19000-19099'
 
 function parseConfig() {
   let values
@@ -60,6 +91,12 @@ function parseConfig() {
         'max-seconds': { type: 'string', default: '120' },
         json: { type: 'boolean', default: false },
         'no-baseline': { type: 'boolean', default: false },
+        rate: { type: 'string' },
+        'max-outstanding': { type: 'string', default: String(MAX_OUTSTANDING_DEFAULT) },
+        yardsticks: { type: 'boolean', default: false },
+        'etcd-api': { type: 'string', default: 'grpc' },
+        'etcd-reads': { type: 'string', default: 'linearizable' },
+        'yardstick-ports': { type: 'string', default: YARDSTICK_PORTS_DEFAULT },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -84,6 +121,14 @@ function parseConfig() {
     for (const s of seeds) if (!/^wss?:\/\/[^/\s]+/.test(s)) die(`--seeds entry ${JSON.stringify(s)} is not a ws://host:port URL`)
   }
   const records = int('records', values.records, 1, 10_000_000)
+  const etcdApi = values['etcd-api']
+  if (etcdApi !== 'grpc' && etcdApi !== 'json') die(`--etcd-api must be grpc or json, got ${JSON.stringify(etcdApi)}`)
+  const etcdReads = values['etcd-reads']
+  if (etcdReads !== 'linearizable' && etcdReads !== 'serializable') die(`--etcd-reads must be linearizable or serializable, got ${JSON.stringify(etcdReads)}`)
+  const portRange = /^(\d+)-(\d+)$/.exec(values['yardstick-ports'] ?? '')
+  const portLo = Number(portRange?.[1])
+  const portHi = Number(portRange?.[2])
+  if (!portRange || !(portLo >= 1024 && portLo <= portHi && portHi <= 65535)) die(`--yardstick-ports must be LO-HI within 1024-65535, got ${JSON.stringify(values['yardstick-ports'])}`)
   const cfg = {
     workload: workload as 'a' | 'b' | 'c',
     records,
@@ -97,6 +142,12 @@ function parseConfig() {
     maxSeconds: int('max-seconds', values['max-seconds'], 1, 24 * 3600),
     json: values.json ?? false,
     baseline: !values['no-baseline'],
+    rate: values.rate === undefined ? undefined : int('rate', values.rate, 1, RATE_MAX),
+    maxOutstanding: int('max-outstanding', values['max-outstanding'], 1, MAX_OUTSTANDING_MAX),
+    yardsticks: values.yardsticks ?? false,
+    etcdApi: etcdApi as 'grpc' | 'json',
+    etcdReads: etcdReads as 'linearizable' | 'serializable',
+    portLo, portHi,
   }
   if (!seeds && (cfg.r > 3 || cfg.w > 3)) die(`--r and --w must be at most N=3 for the local cluster, got r=${cfg.r} w=${cfg.w}`)
   return cfg
@@ -179,10 +230,6 @@ const note = (s: string): void => { console.error(s) }
 const fmt = (n: number): string => Math.round(n).toLocaleString('en-US')
 const us = (n: number): string => n >= 10_000 ? `${(n / 1000).toFixed(1)} ms` : `${fmt(n)} µs`
 
-function histogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 })
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cleanup on every exit path
 
@@ -204,6 +251,7 @@ function cleanup(keepData = false): Promise<void> {
     // Interrupted while replicas were starting: wait for them, then stop them (never orphan them).
     if (!cluster && clusterStarting) cluster = await clusterStarting.catch(() => undefined)
     try { await cluster?.stop() } catch (e) { note(`bench: stopping the cluster: ${(e as Error).message}`) }
+    await stopYardsticks()
     if (dataDir && !keepData) await rm(dataDir, { recursive: true, force: true }).catch(() => undefined)
   })()
   return cleaning
@@ -212,7 +260,7 @@ function cleanup(keepData = false): Promise<void> {
 process.on('SIGINT', () => {
   if (aborted) process.exit(130)
   aborted = true
-  note('\nbench: interrupted, stopping the cluster and the echo server...')
+  note('\nbench: interrupted, stopping the cluster, the echo server and the yardsticks...')
   void cleanup().finally(() => process.exit(130))
 })
 process.on('SIGTERM', () => { aborted = true; void cleanup().finally(() => process.exit(143)) })
@@ -220,21 +268,11 @@ process.on('SIGTERM', () => { aborted = true; void cleanup().finally(() => proce
 process.on('exit', () => {
   if (echoProc && echoProc.exitCode === null && echoProc.signalCode === null) echoProc.kill('SIGKILL')
   for (const r of cluster?.replicas ?? []) if (r.proc && r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL')
+  killYardsticksNow()
 })
 
 // ---------------------------------------------------------------------------------------------
 // Phases
-
-type OpName = 'insert' | 'read' | 'update'
-interface OpStats { count: number; hist: hdr.Histogram; errors: Map<string, number> }
-interface PhaseResult { seconds: number; attempted: number; timedOut: boolean; stats: Map<OpName, OpStats> }
-
-function newStats(): OpStats { return { count: 0, hist: histogram(), errors: new Map() } }
-
-function errorKind(e: unknown): string {
-  if (isKvError(e)) return e.kind
-  return `untyped:${e instanceof Error ? e.name : typeof e}`
-}
 
 const useProgressBar = !cfg.json && process.stderr.isTTY === true
 
@@ -263,46 +301,19 @@ function startProgress(phase: string, total: number, done: () => number, errors:
   return () => clearInterval(timer)
 }
 
-/**
- * Runs `total` operations with `concurrency` workers pulling from a shared counter, until done or
- * the deadline. `start(i)` begins operation i and returns its promise: no closure is made per
- * operation (under tsx each named one gets a keep-names wrapper, measurable at these rates).
- */
-async function runPhase(phase: string, total: number, start: (i: number) => { op: OpName; done: Promise<unknown> }): Promise<PhaseResult> {
-  const stats = new Map<OpName, OpStats>()
-  let next = 0
-  let done = 0
-  let errorCount = 0
-  let timedOut = false
-  const t0 = performance.now()
-  const deadline = t0 + cfg.maxSeconds * 1000
-  stopProgress = startProgress(phase, total, () => done, () => errorCount)
-  const worker = async (): Promise<void> => {
-    while (next < total && !aborted) {
-      if (performance.now() > deadline) { timedOut = true; return }
-      const began = performance.now()
-      const { op, done: finished } = start(next++)
-      let s = stats.get(op)
-      if (!s) stats.set(op, s = newStats())
-      try {
-        await finished
-        s.hist.recordValue(Math.max(1, Math.round((performance.now() - began) * 1000)))
-        s.count++
-      } catch (e) {
-        const kind = errorKind(e)
-        s.errors.set(kind, (s.errors.get(kind) ?? 0) + 1)
-        errorCount++
-      }
-      done++
-    }
-  }
-  try {
-    await Promise.all(Array.from({ length: Math.min(cfg.concurrency, total) }, worker))
-  } finally {
-    stopProgress()
-    stopProgress = undefined
-  }
-  return { seconds: (performance.now() - t0) / 1000, attempted: done, timedOut, stats }
+/** startProgress, remembered so that cleanup (SIGINT) can stop the bar of the phase running. */
+function trackedProgress(phase: string, total: number, done: () => number, errors: () => number): () => void {
+  const stop = startProgress(phase, total, done, errors)
+  stopProgress = stop
+  return () => { stop(); if (stopProgress === stop) stopProgress = undefined }
+}
+
+function runPhase(phase: string, total: number, start: StartOp): Promise<PhaseResult> {
+  return runClosedLoop({ phase, total, concurrency: cfg.concurrency, maxSeconds: cfg.maxSeconds, isAborted: () => aborted, progress: trackedProgress }, start)
+}
+
+function runOpenPhase(phase: string, total: number, start: StartOp) {
+  return runOpenLoop({ phase, total, rate: cfg.rate!, maxOutstanding: cfg.maxOutstanding, maxSeconds: cfg.maxSeconds, isAborted: () => aborted, progress: trackedProgress }, start)
 }
 
 async function freeBasePort(count: number): Promise<number> {
@@ -320,26 +331,6 @@ async function freeBasePort(count: number): Promise<number> {
 }
 
 // ---------------------------------------------------------------------------------------------
-
-interface OpSummary { count: number; opsPerSec: number; p50Us: number; p95Us: number; p99Us: number; p999Us: number; maxUs: number; errors: Record<string, number> }
-
-function summarize(s: OpStats | undefined, seconds: number): OpSummary | null {
-  if (!s) return null
-  const h = s.hist
-  const empty = h.totalCount === 0
-  return {
-    count: s.count, opsPerSec: s.count / seconds,
-    p50Us: empty ? 0 : h.getValueAtPercentile(50), p95Us: empty ? 0 : h.getValueAtPercentile(95),
-    p99Us: empty ? 0 : h.getValueAtPercentile(99), p999Us: empty ? 0 : h.getValueAtPercentile(99.9),
-    maxUs: empty ? 0 : h.maxValue, errors: Object.fromEntries(s.errors),
-  }
-}
-
-function mergeErrors(stats: Map<OpName, OpStats>): Record<string, number> {
-  const all: Record<string, number> = {}
-  for (const s of stats.values()) for (const [k, n] of s.errors) all[k] = (all[k] ?? 0) + n
-  return all
-}
 
 async function main(): Promise<void> {
   const cpuList = cpus()
@@ -397,7 +388,14 @@ async function main(): Promise<void> {
   let notFound = 0
   let siblingReads = 0
   let maxSiblings = 0
-  const run = await runPhase('run', cfg.ops, i => {
+  const update = (i: number, k: number): { op: 'update'; done: Promise<unknown> } => {
+    const ctx = contexts[k]
+    return {
+      op: 'update',
+      done: client.put(keyOf(k), value(i), ctx === undefined ? { w: cfg.w } : { w: cfg.w, context: ctx }).then(r => { contexts[k] = r.context }),
+    }
+  }
+  const runOp: StartOp = i => {
     const k = chooser.next()
     const key = keyOf(k)
     if (readFraction === 1 || Math.random() < readFraction) {
@@ -410,19 +408,54 @@ async function main(): Promise<void> {
         }),
       }
     }
-    const ctx = contexts[k]
-    return {
-      op: 'update',
-      done: client.put(key, value(i), ctx === undefined ? { w: cfg.w } : { w: cfg.w, context: ctx }).then(r => { contexts[k] = r.context }),
-    }
-  })
+    return update(i, k)
+  }
+  const run = await runPhase('run', cfg.ops, runOp)
   if (aborted) return
+  const runReads = { notFound, siblingReads, maxSiblings }
 
-  // 5. Report.
+  // 5. Open loop at --rate: puts alone (the tail the issue is about; keys in order, see the top), then the workload's mix.
+  let open: { puts: OpenLoopSummary; run: OpenLoopSummary } | null = null
+  if (cfg.rate !== undefined) {
+    const puts = await runOpenPhase('open puts', cfg.ops, i => update(i, i % cfg.records))
+    if (aborted) return
+    const openRun = await runOpenPhase('open run', cfg.ops, runOp)
+    if (aborted) return
+    open = { puts: summarizeOpenLoop(puts, cfg.ops), run: summarizeOpenLoop(openRun, cfg.ops) }
+  }
+  // The open-loop run's reads, counted apart from the closed run's: with hundreds outstanding, writes overlap more.
+  const openReads = { notFound: notFound - runReads.notFound, siblingReads: siblingReads - runReads.siblingReads, maxSiblings }
+
+  // 6. Yardsticks, one at a time on a quiet machine: our cluster is stopped first.
+  let yardsticks: YardstickReport | null = null
+  if (cfg.yardsticks) {
+    try { await kv.close() } catch { /* closing anyway */ }
+    kv = undefined
+    if (cluster) {
+      note('stopping the ringkv cluster before the yardsticks...')
+      await cluster.stop()
+      cluster = undefined
+    }
+    const shape: YardstickShape = {
+      concurrency: cfg.concurrency, valueBytes: cfg.valueBytes, records: cfg.records, ops: cfg.ops, readFraction,
+      nextKey: () => chooser.next(), keyOf, maxSeconds: cfg.maxSeconds, rate: cfg.rate, maxOutstanding: cfg.maxOutstanding,
+      etcdApi: cfg.etcdApi, etcdReads: cfg.etcdReads, portLo: cfg.portLo, portHi: cfg.portHi,
+      isAborted: () => aborted, progress: trackedProgress, note,
+    }
+    const etcd = await measureEtcd(shape)
+    if (aborted) return
+    const redis = await measureRedis(shape)
+    if (aborted) return
+    yardsticks = yardstickReport(
+      { puts: summarize(loaded, load.seconds), gets: summarize(run.stats.get('read'), run.seconds), open },
+      etcd, redis, `measured in this invocation, one system after the other, on ${host.cpus} CPUs shared with other work (load average ${host.loadavg1m} at start): expect noise`)
+  }
+
+  // 7. Report.
   const read = summarize(run.stats.get('read'), run.seconds)
-  const update = summarize(run.stats.get('update'), run.seconds)
+  const updated = summarize(run.stats.get('update'), run.seconds)
   const insert = summarize(loaded, load.seconds)
-  const okRun = (read?.count ?? 0) + (update?.count ?? 0)
+  const okRun = (read?.count ?? 0) + (updated?.count ?? 0)
   const runErrors = mergeErrors(run.stats)
   const loadErrors = mergeErrors(load.stats)
   const echoRate = echo?.roundTripsPerSec
@@ -432,13 +465,15 @@ async function main(): Promise<void> {
     load: { opsPerSec: (insert?.count ?? 0) / load.seconds, records: insert?.count ?? 0, seconds: load.seconds, timedOut: load.timedOut, latency: insert, errors: loadErrors },
     run: {
       opsPerSec: okRun / run.seconds, ops: okRun, attempted: run.attempted, seconds: run.seconds, timedOut: run.timedOut,
-      perOp: { read, update }, errors: runErrors, notFound, readsWithSiblings: siblingReads, maxSiblings,
+      perOp: { read, update: updated }, errors: runErrors, notFound: runReads.notFound, readsWithSiblings: runReads.siblingReads, maxSiblings: runReads.maxSiblings,
     },
     baseline: echo ? { echoRoundTripsPerSec: echo.roundTripsPerSec, p50Us: echo.p50Us, p99Us: echo.p99Us, roundTrips: echo.roundTrips, concurrency: echo.concurrency, bytes: echo.bytes } : null,
     ratios: {
-      readVsEcho: ratio(read?.opsPerSec), updateVsEcho: ratio(update?.opsPerSec),
+      readVsEcho: ratio(read?.opsPerSec), updateVsEcho: ratio(updated?.opsPerSec),
       runVsEcho: ratio(okRun / run.seconds), loadPutsVsEcho: ratio(insert?.opsPerSec),
     },
+    openLoop: open ? { ...open, readsNotFound: openReads.notFound, readsWithSiblings: openReads.siblingReads, maxSiblings: openReads.maxSiblings } : null,
+    yardsticks,
   }
 
   if (cfg.json) {
@@ -448,7 +483,7 @@ async function main(): Promise<void> {
 
   out()
   out(`ringkv YCSB workload ${config.workload} (${readFraction * 100}% read / ${Math.round((1 - readFraction) * 100)}% update), ${config.distribution} keys`)
-  out(`config: records=${cfg.records} ops=${cfg.ops} concurrency=${cfg.concurrency} r=${cfg.r} w=${cfg.w} N=${ring.n} replicas=${ring.nodes.length} partitions=${ring.partitions} value=${cfg.valueBytes} B, durable acks (WAL group commit, fsync before ack), ${cluster ? 'local cluster started by the bench' : `seeds ${seeds.join(',')}`}`)
+  out(`config: records=${cfg.records} ops=${cfg.ops} concurrency=${cfg.concurrency} r=${cfg.r} w=${cfg.w} N=${ring.n} replicas=${ring.nodes.length} partitions=${ring.partitions} value=${cfg.valueBytes} B, durable acks (WAL group commit, fsync before ack), ${config.clusterStartedByBench ? 'local cluster started by the bench' : `seeds ${seeds.join(',')}`}`)
   out(`host:   node ${host.node}, ${host.os}, ${host.cpus} CPUs (${host.cpuModel}), load average ${host.loadavg1m} at start (shared machine: expect noise)`)
   out()
   const header = ['phase/op', 'ok ops', 'ops/s', 'p50', 'p95', 'p99', 'p99.9', 'max', 'errors']
@@ -460,8 +495,14 @@ async function main(): Promise<void> {
   }
   row('load insert', insert)
   row('run read', read)
-  row('run update', update)
+  row('run update', updated)
   rows.push(['run total', fmt(okRun), fmt(okRun / run.seconds), '', '', '', '', '', String(Object.values(runErrors).reduce((a, b) => a + b, 0))])
+  if (open) {
+    const r = `@${fmt(open.puts.offeredPerSec)}/s`
+    row(`open ${r} update (puts)`, open.puts.perOp['update'] ?? null)
+    row(`open ${r} read (mix)`, open.run.perOp['read'] ?? null)
+    row(`open ${r} update (mix)`, open.run.perOp['update'] ?? null)
+  }
   if (echo) rows.push(['raw ws echo', fmt(echo.roundTrips), fmt(echo.roundTripsPerSec), us(echo.p50Us), '', us(echo.p99Us), '', us(echo.maxUs), '0'])
   const widths = header.map((_, c) => Math.max(...rows.map(r => (r[c] ?? '').length)))
   for (const [ri, r] of rows.entries()) {
@@ -470,13 +511,22 @@ async function main(): Promise<void> {
   }
   out()
   out(`load: ${fmt(summary.load.opsPerSec)} puts/s over ${load.seconds.toFixed(2)} s${load.timedOut ? ' (stopped at --max-seconds)' : ''}`)
-  out(`run:  ${fmt(summary.run.opsPerSec)} ops/s over ${run.seconds.toFixed(2)} s${run.timedOut ? ' (stopped at --max-seconds)' : ''}; ${notFound} reads found nothing; ${siblingReads} reads returned siblings (max ${maxSiblings})`)
+  out(`run:  ${fmt(summary.run.opsPerSec)} ops/s over ${run.seconds.toFixed(2)} s${run.timedOut ? ' (stopped at --max-seconds)' : ''}; ${runReads.notFound} reads found nothing; ${runReads.siblingReads} reads returned siblings (max ${runReads.maxSiblings})`)
+  if (open) {
+    for (const [name, o] of [['open puts', open.puts], ['open run ', open.run]] as const) {
+      out(`${name}: offered ${fmt(o.offeredPerSec)}/s, achieved ${fmt(o.achievedPerSec)}/s over ${o.seconds.toFixed(2)} s; ${fmt(o.scheduled)}/${fmt(o.total)} scheduled${o.timedOut ? ' (stopped at --max-seconds)' : ''}, ` +
+        `${o.dropped} dropped at --max-outstanding ${o.maxOutstanding} (peak ${o.peakOutstanding} outstanding), ${o.unfinished} unfinished; client lag p99 ${us(o.startLagP99Us)}, max ${us(o.startLagMaxUs)}`)
+    }
+    out(`open run reads: ${openReads.notFound} found nothing; ${openReads.siblingReads} returned siblings (max ${openReads.maxSiblings}, over both runs)`)
+    out('  (open loop: each latency counts from the operation\'s scheduled start, so time spent waiting behind a stall is included;')
+    out('  percentiles cover the operations that succeeded, failed ones are counted under errors)')
+  }
   if (echo) {
     const x = (v: number | null): string => v === null ? 'n/a' : `${v.toFixed(2)}x`
     out()
     out(`vs raw ws echo (${fmt(echo.roundTripsPerSec)} round trips/s, ${echo.concurrency} in flight, ${echo.bytes} B):`)
     out(`  puts: ${x(summary.ratios.loadPutsVsEcho)} raw ws echo (load phase, 100% puts)`)
-    if (update) out(`  puts: ${x(summary.ratios.updateVsEcho)} raw ws echo (run-phase updates, ${Math.round((1 - readFraction) * 100)}% of the mix)`)
+    if (updated) out(`  puts: ${x(summary.ratios.updateVsEcho)} raw ws echo (run-phase updates, ${Math.round((1 - readFraction) * 100)}% of the mix)`)
     if (read) out(`  gets: ${x(summary.ratios.readVsEcho)} raw ws echo (run-phase reads, ${readFraction * 100}% of the mix)`)
     out(`  all:  ${x(summary.ratios.runVsEcho)} raw ws echo (run phase, all operations)`)
   }
@@ -487,6 +537,7 @@ async function main(): Promise<void> {
   out(`  replicas in parallel, answered by R=${cfg.r} (no fsync). The echo is 1 round trip, no codec, no disk, so a put`)
   out('  cannot exceed ~0.5x of it and a get ~1x (less: each op also costs the replicas CPU on this 2-core machine).')
   out('  Per-op ops/s in the run phase are shares of the mix (e.g. reads/s in workload A is about half the total).')
+  if (yardsticks) printYardsticks(yardsticks, { concurrency: cfg.concurrency, valueBytes: cfg.valueBytes, workload: config.workload, rate: cfg.rate }, out)
 }
 
 let failed = false

@@ -572,7 +572,7 @@ class WriteDriver {
       const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
       if (a.kind === 'stamp') {
         conn.request('put', { key, context, value, ...hint }, Math.min(left, this.stampTimeoutMs), approx)
-          .then(reply => this.onStamped(node, reply), e => this.onFailed(node, e))
+          .then(reply => this.onStamped(node, reply), e => this.onStampFailed(node, e))
       } else {
         conn.request('replicate', { key, state: a.state, ...hint }, left, approx)
           .then(() => this.onReplicated(node), e => this.onFailed(node, e))
@@ -613,6 +613,24 @@ class WriteDriver {
       this.abort(e2)
     }
   }
+
+  /**
+   * A stamp refused for what the request is (a bad context, a value or key state past a bound) would
+   * be refused by every replica alike, and a fallback with no state for the key would wrongly accept
+   * it: the write ends here with that error (TooManySiblings carries the context to resolve with).
+   * Anything else (a timeout, a lost connection, an overloaded replica) moves to the next node.
+   */
+  private onStampFailed(node: string, e: unknown): void {
+    if (this.settled || !isRefusal(e)) { this.onFailed(node, e); return }
+    this.settled = true
+    this.rt.clearTimeout(this.timer)
+    this.reject(e)
+  }
+}
+
+/** Errors that say the request itself cannot be stored, on any replica. */
+function isRefusal(e: unknown): e is KvError {
+  return e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'TooLarge' || e.kind === 'TooManySiblings')
 }
 
 class ReadDriver {

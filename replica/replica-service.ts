@@ -4,21 +4,30 @@
 // directly. Every body is validated with its zod schema; a bad message gets a typed `error` reply and
 // nothing else on the connection is affected.
 //
-// Stamping (DESIGN.md "Quorum"): the replica reads the key's state, applies DVV update with its own
+// Stamping (docs/quorum.md): the replica reads the key's state, applies DVV update with its own
 // actor (node id + incarnation), stores the new state and answers with it once the WAL fsync that
-// covers it is done. Replicate merges the incoming state with DVV sync (the engine's merge).
+// covers it is done. Replicate merges the incoming state into the stored one with DVV sync. Either
+// way the state to store is computed here, from everything the engine holds for the key, and goes
+// through the one rule of coordinator/version/state-bounds.ts before anything is written.
 
 import { KvError } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
 import { parseRequest } from '../coordinator/protocol/fast-parse.ts'
-import { describeIssues, isRequestType, type ErrorBody, type RequestType } from '../coordinator/protocol/messages.ts'
+import { describeIssues, isRequestType, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { EMPTY, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
+import { boundsError, ownDotsError, syncForWrite } from '../coordinator/version/state-bounds.ts'
+import { unreachable } from '../coordinator/assert.ts'
 import type { Engine, ValueWriter } from './storage/engine-types.ts'
 import { decodeState, stateWriter } from './state-codec.ts'
 
 export type Reply = (message: Message, approxBytes?: number) => void
+
+/** A validated request: its type and the body its schema produced, narrowed together. */
+type Parsed = { [T in RequestType]: { readonly type: T; readonly body: ParsedRequest<T> } }[RequestType]
+
+const supersedesStored = { supersedes: true } as const
 
 /**
  * The stamp reply without the value the client just sent: the new sibling (this replica's actor,
@@ -61,11 +70,13 @@ export class ReplicaService {
 
   /** Answers one message. Never throws: every failure becomes an `error` reply. */
   handle(type: string, id: number, body: unknown, reply: Reply): void {
-    this.counters.requests[type] = (this.counters.requests[type] ?? 0) + 1
     if (!isRequestType(type)) {
+      // One label for every unknown type: a client cannot grow the metrics map.
+      this.counters.requests.other = (this.counters.requests.other ?? 0) + 1
       this.error(reply, id, { kind: 'ProtocolError', message: `unknown message type ${JSON.stringify(type).slice(0, 64)}` })
       return
     }
+    this.counters.requests[type] = (this.counters.requests[type] ?? 0) + 1
     const parsed = parseRequest(type, body)
     if (!parsed.success) {
       const issues = describeIssues(parsed.error)
@@ -73,7 +84,7 @@ export class ReplicaService {
       return
     }
     try {
-      this.dispatch(type, id, parsed.data, reply)
+      this.dispatch({ type, body: parsed.data } as Parsed, id, reply)
     } catch (e) {
       this.fail(reply, id, e)
     }
@@ -84,67 +95,97 @@ export class ReplicaService {
     this.error(reply, id, { kind: 'ProtocolError', message: why })
   }
 
-  private dispatch(type: RequestType, id: number, body: any, reply: Reply): void {
-    const { engine } = this.opts
-    switch (type) {
-      case 'hello':
-        if (body.protocol !== limits.protocolVersion) {
-          this.error(reply, id, { kind: 'ProtocolError', message: `protocol ${body.protocol} not supported; this replica speaks ${limits.protocolVersion}` })
+  private dispatch(req: Parsed, id: number, reply: Reply): void {
+    const { engine, actor } = this.opts
+    switch (req.type) {
+      case 'hello': {
+        const { protocol } = req.body
+        if (protocol !== limits.protocolVersion) {
+          this.error(reply, id, { kind: 'ProtocolError', message: `protocol ${protocol} not supported; this replica speaks ${limits.protocolVersion}` })
           return
         }
-        reply(['hello', id, { protocol: limits.protocolVersion, node: this.opts.nodeId, actor: this.opts.actor, ring: this.opts.ring() }])
+        reply(['hello', id, { protocol: limits.protocolVersion, node: this.opts.nodeId, actor, ring: this.opts.ring() }])
         return
+      }
       case 'ring':
         reply(['ring', id, { ring: this.opts.ring() }])
         return
       case 'get': {
-        const stored = engine.get(body.key)
+        const stored = engine.get(req.body.key)
+        // Only a state stored before stateBytesMax held on every path can be this large: refuse this
+        // one read rather than build a frame the peer would refuse (and drop the connection for).
+        if (stored !== undefined && stored.byteLength > limits.stateBytesMax) {
+          this.error(reply, id, { kind: 'TooLarge', message: `the key holds ${stored.byteLength} bytes, more than a reply may carry (${limits.stateBytesMax})`, bytes: stored.byteLength, bytesMax: limits.stateBytesMax })
+          return
+        }
         reply(['get', id, { state: stored ? decodeState(stored) : null }], stored?.byteLength ?? 0)
         return
       }
       case 'put': {
-        const value: Uint8Array | null = body.value
+        const { key, context, value } = req.body
         if (value && value.byteLength > this.opts.valueBytesMax) {
           this.error(reply, id, { kind: 'TooLarge', message: `value is ${value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: value.byteLength, bytesMax: this.opts.valueBytesMax })
           return
         }
         if (!this.admitWrite(reply, id)) return
-        const stored = engine.get(body.key)
-        const next = update(stored ? decodeState(stored) : EMPTY, body.context, this.opts.actor, value)
+        const { state: stored, bytes: storedBytes } = this.stored(key)
+        const forged = ownDotsError(context, stored, actor, 'the context')
+        if (forged) { this.fail(reply, id, forged); return }
+        const next = update(stored, context, actor, value)
         const encoded = stateWriter(next)
-        // `next` was computed from everything the engine holds for the key, in this same turn, so it
-        // supersedes it: the memtable need not merge.
-        this.write(body.key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, this.opts.actor, value)], encoded.bytes), true)
+        const refused = boundsError(stored, storedBytes, next, encoded.bytes)
+        if (refused) { this.fail(reply, id, refused); return }
+        this.write(key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, actor, value)], encoded.bytes))
         return
       }
       case 'replicate': {
-        for (const s of body.state.siblings) {
+        const { key, state } = req.body
+        for (const s of state.siblings) {
           if (s.value && s.value.byteLength > this.opts.valueBytesMax) {
             this.error(reply, id, { kind: 'TooLarge', message: `sibling value is ${s.value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: s.value.byteLength, bytesMax: this.opts.valueBytesMax })
             return
           }
         }
-        validate(body.state)
+        validate(state)
         if (!this.admitWrite(reply, id)) return
-        this.write(body.key, stateWriter(body.state), reply, id, () => reply(['replicate', id, {}]))
+        const { state: stored, bytes: storedBytes } = this.stored(key)
+        const forged = ownDotsError(state.vv, stored, actor, 'the replicated state')
+        if (forged) { this.fail(reply, id, forged); return }
+        const next = syncForWrite(stored, state)
+        const encoded = stateWriter(next)
+        const refused = boundsError(stored, storedBytes, next, encoded.bytes)
+        if (refused) { this.fail(reply, id, refused); return }
+        this.write(key, encoded, reply, id, () => reply(['replicate', id, {}]))
         return
       }
+      default:
+        unreachable(req)
     }
+  }
+
+  /** What the engine holds for `key`, decoded, and its encoded size (EMPTY and 0 when nothing). */
+  private stored(key: string): { state: DvvSet; bytes: number } {
+    const bytes = this.opts.engine.get(key)
+    return bytes === undefined ? { state: EMPTY, bytes: 0 } : { state: decodeState(bytes), bytes: bytes.byteLength }
   }
 
   private admitWrite(reply: Reply, id: number): boolean {
     const gated = this.opts.writeGate?.()
     if (gated) { this.fail(reply, id, gated); return false }
     if (this.counters.pendingWrites >= limits.replicaPendingWritesMax) {
-      this.error(reply, id, { kind: 'Overloaded', message: `${this.counters.pendingWrites} writes awaiting fsync`, retryAfterMs: 5 })
+      this.error(reply, id, { kind: 'Overloaded', message: `${this.counters.pendingWrites} writes awaiting fsync`, retryAfterMs: limits.overloadedRetryAfterMs })
       return false
     }
     return true
   }
 
-  private write(key: string, encoded: ValueWriter, reply: Reply, id: number, done: () => void, supersedes = false): void {
+  /**
+   * Stores `encoded`, a state computed in this same turn from everything the engine holds for the
+   * key (stored() then update or sync), so it supersedes it: the memtable need not merge.
+   */
+  private write(key: string, encoded: ValueWriter, reply: Reply, id: number, done: () => void): void {
     this.counters.pendingWrites++
-    this.opts.engine.put(key, encoded, supersedes ? { supersedes } : undefined).then(
+    this.opts.engine.put(key, encoded, supersedesStored).then(
       () => { this.counters.pendingWrites--; done() },
       e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
   }

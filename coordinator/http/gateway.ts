@@ -8,7 +8,8 @@
 //   DELETE /kv/:key                           -> 204
 //   ?r= ?w= ?timeout_ms= per request; the causal context travels in x-ringkv-context both ways.
 //   GET    /health -> 200 { status: 'ok' | 'degraded', role, replicas: { total, reachable, unreachable }, ... }
-//                     or 503 with status 'down' when no replica answers (for load balancers)
+//                     or 503 with status 'down' when no replica answers, or 'read-only' (a replica
+//                     whose storage refuses writes), for load balancers
 //   GET    /ring
 // Errors answer JSON { error: { kind, message, ...data } } with the status errorTable (errors.ts)
 // gives the kind: 400 BadRequest, 409 TooManySiblings, 413 TooLarge, 429 Overloaded, 503
@@ -27,8 +28,8 @@ export interface GatewayOptions {
   readonly kv: KvCoordinator
   /**
    * Extra fields for /health (a replica adds its node id, storage and snapshot state), merged over
-   * the gateway's own: a `status` given here replaces the gateway's, and /health answers 200 only
-   * while the status is 'ok' or 'degraded', 503 otherwise.
+   * the gateway's own: a `status` given here replaces the gateway's; /health answers 503 while the
+   * status is 'read-only' or 'down', 200 otherwise.
    */
   readonly health?: () => Record<string, unknown>
   readonly role?: string
@@ -41,11 +42,12 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
   app.onError((err, c) => errorResponse(c, err))
 
   // How many replicas answer right now: 'down' (503) when none does, so a load balancer moves on.
+  // `health` may set its own status (a replica's 'read-only', 503 too), merged over this one.
   app.get('/health', async c => {
     const replicas = await kv.reachability()
     const status = replicas.reachable === 0 ? 'down' : replicas.reachable < replicas.total ? 'degraded' : 'ok'
     const body = { status, role: opts.role ?? 'gateway', replicas, ...(opts.health?.() ?? {}) }
-    return c.json(body, body.status === 'ok' || body.status === 'degraded' ? 200 : 503)
+    return c.json(body, body.status === 'read-only' || body.status === 'down' ? 503 : 200)
   })
   app.get('/ring', async c => c.json(await kv.getRing()))
 

@@ -103,7 +103,7 @@ const nameArb = fc.oneof(
   fc.tuple(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1_700_000_000_000, max: 1_800_000_000_000 })).map(([n, t]) => `n${n}.${t}`),
   fc.string({ unit: 'binary', minLength: 1, maxLength: 128 }).filter(s => s.length <= 128),
 ).filter(s => s !== '__proto__')
-const counterArb = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.maxSafeNat().filter(n => n > 0), fc.constant(Number.MAX_SAFE_INTEGER))
+const counterArb = fc.oneof(fc.integer({ min: 1, max: 1000 }), fc.integer({ min: 1, max: limits.counterMax }), fc.constant(limits.counterMax))
 const keyArb = fc.oneof(
   fc.constant(enc.encode('user0000012345')),
   fc.constant(enc.encode('k'.repeat(limits.keyBytesMax))),
@@ -241,7 +241,7 @@ type Mutation = { at: number; kind: (typeof mutationKinds)[number]; pick: number
  */
 function replacement(i: number): unknown {
   const values: unknown[] = [
-    undefined, null, true, 0, -0, -1, 1, 1.5, NaN, Infinity, 2 ** 53, Number.MAX_SAFE_INTEGER, 1n, Symbol('s'), () => 1,
+    undefined, null, true, 0, -0, -1, 1, 1.5, NaN, Infinity, 2 ** 53, Number.MAX_SAFE_INTEGER, limits.counterMax, limits.counterMax + 1, 1n, Symbol('s'), () => 1,
     '', 'x', 'n1.1764085123456', 'a'.repeat(128), 'a'.repeat(129), '😀'.repeat(100), '😀'.repeat(129), '\uD800', '__proto__',
     [], [1], {}, Object.create(null), new Date(0), new Map(), new Uint16Array(2), new DataView(new ArrayBuffer(2)),
     new ArrayBuffer(2), Object.create(Uint8Array.prototype), { vv: {}, siblings: [] }, { actor: 'a', counter: 1, value: null },
@@ -317,9 +317,9 @@ function mutate(root: Body, { at, kind, pick }: Mutation): void {
     case 'reverse': replace(Array.isArray(c) ? [...c].reverse() : Object.fromEntries(Object.entries(c).reverse())); return
     case 'freeze': Object.freeze(c); return
     case 'grow': {
-      // Up to and past the limits: siblingsMax for lists, vectorActorsMax for objects (vectors).
+      // Up to and past the limits: siblingsReadMax for lists, vectorActorsMax for objects (vectors).
       if (Array.isArray(c)) {
-        if (c.length > 0) while (c.length < limits.siblingsMax + (pick % 2)) c.push(c[0])
+        if (c.length > 0) while (c.length < limits.siblingsReadMax + (pick % 2)) c.push(c[0])
       } else {
         const n = limits.vectorActorsMax - keys.length + (pick % 2)
         for (let i = 0; i < n; i++) define(c, `~${String(i).padStart(5, '0')}`, 1)
@@ -368,9 +368,9 @@ function edgeCases(): Edge[] {
     ['vv 128 code points in 200 units (zod counts code points)', 'request', 'put', put({ ['😀'.repeat(100)]: 1 }), true],
     [`vv ${limits.vectorActorsMax} actors`, 'request', 'put', put(sorted(limits.vectorActorsMax)), true],
     [`vv ${limits.vectorActorsMax + 1} actors`, 'request', 'put', put(sorted(limits.vectorActorsMax + 1)), false],
-    ...([NaN, -1, 0, -0, 1.5, 2 ** 53, Infinity, '1', 1n, null] as unknown[]).map((n): Edge =>
+    ...([NaN, -1, 0, -0, 1.5, 2 ** 53, Number.MAX_SAFE_INTEGER, limits.counterMax + 1, Infinity, '1', 1n, null] as unknown[]).map((n): Edge =>
       [`vv counter ${String(n)}`, 'request', 'put', put({ 'a.1': n }), false]),
-    ['vv counter MAX_SAFE_INTEGER', 'request', 'put', put({ 'a.1': Number.MAX_SAFE_INTEGER }), true],
+    ['vv counter counterMax', 'request', 'put', put({ 'a.1': limits.counterMax }), true],
     // Keys.
     ['key empty', 'request', 'get', { key: new Uint8Array(0) }, false],
     ['key 512 bytes', 'request', 'get', { key: new Uint8Array(limits.keyBytesMax).fill(0x61) }, true],
@@ -407,8 +407,8 @@ function edgeCases(): Edge[] {
     ['siblings an array subclass', 'request', 'replicate', { key, state: state({}, SubArray.from([sib()])) }, true],
     ['siblings with an extra property', 'request', 'replicate', { key, state: state({}, Object.assign([sib()], { foo: 1 })) }, true],
     ['siblings an object', 'request', 'replicate', { key, state: state({}, { 0: sib() }) }, false],
-    [`${limits.siblingsMax} siblings`, 'reply', 'get', { state: state({}, Array.from({ length: limits.siblingsMax }, () => sib())) }, true],
-    [`${limits.siblingsMax + 1} siblings`, 'reply', 'get', { state: state({}, Array.from({ length: limits.siblingsMax + 1 }, () => sib())) }, false],
+    [`${limits.siblingsReadMax} siblings`, 'reply', 'get', { state: state({}, Array.from({ length: limits.siblingsReadMax }, () => sib())) }, true],
+    [`${limits.siblingsReadMax + 1} siblings`, 'reply', 'get', { state: state({}, Array.from({ length: limits.siblingsReadMax + 1 }, () => sib())) }, false],
     ['state with an extra key', 'reply', 'get', { state: { ...state({}), extra: 1 } }, true],
     ['get reply state null', 'reply', 'get', { state: null }, true],
     ['get reply state missing', 'reply', 'get', {}, false],

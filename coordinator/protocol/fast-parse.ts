@@ -14,8 +14,8 @@
 //   and rejects symbol keys. A reused vector must be identical to zod's fresh copy, so anything but
 //   an ordinary object holding only enumerable data properties is declined.
 // - String lengths are counted in code points: a string longer than the limit in UTF-16 units may
-//   still pass, so it is declined rather than counted here. Counters are dvv's isCounter (a
-//   positive safe integer), which is exactly counterSchema.
+//   still pass, so it is declined rather than counted here. Counters are dvv's isCounter (an
+//   integer from 1 to counterMax), which is exactly counterSchema.
 // - Should zod throw rather than report (4.6.7's readonly() did, on crafted input; messages.ts no
 //   longer uses it), the throw becomes a failed parse here: a body is never able to crash the
 //   process that validates it.
@@ -133,7 +133,7 @@ function parseState(raw: unknown): DvvSet | undefined {
   if (!isObject(raw)) return undefined
   const vv = raw.vv
   const list = raw.siblings
-  if (!isVector(vv) || !Array.isArray(list) || list.length > limits.siblingsMax) return undefined
+  if (!isVector(vv) || !Array.isArray(list) || list.length > limits.siblingsReadMax) return undefined
   const siblings: Sibling[] = new Array(list.length)
   for (let i = 0; i < siblings.length; i++) {
     const s: unknown = list[i]

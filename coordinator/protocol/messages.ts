@@ -43,7 +43,8 @@ export const keySchema = bytesSchema.transform((b, ctx) => {
 })
 
 const actorSchema = z.string().min(1).max(128)
-const counterSchema = z.number().int().positive().max(Number.MAX_SAFE_INTEGER)
+/** dvv.ts isCounter: an integer from 1 to counterMax (far below 2^53, so a stamp's +1 never overflows). */
+const counterSchema = z.number().int().positive().max(limits.counterMax)
 
 /**
  * A version vector: at most vectorActorsMax actors, keys in canonical (sorted) order, so that every
@@ -68,7 +69,10 @@ export const siblingSchema = z.object({
 // replica). States stay immutable through dvv.ts's readonly types, which no code casts away.
 export const stateSchema = z.object({
   vv: vectorSchema,
-  siblings: z.array(siblingSchema).max(limits.siblingsMax),
+  // siblingsReadMax, not siblingsMax: a state over the write bound (stored before it was enforced)
+  // still reads, and a replicate of one gets the typed TooManySiblings from the replica's bound check
+  // (state-bounds.ts) rather than a schema error.
+  siblings: z.array(siblingSchema).max(limits.siblingsReadMax),
 })
 
 export const ringNodeSchema = z.object({

@@ -104,12 +104,17 @@ test('delete writes a tombstone; a key of tombstones reads as deleted', () => {
   assert.equal(isDeleted(update(merged, context(merged), 'b.1', null)), true)
 })
 
-test('the sibling limit refuses a write with BadRequest; a write with context still resolves', () => {
-  let s = EMPTY
-  for (let i = 0; i < limits.siblingsMax; i++) s = update(s, {}, 'a.1', bytes(`v${i}`))
-  assert.equal(s.siblings.length, limits.siblingsMax)
-  assert.throws(() => update(s, {}, 'a.1', bytes('one too many')), (e) => isBadRequest(e) && /siblingsMax/.test(String(e)))
-  assert.deepEqual(texts(update(s, context(s), 'a.1', bytes('resolved'))), ['resolved'])
+test('a dot with two values: sync keeps the smaller value on both sides, and tells onConflict', () => {
+  const a: DvvSet = { vv: { 'a.1': 1 }, siblings: [{ actor: 'a.1', counter: 1, value: bytes('x') }] }
+  const b: DvvSet = { vv: { 'a.1': 1 }, siblings: [{ actor: 'a.1', counter: 1, value: bytes('w') }] }
+  assert.deepEqual(texts(sync(a, b)), ['w'])
+  assert.deepEqual(texts(sync(b, a)), ['w'])
+  const seen: string[] = []
+  sync(a, b, (dot) => seen.push(`${dot.actor}:${dot.counter}`))
+  assert.deepEqual(seen, ['a.1:1'])
+  const tomb: DvvSet = { vv: { 'a.1': 1 }, siblings: [{ actor: 'a.1', counter: 1, value: null }] }
+  assert.equal(isDeleted(sync(a, tomb)), true, 'a tombstone orders first')
+  assert.equal(isDeleted(sync(tomb, a)), true)
 })
 
 test('siblings and vector keys stay sorted; actors named like Object.prototype members work', () => {
@@ -364,7 +369,7 @@ test('property: update drops exactly the covered siblings, adds one, and its dot
 test('property: no lost update — after full sync the siblings are exactly the writes nothing superseded', () => {
   fc.assert(fc.property(historyArb(false, 60), (ops) => {
     const { replicas, known, writes } = simulate(ops) // also checks every intermediate state
-    const everything = replicas.reduce(sync, EMPTY)
+    const everything = replicas.reduce((a, b) => sync(a, b), EMPTY)
     const final = replicas.map((r) => sync(r, everything))
     for (const f of final) assert.equal(canon(f), canon(final[0]!), 'replicas converge')
     const allKnown = new Set(known.flatMap((k) => [...k]))

@@ -33,29 +33,30 @@ export const EMPTY: DvvSet = { vv: {}, siblings: [] }
 /**
  * The stamping replica's write. `context` is what the client read (empty for a blind write); every
  * sibling it covers is superseded, every other sibling is concurrent and stays. `value` null writes a
- * tombstone (a delete). Refused with BadRequest if the key would hold more than siblingsMax siblings.
+ * tombstone (a delete). Pure algebra: whether the result may be stored (siblings, counters, bytes) is
+ * decided by state-bounds.ts, the one rule for every state a replica stores.
  */
 export function update(state: DvvSet, context: VersionVector, actor: Actor, value: Uint8Array | null): DvvSet {
   assert(actorIssue(actor) === null, () => `update: invalid actor ${JSON.stringify(actor)}: ${actorIssue(actor)}`)
   const counter = Math.max(counterOf(state.vv, actor), counterOf(context, actor)) + 1
-  assert(Number.isSafeInteger(counter), 'update: counter overflow')
   const kept = state.siblings.filter((s) => !covers(context, s.actor, s.counter))
-  if (kept.length + 1 > limits.siblingsMax) {
-    throw badRequest(`write refused: the key would hold ${kept.length + 1} concurrent siblings, ` +
-      `more than siblingsMax (${limits.siblingsMax}); write with the context of a read to resolve them`)
-  }
   const vv = mergeVectors(mergeVectors(state.vv, context), { [actor]: counter })
-  if (Object.keys(vv).length > limits.vectorActorsMax) {
-    throw badRequest(`write refused: the version vector would name ${Object.keys(vv).length} actors, ` +
-      `more than vectorActorsMax (${limits.vectorActorsMax})`)
-  }
   // The new dot is fresh: it is above everything this replica or the client has seen for `actor`.
   const siblings = sortSiblings([...kept, { actor, counter, value }])
   return { vv, siblings }
 }
 
-/** Merges two replicas' states of one key. Commutative, associative and idempotent (up to `equals`). */
-export function sync(a: DvvSet, b: DvvSet): DvvSet {
+/**
+ * Merges two replicas' states of one key. Commutative, associative and idempotent (up to `equals`).
+ *
+ * A dot is issued once, so both copies of a dot should carry the same value. Two different values
+ * for one dot mean a forged or replayed write reached a replica (or a replica reissued a dot after
+ * losing its log): that is outside input, never a reason to stop. `onConflict` is told (the replica's
+ * write path refuses such a state with a typed error before it is stored); otherwise the smaller
+ * value (compareValues) is kept, a choice that is itself commutative, associative and idempotent, so
+ * every reader and every replica converges on the same value.
+ */
+export function sync(a: DvvSet, b: DvvSet, onConflict?: (dot: Sibling, other: Sibling) => void): DvvSet {
   if (a === b) return a
   // Sibling lists are short (usually 1-3), so linear scans beat building maps of dot keys; this
   // runs for every read reply and every replicated write.
@@ -63,9 +64,11 @@ export function sync(a: DvvSet, b: DvvSet): DvvSet {
   for (const s of a.siblings) {
     const other = findDot(b.siblings, s)
     if (other !== undefined) {
-      // A dot is issued once, so both copies must carry the same value.
-      assert(bytesEqual(s.value, other.value), () => `sync: dot ${dotKey(s)} carries two different values`)
-      siblings.push(s)
+      if (bytesEqual(s.value, other.value)) siblings.push(s)
+      else {
+        onConflict?.(s, other)
+        siblings.push(compareValues(s.value, other.value) <= 0 ? s : other)
+      }
     } else if (!covers(b.vv, s.actor, s.counter)) {
       siblings.push(s)
     }
@@ -76,6 +79,19 @@ export function sync(a: DvvSet, b: DvvSet): DvvSet {
   }
   // a's siblings are sorted already; only siblings that come from b alone can break the order.
   return { vv: mergeVectors(a.vv, b.vv), siblings: siblings.length > fromA ? sortSiblings(siblings) : siblings }
+}
+
+/** A total order on sibling values: a tombstone first, then bytes lexicographically (a prefix first). */
+export function compareValues(a: Uint8Array | null, b: Uint8Array | null): number {
+  if (a === null || b === null) return a === b ? 0 : a === null ? -1 : 1
+  const n = Math.min(a.length, b.length)
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return a[i]! - b[i]!
+  return a.length - b.length
+}
+
+/** The counter `vv` holds for `actor` (0 when it names none). */
+export function counterOf(vv: VersionVector, actor: string): number {
+  return Object.hasOwn(vv, actor) ? (vv[actor] ?? 0) : 0
 }
 
 function findDot(list: readonly Sibling[], dot: Sibling): Sibling | undefined {
@@ -163,7 +179,7 @@ export function validate(state: DvvSet): void {
     const issue = actorIssue(actor)
     if (issue !== null) issues.push(`vv actor ${JSON.stringify(actor)}: ${issue}`)
     const counter = vector[actor]
-    if (!isCounter(counter)) issues.push(`vv[${JSON.stringify(actor)}] must be a positive safe integer, got ${String(counter)}`)
+    if (!isCounter(counter)) issues.push(`vv[${JSON.stringify(actor)}] must be an integer from 1 to counterMax, got ${String(counter)}`)
   }
   const canonical = Object.keys(Object.fromEntries([...actors].sort(compareStrings).map((k) => [k, 0])))
   if (canonical.some((k, i) => k !== actors[i])) issues.push('vv keys must be in sorted order')
@@ -172,7 +188,7 @@ export function validate(state: DvvSet): void {
     if (typeof raw !== 'object' || raw === null) { issues.push(`sibling ${i} must be an object`); continue }
     const { actor, counter, value } = raw as { actor: unknown; counter: unknown; value: unknown }
     if (typeof actor !== 'string' || actorIssue(actor) !== null) { issues.push(`sibling ${i}: invalid actor`); continue }
-    if (!isCounter(counter)) { issues.push(`sibling ${i}: counter must be a positive safe integer, got ${String(counter)}`); continue }
+    if (!isCounter(counter)) { issues.push(`sibling ${i}: counter must be an integer from 1 to counterMax, got ${String(counter)}`); continue }
     if (value !== null && !(value instanceof Uint8Array)) issues.push(`sibling ${i}: value must be bytes or null (tombstone)`)
     const vvCounter = vector[actor]
     if (!Object.hasOwn(vector, actor) || !isCounter(vvCounter) || vvCounter < counter) {
@@ -197,8 +213,9 @@ export function actorIssue(actor: unknown): string | null {
   return null
 }
 
+/** A counter as the wire and the store accept it: an integer from 1 to limits.counterMax. */
 export function isCounter(n: unknown): n is number {
-  return typeof n === 'number' && Number.isSafeInteger(n) && n > 0
+  return typeof n === 'number' && Number.isInteger(n) && n > 0 && n <= limits.counterMax
 }
 
 /** Orders strings by UTF-16 code units, the same everywhere (unlike localeCompare). */
@@ -212,10 +229,6 @@ function compareDots(a: { actor: string; counter: number }, b: { actor: string; 
 
 function sortSiblings(siblings: Sibling[]): Sibling[] {
   return siblings.sort(compareDots)
-}
-
-function counterOf(vv: VersionVector, actor: string): number {
-  return Object.hasOwn(vv, actor) ? (vv[actor] ?? 0) : 0
 }
 
 function covers(vv: VersionVector, actor: string, counter: number): boolean {

@@ -177,9 +177,26 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     : restoreError ? { error: restoreError } : null
   // The replica's own HTTP gateway coordinates like any client, over the data plane.
   const kv = new KvCoordinator({ seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax)), valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
+  // What /health leads with: 'read-only' (503, so load balancers stop sending writes) while storage
+  // refuses writes; 'degraded' (200: it serves, but needs attention) while snapshots fail or the
+  // restore at start failed; each with the reasons.
+  const condition = (): { status: 'ok' | 'degraded' | 'read-only'; reasons: string[] } => {
+    const refusing: string[] = []
+    const failure = engine.failure()
+    if (failure !== undefined) refusing.push(`storage failed, writes refused until restart: ${failure}`)
+    const gated = writeGate()
+    if (gated) refusing.push(gated.message)
+    if (refusing.length > 0) return { status: 'read-only', reasons: refusing }
+    const attention: string[] = []
+    const snap = snapshotter?.state()
+    if (snap && snap.consecutiveFailures > 0) attention.push(`snapshots failing (${snap.consecutiveFailures} in a row): ${String(snap.lastError ?? '')}`)
+    if (restoreError) attention.push(`restore from S3 failed at start: ${restoreError}`)
+    return { status: attention.length > 0 ? 'degraded' : 'ok', reasons: attention }
+  }
   const app = createGatewayApp({
     kv, role: 'replica',
     health: () => ({
+      ...condition(),
       node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,

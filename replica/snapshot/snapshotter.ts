@@ -328,6 +328,10 @@ export class Snapshotter {
   }
 
   private async uploadOnce(target: EngineManifest): Promise<SnapshotSummary> {
+    // A failed engine's manifest is not all that was acknowledged (the rest is in its WAL, which a
+    // restart replays): publishing it as a snapshot would tell a restore it is complete.
+    const failure = this.engine.failure()
+    if (failure !== undefined) throw new KvError({ kind: 'Internal' }, `storage engine failed (${failure}): no snapshot is published until it is restarted`)
     const started = this.clock.now()
     let bytesUploaded = 0
     // A few tables in flight at once: per-request latency, not bandwidth, dominates small tables.

@@ -106,5 +106,10 @@ export interface Engine {
   /** Called after each flush or compaction commits a new manifest. */
   onManifest(listener: (m: EngineManifest) => void): () => void
   stats(): EngineStats
+  /**
+   * Why the engine refuses writes (a flush, compaction or WAL write failed: disk full, I/O error),
+   * or undefined while it works. A restart replays the WAL and tries again.
+   */
+  failure(): string | undefined
   close(): Promise<void>
 }

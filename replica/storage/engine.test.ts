@@ -271,3 +271,29 @@ test('put with supersedes stores the value without merging in the memtable; defa
     cleanup()
   }
 })
+
+test('an entry merged past the old 8 MiB cap flushes, and a reopen replays and flushes it again (finding 1)', async () => {
+  const { mergeStates, encodeState, decodeState } = await import('../state-codec.ts')
+  const { dir, cleanup } = tempDir('engine-big-entry')
+  try {
+    let e = await openEngine({ dir, merge: mergeStates, fsync: false })
+    // Twelve 1 MiB siblings from different actors, each put on its own, merged by the memtable.
+    const value = new Uint8Array(1024 * 1024).fill(3)
+    for (let i = 0; i < 12; i++) {
+      const actor = `a${String(i).padStart(2, '0')}.1`
+      await e.put('k', encodeState({ vv: { [actor]: 1 }, siblings: [{ actor, counter: 1, value }] }))
+    }
+    assert.equal(decodeState(e.get('k')!).siblings.length, 12)
+    await e.close()
+    // Reopen: WAL replay merges the 12 records again; the flush that used to fail now succeeds.
+    e = await openEngine({ dir, merge: mergeStates, fsync: false })
+    await e.flush()
+    assert.equal(e.failure(), undefined)
+    assert.ok(e.stats().tables >= 1)
+    assert.equal(decodeState(e.get('k')!).siblings.length, 12)
+    await e.put('other', new Uint8Array([1]))
+    await e.close()
+  } finally {
+    cleanup()
+  }
+})

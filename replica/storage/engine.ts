@@ -194,9 +194,7 @@ class LsmEngine implements Engine {
 
   put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {
     if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
-    if (this.failed !== undefined) {
-      return Promise.reject(new KvError({ kind: 'Internal' }, 'storage engine failed earlier; refusing writes', { cause: this.failed }))
-    }
+    if (this.failed !== undefined) return Promise.reject(this.failedError())
     if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
       return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 },
         `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`))
@@ -220,8 +218,18 @@ class LsmEngine implements Engine {
   }
 
   flush(): Promise<void> {
+    if (this.failure() !== undefined) return Promise.reject(this.failedError())
     if (this.active.size > 0) return this.freeze()
     return this.flushChain
+  }
+
+  failure(): string | undefined {
+    const f = this.failed ?? this.wal.failure()
+    return f === undefined ? undefined : String((f as Error)?.message ?? f)
+  }
+
+  private failedError(): KvError {
+    return new KvError({ kind: 'Internal' }, `storage engine failed earlier (${this.failure()}); refusing writes until restarted`, { cause: this.failed })
   }
 
   /** Freezes the active memtable and queues its flush; errors are recorded, not thrown here. */

@@ -6,6 +6,8 @@
 import { assert } from '../../coordinator/assert.ts'
 import { limits } from '../../coordinator/limits.ts'
 
+const entryBytesMax = 64 * 1024 * 1024
+
 export const storageLimits = {
   /** Records one WAL write+fsync may cover (group commit). */
   walGroupRecordsMax: limits.walGroupRecordsMax,
@@ -19,8 +21,13 @@ export const storageLimits = {
   walGroupWaitMs: limits.walGroupWaitMs,
   /** Largest key, in UTF-8 bytes (the record and table entry store its length in 2 bytes). */
   keyBytesMax: limits.keyBytesMax,
-  /** Largest value one record or table entry holds (4-byte length). */
-  valueBytesMax: limits.valueBytesMax,
+  /**
+   * Largest value one WAL record or table entry holds (a 4-byte length). Well above the largest
+   * state a replica admits (limits.stateBytesMax), so that whatever the memtable merges from
+   * admitted records, or from records an older version admitted, can always be flushed, compacted
+   * and replayed: an entry the table builder refused used to stop every write for good.
+   */
+  entryBytesMax,
 
   /** Default size at which the active memtable is frozen and flushed. */
   memtableBytesDefault: 64 * 1024 * 1024,
@@ -62,12 +69,12 @@ export const storageLimits = {
   backgroundSliceMs: 2,
 
   /** Longest a WAL record may be (header + key + value). */
-  walRecordBytesMax: 10 + 512 + 8 * 1024 * 1024,
+  walRecordBytesMax: 10 + limits.keyBytesMax + entryBytesMax,
   /**
    * Longest a WAL group frame's payload may be: a full group, or one record larger than a group
    * (which forms a group of its own). Replay rejects longer lengths without reading them.
    */
-  walGroupFrameBytesMax: limits.walGroupBytesMax + 10 + 512 + 8 * 1024 * 1024,
+  walGroupFrameBytesMax: limits.walGroupBytesMax + 10 + limits.keyBytesMax + entryBytesMax,
   /**
    * WAL segments are zero-filled ahead of the writes in steps of this many bytes, so that the
    * fdatasync of a group flushes only data blocks: with the file size and block map already
@@ -85,8 +92,9 @@ assert(storageLimits.walPreallocateBytes >= 1024 * 1024 && storageLimits.walPrea
   'WAL preallocation step must be whole pages, at least 1 MiB')
 assert(storageLimits.walGroupWaitMs >= 0 && storageLimits.walGroupWaitMs <= 100, 'WAL group wait out of range')
 assert(storageLimits.keyBytesMax < 1 << 16, 'key length must fit the 2-byte length field')
-assert(storageLimits.valueBytesMax < 2 ** 32, 'value length must fit the 4-byte length field')
-assert(storageLimits.walRecordBytesMax >= 10 + storageLimits.keyBytesMax + storageLimits.valueBytesMax,
+assert(storageLimits.entryBytesMax < 2 ** 32, 'value length must fit the 4-byte length field')
+assert(storageLimits.entryBytesMax >= 2 * limits.stateBytesMax, 'an entry must hold well more than the largest admitted state')
+assert(storageLimits.walRecordBytesMax >= 10 + storageLimits.keyBytesMax + storageLimits.entryBytesMax,
   'a WAL record must hold the largest key and value')
 assert(storageLimits.memtableBytesMin <= storageLimits.memtableBytesDefault &&
   storageLimits.memtableBytesDefault <= storageLimits.memtableBytesMax, 'memtable default outside [min, max]')

@@ -136,7 +136,7 @@ export class TableBuilder {
   add(key: string, value: Uint8Array): void {
     assert(this.lastKey === undefined || this.lastKey < key, () => `table keys out of order: ${JSON.stringify(this.lastKey)} then ${JSON.stringify(key)}`)
     const keyLen = Buffer.byteLength(key, 'utf8')
-    assert(keyLen <= storageLimits.keyBytesMax && value.byteLength <= storageLimits.valueBytesMax, 'entry exceeds limits')
+    assert(keyLen <= storageLimits.keyBytesMax && value.byteLength <= storageLimits.entryBytesMax, 'entry exceeds limits')
     const s = this.sink
     if (s.len === this.blockStart) {
       this.blockOffsets.push(this.blockStart)

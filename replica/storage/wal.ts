@@ -61,8 +61,8 @@ export function encodeWalRecord(key: string, value: Uint8Array | ValueWriter): B
     throw new KvError({ kind: 'TooLarge', bytes: keyBytes, bytesMax: storageLimits.keyBytesMax }, `key of ${keyBytes} bytes exceeds ${storageLimits.keyBytesMax}`)
   }
   const valueBytes = value instanceof Uint8Array ? value.byteLength : value.bytes
-  if (valueBytes > storageLimits.valueBytesMax) {
-    throw new KvError({ kind: 'TooLarge', bytes: valueBytes, bytesMax: storageLimits.valueBytesMax }, `value of ${valueBytes} bytes exceeds ${storageLimits.valueBytesMax}`)
+  if (valueBytes > storageLimits.entryBytesMax) {
+    throw new KvError({ kind: 'TooLarge', bytes: valueBytes, bytesMax: storageLimits.entryBytesMax }, `value of ${valueBytes} bytes exceeds ${storageLimits.entryBytesMax}`)
   }
   const len = 2 + keyBytes + valueBytes
   const rec = Buffer.allocUnsafe(8 + len)
@@ -292,6 +292,11 @@ export class WalWriter {
     let n = 0
     for (const b of this.segmentBytes.values()) n += b
     return n
+  }
+
+  /** The write or fsync failure that stopped appends, if any. */
+  failure(): unknown {
+    return this.failed
   }
 
   /** Appends a record to the open group; the promise resolves after the fsync that covers it. */
