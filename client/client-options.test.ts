@@ -143,6 +143,14 @@ describe('createClient options', () => {
     await kv.close()
     await kv.close()
     await assert.rejects(kv.get('k'), (err: unknown) => isKvError(err) && err.kind === 'Unavailable' && /closed/.test(err.message))
+
+    // A password in a seed URL is not repeated in messages or failure maps.
+    const secret = createClient({ seeds: [`ws://user:s3cret@127.0.0.1:${deadPort}`], timeoutMs: 500 })
+    const e2 = await secret.get('k').then(() => assert.fail('get succeeded'), (e: unknown) => e)
+    assert.ok(isKvError(e2) && e2.data.kind === 'Unavailable' && e2.data.failures)
+    assert.deepEqual(Object.keys(e2.data.failures), [`ws://user:***@127.0.0.1:${deadPort}`])
+    assert.ok(!JSON.stringify({ m: e2.message, d: e2.data }).includes('s3cret'), e2.message)
+    await secret.close()
     await new Promise(r => setTimeout(r, 300))
     assert.deepEqual(unhandled, [], 'no unhandled rejection')
   })

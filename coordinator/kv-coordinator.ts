@@ -16,6 +16,7 @@ import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
 import { preferenceList, validateRing, type Ring, type RingNode } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
+import { shownUrl } from './transport/connection.ts'
 import { ConnectionPool } from './transport/connection-pool.ts'
 import { decodeContext, encodeContext } from './version/context.ts'
 import { context as contextOf, isDeleted, values as valuesOf, type DvvSet, type VersionVector } from './version/dvv.ts'
@@ -98,9 +99,10 @@ function seedsIssue(seeds: unknown): string[] {
     const seed: unknown = seeds[i]
     if (typeof seed !== 'string' || seed.length > limits.seedUrlCharsMax) { issues.push(`seeds[${i}] must be a URL of at most ${limits.seedUrlCharsMax} characters, got ${show(seed)}`); continue }
     let url: URL
-    try { url = new URL(seed) } catch { issues.push(`seeds[${i}] ${show(seed)} is not a URL (write ws://host:port)`); continue }
-    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') issues.push(`seeds[${i}] ${show(seed)} must be a ws:// or wss:// URL`)
-    else if (url.hostname === '') issues.push(`seeds[${i}] ${show(seed)} names no host`)
+    const shown = show(shownUrl(seed))
+    try { url = new URL(seed) } catch { issues.push(`seeds[${i}] ${shown} is not a URL (write ws://host:port)`); continue }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') issues.push(`seeds[${i}] ${shown} must be a ws:// or wss:// URL`)
+    else if (url.hostname === '') issues.push(`seeds[${i}] ${shown} names no host`)
   }
   return issues
 }
@@ -336,7 +338,7 @@ export class KvCoordinator {
       ring = this.ring ?? await this.ringBy(deadline)
     } catch (e) {
       const k = asKvError(e, 'ring discovery failed')
-      const unreachable = k.data.kind === 'Unavailable' && k.data.failures ? k.data.failures : failureRecord(new Map(this.seeds.map(s => [s, k])))
+      const unreachable = k.data.kind === 'Unavailable' && k.data.failures ? k.data.failures : failureRecord(new Map(this.seeds.map(s => [shownUrl(s), k])))
       return { total: this.seeds.length, reachable: 0, unreachable }
     }
     const failures = new Map<string, Error>()
@@ -425,7 +427,8 @@ class RingDiscovery {
   failure(why: string, timeoutMs?: number): KvError {
     const failures = new Map<string, Error>()
     const now = this.rt.now()
-    this.seeds.forEach((url, i) => {
+    this.seeds.forEach((seed, i) => {
+      const url = shownUrl(seed)
       const s = this.status[i]
       if (s instanceof Error) failures.set(url, s)
       else if (s !== undefined) failures.set(url, new KvError({ kind: 'Timeout', timeoutMs: timeoutMs ?? now - s.asked }, `no answer within ${now - s.asked} ms`))
@@ -463,7 +466,7 @@ class RingDiscovery {
     try {
       ring = this.learn(reply.ring)
     } catch (e) {
-      this.onFailed(i, asKvError(e, `${this.seeds[i]} sent a ring the client refuses`))
+      this.onFailed(i, asKvError(e, `${shownUrl(this.seeds[i]!)} sent a ring the client refuses`))
       return
     }
     this.inflight--

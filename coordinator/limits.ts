@@ -69,6 +69,12 @@ export const limits = {
   seedsAskedAtOnce: 3,
   /** ...and one more every seedHedgeMs while none has answered (a paused seed answers nothing). */
   seedHedgeMs: 100,
+  /**
+   * A request that times out resets its connection (the replica looks paused) only if it waited at
+   * least this long with nothing received meanwhile: a caller's own tiny timeout says nothing about
+   * the replica, and used to take every connection down for every caller of the client.
+   */
+  timeoutResetsConnectionMsMin: 100,
   /** retryAfterMs of the Overloaded error a caller gets when a connection's queue is full. */
   queueFullRetryAfterMs: 10,
   connectTimeoutMs: 2000,
@@ -159,6 +165,8 @@ assert(limits.requestTimeoutMsDefault <= limits.requestTimeoutMsMax, 'default ti
 assert(limits.connectTimeoutMs <= limits.requestTimeoutMsMax, 'connect timeout above the request timeout max')
 assert(limits.seedsAskedAtOnce >= 1 && limits.seedHedgeMs * 3 <= limits.requestTimeoutMsDefault,
   'ring discovery must ask several seeds within a default timeout')
+assert(limits.timeoutResetsConnectionMsMin <= limits.stampTimeoutMsMax && limits.timeoutResetsConnectionMsMin <= limits.healthProbeTimeoutMs,
+  'a timed-out stamp or health probe must still reset the connection of a paused replica')
 assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health probe must finish within an HTTP request')
 assert(limits.errorIssuesMax >= 8, 'a BadRequest must carry the 8 issues describeIssues reports')
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')

@@ -73,6 +73,13 @@ describe('promises kept against real replicas', () => {
     for (const r of cluster.replicas) assert.equal((await fetch(`${r.httpUrl}/health`)).status, 200, `${r.id} must still serve`)
   })
 
+  it("a caller's own tiny timeout does not take replicas down for the client's other calls", async () => {
+    await kv.put('tiny', 'v', { w: 3 })
+    for (let i = 0; i < 5; i++) await kv.get('tiny', { timeoutMs: 1, r: 3 }).catch((e: unknown) => assert.ok(isKvError(e), `${e}`))
+    for (const r of cluster.replicas) assert.equal(await kv.isUp(r.id), true, `${r.id} taken down by a 1 ms timeout`)
+    assert.equal((await kv.getString('tiny', { r: 3 })).values[0], 'v')
+  })
+
   it('a read with one replica killed names that replica and why', async () => {
     await kv.put('k-one-down', 'v', { w: 3 })
     const n2 = cluster.replica('n2')

@@ -52,6 +52,8 @@ export class Connection {
   private readonly queue: Queued[] = []
   private nextId = 1
   private failures = 0
+  /** Frames received: a request that timed out while this moved was not facing a paused replica. */
+  private framesIn = 0
   /** Why the last connect or request failed (what whyDown reports while backing off). */
   private lastFailure: KvError | undefined
   private connectTimer: unknown
@@ -95,7 +97,7 @@ export class Connection {
   setUrl(url: string): void {
     if (url === this.url) return
     this.url = url
-    this.drop(new KvError({ kind: 'Unavailable', node: this.node }, `replica ${this.node} moved to ${url}`))
+    this.drop(new KvError({ kind: 'Unavailable', node: this.node }, `replica ${this.node} moved to ${shownUrl(url)}`))
   }
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
@@ -133,7 +135,7 @@ export class Connection {
   }
 
   private unavailable(why: string, cause?: unknown): KvError {
-    return new KvError({ kind: 'Unavailable', node: this.node }, `${this.node} (${this.url}): ${why}`, { cause })
+    return new KvError({ kind: 'Unavailable', node: this.node }, `${this.node} (${shownUrl(this.url)}): ${why}`, { cause })
   }
 
   private open(): void {
@@ -170,7 +172,7 @@ export class Connection {
         try {
           this.opts.onHello?.(reply)
         } catch (e) {
-          this.onFailure(new KvError({ kind: 'ProtocolError', detail: 'bad ring in hello' }, `${this.node} (${this.url}) sent a ring the client refuses: ${(e as Error)?.message}`, { cause: e }))
+          this.onFailure(new KvError({ kind: 'ProtocolError', detail: 'bad ring in hello' }, `${this.node} (${shownUrl(this.url)}) sent a ring the client refuses: ${(e as Error)?.message}`, { cause: e }))
           return
         }
         this.drain()
@@ -200,13 +202,18 @@ export class Connection {
     resolve: (b: any) => void, reject: (e: Error) => void): void {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
+    const framesBefore = this.framesIn
     entry.timer = this.rt.setTimeout(() => {
       if (!this.pending.delete(id)) return
       reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
       // A replica that lets a request time out is paused, partitioned or overloaded, and its
       // connection stays open: reset it, so that the node backs off and the requests after this
-      // one fail fast (and quorums skip it) instead of each waiting out its own timeout.
-      this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms; connection reset`))
+      // one fail fast (and quorums skip it) instead of each waiting out its own timeout. Not when
+      // it sent anything meanwhile (it is alive), nor after a wait too short to mean anything (a
+      // caller's timeoutMs of 1 would otherwise take every replica down for every caller).
+      if (this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) {
+        this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms; connection reset`))
+      }
     }, timeoutMs)
     this.pending.set(id, entry)
     this.batcher!.push([type, id, body], approxBytes)
@@ -224,6 +231,7 @@ export class Connection {
   }
 
   private onFrame(frame: Uint8Array): void {
+    this.framesIn++
     let messages
     try {
       messages = decodeFrame(frame)
@@ -284,6 +292,11 @@ export class Connection {
     for (const q of this.queue.splice(0)) { this.rt.clearTimeout(q.timer); q.reject(e) }
     if (this.state === 'open' || this.state === 'connecting') this.state = 'idle'
   }
+}
+
+/** A URL as messages show it: a password in it (ws://user:pw@host) is not repeated in logs. */
+export function shownUrl(url: string): string {
+  return url.replace(/^([a-z]+:\/\/[^/@:]*):[^/@]*@/i, '$1:***@')
 }
 
 /**
