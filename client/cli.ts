@@ -6,10 +6,11 @@
 //                                                  --json a JSON object), then context=<C> on stderr
 //   ringkv del KEY [--context C] [--w N]           prints: ok context=<C>
 //   ringkv status                                  prints the ring: node, url, partitions, up/down
-// --seeds ws://host:port,... (default $RINGKV_SEEDS or ws://127.0.0.1:7001)
+// --seeds ws://host:port,... (default $RINGKV_SEEDS or ws://127.0.0.1:7001). A failure prints
+// `error <kind>: <message>` and, for a quorum or discovery failure, each replica and why, one a line.
 
 import { parseArgs } from 'node:util'
-import { createClient, isKvError } from './index.ts'
+import { createClient, isKvError, type KvClient } from './index.ts'
 
 const usage = `usage: ringkv <put KEY VALUE | get KEY | del KEY | status> [--seeds ws://127.0.0.1:7001,...]
   [--context C] [--r N] [--w N] [--timeout-ms N] [--json]`
@@ -26,9 +27,10 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = positionals
   if (values.help || !cmd) { process.stdout.write(usage + '\n'); return cmd ? 0 : 2 }
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v))
-  const kv = createClient({ seeds: values.seeds!.split(','), ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}) })
   const wopts = { ...(values.context ? { context: values.context } : {}), ...(values.w ? { w: num(values.w)! } : {}) }
+  let kv: KvClient | undefined
   try {
+    kv = createClient({ seeds: values.seeds!.split(','), ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}) })
     switch (cmd) {
       case 'put': {
         if (args.length !== 2) throw new Error('put takes KEY VALUE')
@@ -72,9 +74,12 @@ async function main(argv: string[]): Promise<number> {
     }
   } catch (e) {
     process.stderr.write(isKvError(e) ? `error ${e.kind}: ${e.message}\n` : `error: ${(e as Error).message}\n`)
+    // Which replica failed and why, one per line (the message has them too, run together).
+    const failures = isKvError(e) && 'failures' in e.data ? e.data.failures : undefined
+    if (failures) for (const [node, f] of Object.entries(failures)) process.stderr.write(`  ${node}: ${f.kind}: ${f.message}\n`)
     return 2
   } finally {
-    await kv.close()
+    await kv?.close()
   }
 }
 
