@@ -1,11 +1,14 @@
-// Small durable-file helpers shared by the WAL, table and manifest code: write-then-rename with the
-// fsyncs that make a rename survive a crash (file data, then the directory entry), and a directory
-// fsync. With `fsync: false` (benchmarks only) the same steps run without the syncs.
+// Small durable-file helpers shared by the WAL, the engine, the manifest and the snapshot restore:
+// write-then-rename with the fsyncs that make a rename survive a crash (file data, then the
+// directory entry), a directory fsync, whole writes, and the CRC32C spelling used in messages. They
+// know no file names (disk-layout.ts does). With `fsync: false` (benchmarks only) the same steps run
+// without the syncs.
 
 import { fdatasync, writeSync, writevSync } from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { tmpPath } from './disk-layout.ts'
 
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r')
@@ -50,7 +53,7 @@ export function fdatasyncFd(fd: number): Promise<void> {
 
 /** Replaces `path` with `data` atomically: write `path.tmp`, fsync, rename over `path`, fsync the directory. */
 export async function writeFileAtomic(path: string, data: Uint8Array, fsync: boolean): Promise<void> {
-  const tmp = `${path}.tmp`
+  const tmp = tmpPath(path)
   const fh = await open(tmp, 'w')
   try {
     await writeAll(fh, data)
@@ -63,4 +66,9 @@ export async function writeFileAtomic(path: string, data: Uint8Array, fsync: boo
   await fh.close()
   await rename(tmp, path)
   if (fsync) await fsyncDir(dirname(path))
+}
+
+/** A CRC32C as 8 hex digits, as error messages and logs spell checksums. */
+export function crc32cHex(n: number): string {
+  return n.toString(16).padStart(8, '0')
 }

@@ -6,7 +6,8 @@ import assert from 'node:assert/strict'
 import { appendFileSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KvError } from '../../coordinator/errors.ts'
-import { encodeWalRecord, replayWal, walSegmentName, WalWriter } from './wal.ts'
+import { walSegmentName } from './disk-layout.ts'
+import { encodeWalRecord, replayWal, WalWriter } from './wal.ts'
 import { tempDir, walGroupOffsets } from './test-util.ts'
 
 /**

@@ -4,7 +4,7 @@
 // so under load groups form by themselves and at low load a record costs one write+fsync. A put's
 // promise is its group's promise; it resolves only after the fsync that covers the record.
 //
-// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence. The engine rotates to a new
+// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence (disk-layout.ts). The engine rotates to a new
 // segment when it freezes a memtable, so a segment's records all belong to memtables at or before
 // one flush; the segment is deleted only once a durable manifest names tables holding them
 // (manifest.walSegmentMin).
@@ -35,6 +35,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import { tmpSuffix, walSegmentName, walSegmentSeqOf } from './disk-layout.ts'
 import type { Log, ValueWriter } from './engine-types.ts'
 import { fdatasyncFd, fsyncDir, writevAllSync } from './file-util.ts'
 import { storageLimits } from './storage-limits.ts'
@@ -48,11 +49,6 @@ const groupHeaderBytes = 12
 const zeroChunk = Buffer.alloc(1024 * 1024)
 const firstPreallocateBytes = 1024 * 1024
 
-
-export function walSegmentName(seq: number): string {
-  assert(Number.isSafeInteger(seq) && seq >= 0, `bad WAL sequence ${seq}`)
-  return `${String(seq).padStart(8, '0')}.log`
-}
 
 /** Encodes one record; the caller may keep `value` views into the returned buffer. */
 export function encodeWalRecord(key: string, value: Uint8Array | ValueWriter): Buffer {
@@ -149,12 +145,11 @@ export async function replayWal(
   const names = await readdir(walDir)
   const seqs: number[] = []
   for (const name of names) {
-    const m = /^(\d+)\.log$/.exec(name)
-    if (m === null) {
-      if (name.endsWith('.tmp')) await unlink(join(walDir, name))
+    const seq = walSegmentSeqOf(name)
+    if (seq === undefined) {
+      if (name.endsWith(tmpSuffix)) await unlink(join(walDir, name))
       continue
     }
-    const seq = Number(m[1])
     if (seq < segmentMin) {
       log('wal: deleting segment covered by tables', { file: name })
       await unlink(join(walDir, name))
