@@ -14,9 +14,8 @@ import { assert } from '../../coordinator/assert.ts'
 import type { TableInfo } from './engine-types.ts'
 import type { Merge } from './memtable.ts'
 import { storageLimits } from './storage-limits.ts'
-import { TableBuilder } from './table.ts'
-import type { Table } from './table.ts'
-import type { TableIterator } from './table.ts'
+import { TableBuilder } from './table-builder.ts'
+import type { Table, TableIterator } from './table-reader.ts'
 
 export interface CompactionPick {
   /** Index of the newest input in the newest-first table list. */

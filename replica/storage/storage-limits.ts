@@ -50,6 +50,8 @@ export const storageLimits = {
   /** Bloom filter bits per key and probes: 10 bits, k = 7 gives about 0.8 % false positives. */
   bloomBitsPerKey: 10,
   bloomProbes: 7,
+  /** Most probes a table's bloom block may declare; a table claiming more is corrupt. */
+  bloomProbesMax: 30,
   /** SSTables live in one Buffer and use 32-bit offsets; compaction never builds one larger. */
   tableBytesMax: 2 * 1024 * 1024 * 1024 - 1,
 
@@ -107,8 +109,9 @@ assert(storageLimits.activeMemtableGrowthMax >= 1 && storageLimits.activeMemtabl
   'the active memtable must be able to take at least one full WAL group past its bound')
 assert(storageLimits.memtableBytesMax * storageLimits.activeMemtableGrowthMax * 2 < storageLimits.tableBytesMax,
   'a grown memtable must still fit one table')
-assert(storageLimits.bloomProbes >= 1 && storageLimits.bloomProbes <= 30 && storageLimits.bloomBitsPerKey >= 1,
+assert(storageLimits.bloomProbes >= 1 && storageLimits.bloomProbes <= storageLimits.bloomProbesMax && storageLimits.bloomBitsPerKey >= 1,
   'bloom parameters out of range')
+assert(storageLimits.bloomProbesMax < 256, 'the probe count must fit its 1-byte field')
 assert(storageLimits.obsoleteTableGraceMs >= 0, 'obsolete table grace must not be negative')
 assert(storageLimits.backgroundSliceMs >= 1, 'background slice must be at least 1 ms')
 

@@ -4,7 +4,9 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { KvError } from '../../coordinator/errors.ts'
-import { bloomHash, Table, TableBuilder } from './table.ts'
+import { bloomHash } from './bloom.ts'
+import { TableBuilder } from './table-builder.ts'
+import { Table } from './table-reader.ts'
 import { bytesEqual } from './test-util.ts'
 
 function build(entries: Array<[string, Uint8Array]>): Buffer {
