@@ -8,10 +8,10 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { openEngine } from './engine.ts'
-import { crashValue } from './test-fixtures/crash-value.ts'
-import { bytesEqual, newerWins, tempDir } from './test-util.ts'
+import { crashValue } from '../../test/storage/fixtures/crash-value.ts'
+import { bytesEqual, newerWins, tempDir } from '../../test/storage/util.ts'
 
-const fixture = fileURLToPath(new URL('./test-fixtures/crash-writer.ts', import.meta.url))
+const fixture = fileURLToPath(new URL('../../test/storage/fixtures/crash-writer.ts', import.meta.url))
 
 type KillWhen = 'after-flush' | 'during-compaction' | 'random'
 

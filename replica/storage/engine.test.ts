@@ -10,7 +10,7 @@ import { KvError } from '../../coordinator/errors.ts'
 import type { Engine, EngineManifest } from './engine-types.ts'
 import { openEngine, readTableFile } from './engine.ts'
 import type { Merge } from './memtable.ts'
-import { bytesEqual, newerWins, tempDir, unionMerge, walDataEnd, walGroupOffsets } from './test-util.ts'
+import { bytesEqual, newerWins, tempDir, unionMerge, walDataEnd, walGroupOffsets } from '../../test/storage/util.ts'
 
 type Op =
   | { t: 'put'; key: string; value: Uint8Array }

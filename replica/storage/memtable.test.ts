@@ -3,7 +3,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { Memtable } from './memtable.ts'
-import { bytesEqual, unionMerge } from './test-util.ts'
+import { bytesEqual, unionMerge } from '../../test/storage/util.ts'
 
 const keyArb = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '/', 'é', '\u{1F600}'), maxLength: 5 })
 

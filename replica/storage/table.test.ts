@@ -7,7 +7,7 @@ import { KvError } from '../../coordinator/errors.ts'
 import { bloomHash } from './bloom.ts'
 import { TableBuilder } from './table-builder.ts'
 import { Table } from './table-reader.ts'
-import { bytesEqual } from './test-util.ts'
+import { bytesEqual } from '../../test/storage/util.ts'
 
 function build(entries: Array<[string, Uint8Array]>): Buffer {
   const b = new TableBuilder(1024)

@@ -8,7 +8,7 @@ import { join } from 'node:path'
 import { KvError } from '../../coordinator/errors.ts'
 import { walSegmentName } from './disk-layout.ts'
 import { encodeWalRecord, replayWal, WalWriter } from './wal.ts'
-import { tempDir, walGroupOffsets } from './test-util.ts'
+import { tempDir, walGroupOffsets } from '../../test/storage/util.ts'
 
 /**
  * Writes `n` records of `valueBytes` each, `perGroup` per group (each batch awaited, so each is one
