@@ -171,7 +171,7 @@ export class Snapshotter {
     if (this.latest.tables.length > 0) this.latestGen = 1
     // One close() signal is shared by every upload in flight (parts of several tables at once):
     // more listeners than Node's default warning threshold of 10 is expected, not a leak.
-    setMaxListeners(1024, this.abort.signal)
+    setMaxListeners(L.abortListenersMax, this.abort.signal)
     this.unsubscribe = this.engine.onManifest((m) => {
       this.latest = m
       this.latestGen++

@@ -2,12 +2,14 @@
 // when full, so building it costs a few copies in all rather than an allocation per entry, and the
 // finished table (a view of that Buffer) is what the reader keeps.
 
+import { storageLimits } from './storage-limits.ts'
+
 /** A growable output buffer; `capacity` is a hint that avoids re-copies when the size is known. */
 export class ByteSink {
   buf: Buffer
   len = 0
   constructor(capacity: number) {
-    this.buf = Buffer.allocUnsafeSlow(Math.max(4096, capacity))
+    this.buf = Buffer.allocUnsafeSlow(Math.max(storageLimits.tableBuildBytesMin, capacity))
   }
   ensure(n: number): void {
     if (this.len + n <= this.buf.length) return

@@ -107,7 +107,7 @@ export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldI
 export async function trimSliced(buf: Buffer, yieldIfDue: YieldIfDue): Promise<Buffer> {
   if (buf.buffer.byteLength - buf.length <= buf.length / 8) return buf
   const out = Buffer.allocUnsafeSlow(buf.length)
-  const slice = 4 * 1024 * 1024
+  const slice = storageLimits.tableTrimSliceBytes
   for (let off = 0; off < buf.length; off += slice) {
     buf.copy(out, off, off, Math.min(buf.length, off + slice))
     const y = yieldIfDue()

@@ -112,9 +112,10 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const replay = await replayWal(walDir, manifest.walSegmentMin, (k, v) => active.put(k, v), log)
   const lastSeq = replay.segments.length > 0 ? replay.segments[replay.segments.length - 1]! : -1
   const firstSeq = Math.max(manifest.walSegmentMin, lastSeq + 1, 1)
-  // Zero-fill WAL segments in steps of a quarter memtable (a segment holds about one memtable's
-  // records), capped; tiny test memtables thus do not write megabytes of zeros per segment.
-  const preallocate = Math.min(storageLimits.walPreallocateBytes, Math.floor(memtableBytesMax / 4 / 4096) * 4096)
+  // Zero-fill WAL segments in steps of a fraction of the memtable (a segment holds about one
+  // memtable's records), capped; tiny test memtables thus do not write megabytes of zeros per segment.
+  const { pageBytes, walPreallocateStepsPerMemtable } = storageLimits
+  const preallocate = Math.min(storageLimits.walPreallocateBytes, Math.floor(memtableBytesMax / walPreallocateStepsPerMemtable / pageBytes) * pageBytes)
   const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes, preallocate)
   log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
   const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal,
@@ -200,7 +201,7 @@ class LsmEngine implements Engine {
     if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
     if (this.failed !== undefined) return Promise.reject(this.failedError())
     if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
-      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 },
+      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: storageLimits.overloadedRetryAfterMs },
         `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`))
     }
     let record: Buffer

@@ -9,6 +9,10 @@ import { open, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { tmpPath } from './disk-layout.ts'
+import { storageLimits } from './storage-limits.ts'
+
+/** IOV_MAX, as a constant of this module: writevAllSync runs for every WAL group. */
+const iovMax = storageLimits.writevBuffersMax
 
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r')
@@ -31,9 +35,9 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
 /** Writes all of `bufs` (`total` bytes) at file offset `position`, synchronously, finishing short writes. */
 export function writevAllSync(fd: number, bufs: readonly Buffer[], total: number, position: number): void {
   let at = position
-  // writev takes at most IOV_MAX (1024) buffers at once.
-  for (let i = 0; i < bufs.length; i += 1024) {
-    const part = bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
+  // writev takes at most IOV_MAX buffers at once.
+  for (let i = 0; i < bufs.length; i += iovMax) {
+    const part = bufs.length <= iovMax ? bufs : bufs.slice(i, i + iovMax)
     let partBytes = total
     if (part !== bufs) { partBytes = 0; for (const b of part) partBytes += b.length }
     const written = part.length === 1 ? writeSync(fd, part[0]!, 0, partBytes, at) : writevSync(fd, part as Buffer[], at)

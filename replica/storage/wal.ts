@@ -40,14 +40,15 @@ import type { Log, ValueWriter } from './engine-types.ts'
 import { fdatasyncFd, fsyncDir, writevAllSync } from './file-util.ts'
 import { storageLimits } from './storage-limits.ts'
 
-export const walRecordHeaderBytes = 10
+/** crc32c(4) len(4) keyLen(2); the number lives in storage-limits.ts, which derives the record bounds from it. */
+export const walRecordHeaderBytes = storageLimits.walRecordHeaderBytes
 /** First bytes of a version-2 segment. */
 const segmentMagic = Buffer.from('RKVWAL02', 'latin1')
 /** First bytes of a group frame: a record inside a group starts with its CRC, never (but by 2^-32) with this. */
 const groupMagic = Buffer.from('RWG1', 'latin1')
 const groupHeaderBytes = 12
-const zeroChunk = Buffer.alloc(1024 * 1024)
-const firstPreallocateBytes = 1024 * 1024
+const zeroChunk = Buffer.alloc(storageLimits.walZeroChunkBytes)
+const pageBytes = storageLimits.pageBytes
 
 
 /** Encodes one record; the caller may keep `value` views into the returned buffer. */
@@ -274,7 +275,7 @@ export class WalWriter {
     /** Zero-fill step (0: append without preallocating); see storageLimits.walPreallocateBytes. */
     private readonly preallocateBytes = 0,
   ) {
-    assert(preallocateBytes >= 0 && preallocateBytes % 4096 === 0, `WAL preallocation step ${preallocateBytes} is not whole pages`)
+    assert(preallocateBytes >= 0 && preallocateBytes % pageBytes === 0, `WAL preallocation step ${preallocateBytes} is not whole pages`)
     this.seq = firstSeq
     this.segmentBytes = segmentBytes
   }
@@ -417,7 +418,7 @@ export class WalWriter {
     this.allocated = 0
     // A short first step, awaited (a few ms per segment, in the same pump turn that opens it), so
     // that the segment's first groups get cheap fsyncs too; later steps run in the background.
-    this.preallocate(Math.min(this.preallocateBytes, firstPreallocateBytes))
+    this.preallocate(Math.min(this.preallocateBytes, storageLimits.walFirstPreallocateBytes))
     await this.extending
     if (this.fsync) await fsyncDir(this.walDir)
     this.fileSeq = seq
@@ -436,7 +437,7 @@ export class WalWriter {
     const fh = this.fh!
     const from = Math.max(this.allocated, this.pos)
     // End on a page boundary, so that no page is half zero-filled.
-    const to = Math.ceil((from + step) / 4096) * 4096
+    const to = Math.ceil((from + step) / pageBytes) * pageBytes
     const fill = async (): Promise<void> => {
       for (let at = from; at < to; at += zeroChunk.length) {
         const n = Math.min(zeroChunk.length, to - at)
