@@ -51,6 +51,11 @@ export const snapshotLimits = {
    * listens to it, so more than Node's default warning threshold (10) is expected, not a leak.
    */
   abortListenersMax: 1024,
+  /**
+   * How long the replica reuses its answer to "is the snapshot backlog over budget" (which reads
+   * engine stats) before asking the snapshotter again, so the check is not paid per write.
+   */
+  writeGateRefreshMs: 5,
   /** Most memory the snapshot path holds in buffers at once, uploading or restoring. */
   bufferedBytesMax: 256 * MiB,
 
@@ -77,6 +82,7 @@ assert(L.uploadBackoffMsMin > 0 && L.uploadBackoffMsMin <= L.uploadBackoffMsMax,
 assert(L.uploadTablesInflightMax >= 1, 'at least one table upload in flight')
 assert(L.uploadTablesInflightMax * L.multipartPartsInflightMax * L.multipartPartBytesDefault <= L.bufferedBytesMax, 'upload memory bounded')
 assert(L.abortListenersMax >= L.uploadTablesInflightMax * (L.multipartPartsInflightMax + 1), 'every upload in flight may listen for close()')
+assert(L.writeGateRefreshMs >= 0 && L.writeGateRefreshMs < L.uploadBackoffMsMin, 'the write gate must notice a budget change before the next upload round')
 assert(L.gcIntervalMsDefault <= L.gcGraceMsDefault, 'gc runs at least once per grace period')
 assert(L.manifestsKeptDefault >= 1 && L.manifestsKeptDefault <= L.manifestsKeptMax, 'keep 1..max manifests')
 assert(L.restoreChunkBytes >= 1 * MiB, 'restore chunks of at least 1 MiB')

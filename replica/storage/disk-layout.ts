@@ -1,8 +1,9 @@
 // The names inside a replica's data directory, in one place: the engine, the WAL, the snapshot
 // restore (which fills a directory before the engine opens it), the snapshotter (which reads table
-// files) and the replica's start-up check all agree on them because they all ask this module.
+// files) and the replica's start-up code all agree on them because they all ask this module.
 // Changing a name here changes the on-disk format: existing directories would no longer open.
 //
+//   NODE.json            the replica's identity (replica/node/identity.ts), written before the engine
 //   MANIFEST.json        EngineManifest, the commit point (manifest.ts)
 //   tables/<id>.sst      SSTables named in the manifest; <id> is 6+ zero-padded digits
 //   wal/<seq>.log        WAL segments; <seq> is 8+ zero-padded digits
@@ -12,6 +13,7 @@ import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
 import type { TableInfo } from './engine-types.ts'
 
+export const identityFileName = 'NODE.json'
 export const manifestFileName = 'MANIFEST.json'
 export const tablesDirName = 'tables'
 export const walDirName = 'wal'
@@ -20,6 +22,10 @@ export const tmpSuffix = '.tmp'
 
 const tableIdDigits = 6
 const walSeqDigits = 8
+
+export function identityPath(dir: string): string {
+  return join(dir, identityFileName)
+}
 
 export function manifestPath(dir: string): string {
   return join(dir, manifestFileName)
