@@ -7,8 +7,9 @@
 // last (tmp, fsync, rename, fsync dir), so until the very end the directory holds no manifest and
 // the next start sees it as empty again and restores afresh (tables without a manifest are garbage by
 // the engine contract). The names and the atomic manifest write are the engine's own
-// (storage/disk-layout.ts, storage/manifest.ts), so a restored directory is one the engine opens. The restored manifest keeps the snapshot's walSegmentMin: no WAL segment
-// exists, so none is replayed, and the engine numbers new segments from there on.
+// (storage/disk-layout.ts, storage/manifest.ts), so a restored directory is one the engine opens.
+// The restored manifest keeps the snapshot's walSegmentMin: no WAL segment exists, so none is
+// replayed, and the engine numbers new segments from there on.
 //
 // The snapshot may be behind the lost replica by up to one flush interval plus the upload lag: the
 // caller takes incarnation + 1 (so no dot is issued twice, DESIGN.md "Versions") and anti-entropy

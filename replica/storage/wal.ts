@@ -4,9 +4,9 @@
 // so under load groups form by themselves and at low load a record costs one write+fsync. A put's
 // promise is its group's promise; it resolves only after the fsync that covers the record.
 //
-// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence (disk-layout.ts). The engine rotates to a new
-// segment when it freezes a memtable, so a segment's records all belong to memtables at or before
-// one flush; the segment is deleted only once a durable manifest names tables holding them
+// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence (disk-layout.ts). The engine
+// rotates to a new segment when it freezes a memtable, so a segment's records all belong to
+// memtables at or before one flush; the segment is deleted only once a durable manifest names tables holding them
 // (manifest.walSegmentMin).
 //
 // Segment layout, version 2 (little-endian):
