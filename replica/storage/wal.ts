@@ -6,8 +6,8 @@
 //
 // Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence (disk-layout.ts). The engine
 // rotates to a new segment when it freezes a memtable, so a segment's records all belong to
-// memtables at or before one flush; the segment is deleted only once a durable manifest names tables holding them
-// (manifest.walSegmentMin).
+// memtables at or before one flush; the segment is deleted only once a durable manifest names
+// tables holding them (manifest.walSegmentMin).
 //
 // Segment layout, version 2 (little-endian):
 //   magic "RKVWAL02"(8), then groups: groupMagic "RWG1"(4) len(4) crc32c(4) records(len), then zeros
