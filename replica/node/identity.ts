@@ -2,9 +2,10 @@
 // actor is `${node}.${incarnation}`. The incarnation changes whenever the replica starts without its
 // full log (a restore from S3, a lost disk), so a dot it issued before can never be issued again.
 
-import { mkdir, readFile, rename, writeFile, open } from 'node:fs/promises'
-import { join } from 'node:path'
+import { mkdir, readFile } from 'node:fs/promises'
 import { KvError } from '../../coordinator/errors.ts'
+import { identityPath } from '../storage/disk-layout.ts'
+import { writeFileAtomic } from '../storage/file-util.ts'
 
 export interface Identity { readonly node: string; readonly incarnation: number }
 
@@ -13,27 +14,28 @@ export function actorOf(id: Identity): string {
 }
 
 export async function readIdentity(dataDir: string): Promise<Identity | undefined> {
+  const file = identityPath(dataDir)
   let text: string
   try {
-    text = await readFile(join(dataDir, 'NODE.json'), 'utf8')
+    text = await readFile(file, 'utf8')
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw e
   }
-  const parsed = JSON.parse(text) as Identity
-  if (typeof parsed.node !== 'string' || !Number.isInteger(parsed.incarnation) || parsed.incarnation < 1) {
-    throw new KvError({ kind: 'Corruption', file: join(dataDir, 'NODE.json'), offset: 0 }, `NODE.json in ${dataDir} is malformed`)
+  let parsed: Partial<Identity> | null
+  try {
+    parsed = JSON.parse(text) as Partial<Identity> | null
+  } catch (cause) {
+    throw new KvError({ kind: 'Corruption', file, offset: 0 }, `${file} is not JSON`, { cause })
   }
-  return parsed
+  if (typeof parsed !== 'object' || parsed === null || typeof parsed.node !== 'string' ||
+      !Number.isSafeInteger(parsed.incarnation) || parsed.incarnation! < 1) {
+    throw new KvError({ kind: 'Corruption', file, offset: 0 }, `${file} is malformed`)
+  }
+  return { node: parsed.node, incarnation: parsed.incarnation! }
 }
 
 export async function writeIdentity(dataDir: string, id: Identity): Promise<void> {
   await mkdir(dataDir, { recursive: true })
-  const tmp = join(dataDir, 'NODE.json.tmp')
-  await writeFile(tmp, JSON.stringify(id) + '\n')
-  const fh = await open(tmp, 'r+')
-  try { await fh.datasync() } finally { await fh.close() }
-  await rename(tmp, join(dataDir, 'NODE.json'))
-  const dir = await open(dataDir, 'r')
-  try { await dir.sync() } finally { await dir.close() }
+  await writeFileAtomic(identityPath(dataDir), Buffer.from(JSON.stringify(id) + '\n'), true)
 }

@@ -6,8 +6,10 @@
 // Crash safety: each table is written to a .tmp file, fsynced and renamed; MANIFEST.json is written
 // last (tmp, fsync, rename, fsync dir), so until the very end the directory holds no manifest and
 // the next start sees it as empty again and restores afresh (tables without a manifest are garbage by
-// the engine contract). The restored manifest keeps the snapshot's walSegmentMin: no WAL segment
-// exists, so none is replayed, and the engine numbers new segments from there on.
+// the engine contract). The names and the atomic manifest write are the engine's own
+// (storage/disk-layout.ts, storage/manifest.ts), so a restored directory is one the engine opens.
+// The restored manifest keeps the snapshot's walSegmentMin: no WAL segment exists, so none is
+// replayed, and the engine numbers new segments from there on.
 //
 // The snapshot may be behind the lost replica by up to one flush interval plus the upload lag: the
 // caller takes incarnation + 1 (so no dot is issued twice, DESIGN.md "Versions") and anti-entropy
@@ -17,7 +19,10 @@ import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { KvError } from '../../coordinator/errors.ts'
-import type { EngineManifest, Log, TableInfo } from '../storage/engine-types.ts'
+import { manifestFileName, manifestPath as manifestPathOf, tablePath, tablesDir as tablesDirOf, tmpPath, tmpSuffix } from '../storage/disk-layout.ts'
+import type { Log, TableInfo } from '../storage/engine-types.ts'
+import { crc32cHex, fsyncDir } from '../storage/file-util.ts'
+import { writeManifest } from '../storage/manifest.ts'
 import type { ObjectStore } from './object-store.ts'
 import {
   decodeSnapshotManifest, manifestKey, manifestSeqOf, manifestsPrefix, tableKey, type SnapshotManifest,
@@ -55,10 +60,10 @@ export async function restoreFromSnapshot(opts: RestoreOptions): Promise<Restore
   const started = clock.now()
   const signalOpt = opts.signal === undefined ? {} : { signal: opts.signal }
 
-  const manifestPath = join(dataDir, 'MANIFEST.json')
+  const manifestPath = manifestPathOf(dataDir)
   if (await exists(manifestPath)) {
     throw new KvError({ kind: 'BadRequest', issues: [`${manifestPath} exists`] },
-      `refusing to restore into ${dataDir}: it already holds an engine (MANIFEST.json); restore only into an empty data directory`)
+      `refusing to restore into ${dataDir}: it already holds an engine (${manifestFileName}); restore only into an empty data directory`)
   }
 
   // Newest first; an unreadable manifest is skipped for the one before it (and said so in the log).
@@ -81,10 +86,10 @@ export async function restoreFromSnapshot(opts: RestoreOptions): Promise<Restore
     return { restored: false }
   }
 
-  const tablesDir = join(dataDir, 'tables')
+  const tablesDir = tablesDirOf(dataDir)
   await mkdir(tablesDir, { recursive: true })
   // Leftovers of a restore that crashed: partial downloads are never trusted.
-  for (const name of await readdir(tablesDir)) if (name.endsWith('.tmp')) await rm(join(tablesDir, name), { force: true })
+  for (const name of await readdir(tablesDir)) if (name.endsWith(tmpSuffix)) await rm(join(tablesDir, name), { force: true })
 
   const tables = [...manifest.engine.tables]
   let next = 0
@@ -92,15 +97,14 @@ export async function restoreFromSnapshot(opts: RestoreOptions): Promise<Restore
   const worker = async (): Promise<void> => {
     while (next < tables.length) {
       const t = tables[next++]
-      if (t !== undefined) await downloadTable(store, tableKey(cluster, node, t.file), join(tablesDir, t.file), t, signalOpt)
+      if (t !== undefined) await downloadTable(store, tableKey(cluster, node, t.file), tablePath(dataDir, t), t, signalOpt)
     }
   }
   await Promise.all(Array.from({ length: Math.min(L.restoreDownloadsInflightMax, tables.length) }, worker))
   await fsyncDir(tablesDir)
 
-  const engineManifest: EngineManifest = m.engine
-  await writeFileAtomic(manifestPath, new TextEncoder().encode(`${JSON.stringify(engineManifest, null, 1)}\n`))
-  await fsyncDir(dataDir)
+  // The engine's own commit: validated, tmp + fsync + rename + fsync of dataDir.
+  await writeManifest(dataDir, m.engine, true)
 
   const now = clock.now()
   const bytes = tables.reduce((n, t) => n + t.bytes, 0)
@@ -123,7 +127,7 @@ export async function restoreFromSnapshot(opts: RestoreOptions): Promise<Restore
 /** Ranged downloads into path.tmp with a running CRC32C; renamed into place only when it matches. */
 async function downloadTable(store: ObjectStore, key: string, path: string, t: TableInfo, signalOpt: { signal?: AbortSignal }): Promise<void> {
   for (let attempt = 1; ; attempt++) {
-    const tmp = `${path}.tmp`
+    const tmp = tmpPath(path)
     const fh = await open(tmp, 'w')
     let crc = 0
     let pos = 0
@@ -142,7 +146,7 @@ async function downloadTable(store: ObjectStore, key: string, path: string, t: T
         crc = crc32c(chunk, crc)
         pos += chunk.byteLength
       }
-      if (problem === undefined && crc !== t.crc32c) problem = `CRC32C ${hex(crc)}, manifest says ${hex(t.crc32c)}`
+      if (problem === undefined && crc !== t.crc32c) problem = `CRC32C ${crc32cHex(crc)}, manifest says ${crc32cHex(t.crc32c)}`
       if (problem === undefined) await fh.sync()
     } finally {
       await fh.close()
@@ -159,27 +163,6 @@ async function downloadTable(store: ObjectStore, key: string, path: string, t: T
   }
 }
 
-async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.tmp`
-  const fh = await open(tmp, 'w')
-  try {
-    await fh.writeFile(bytes)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await rename(tmp, path)
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try { await fh.sync() } finally { await fh.close() }
-}
-
 async function exists(path: string): Promise<boolean> {
   try { await stat(path); return true } catch { return false }
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(8, '0')
 }

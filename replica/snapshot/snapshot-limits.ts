@@ -46,6 +46,18 @@ export const snapshotLimits = {
   bytesPendingBudgetDefault: 1024 * MiB,
   /** snapshotNow() gives up (Unavailable) after this long; uploads go on in the background. */
   snapshotNowTimeoutMsDefault: 60_000,
+  /**
+   * Listeners the snapshotter's one close() signal may have: every part of every upload in flight
+   * listens to it, so more than Node's default warning threshold (10) is expected, not a leak.
+   */
+  abortListenersMax: 1024,
+  /**
+   * How long the replica reuses its answer to "is the snapshot backlog over budget" (which reads
+   * engine stats) before asking the snapshotter again, so the check is not paid per write.
+   */
+  writeGateRefreshMs: 5,
+  /** Most memory the snapshot path holds in buffers at once, uploading or restoring. */
+  bufferedBytesMax: 256 * MiB,
 
   // Restore.
   /** Tables downloaded at once. */
@@ -68,9 +80,11 @@ assert(L.multipartThresholdBytes >= L.multipartPartBytesDefault, 'multipart only
 assert(L.multipartPartsInflightMax >= 1, 'at least one part in flight')
 assert(L.uploadBackoffMsMin > 0 && L.uploadBackoffMsMin <= L.uploadBackoffMsMax, 'upload backoff min <= max')
 assert(L.uploadTablesInflightMax >= 1, 'at least one table upload in flight')
-assert(L.uploadTablesInflightMax * L.multipartPartsInflightMax * L.multipartPartBytesDefault <= 256 * MiB, 'upload memory bounded')
+assert(L.uploadTablesInflightMax * L.multipartPartsInflightMax * L.multipartPartBytesDefault <= L.bufferedBytesMax, 'upload memory bounded')
+assert(L.abortListenersMax >= L.uploadTablesInflightMax * (L.multipartPartsInflightMax + 1), 'every upload in flight may listen for close()')
+assert(L.writeGateRefreshMs >= 0 && L.writeGateRefreshMs < L.uploadBackoffMsMin, 'the write gate must notice a budget change before the next upload round')
 assert(L.gcIntervalMsDefault <= L.gcGraceMsDefault, 'gc runs at least once per grace period')
 assert(L.manifestsKeptDefault >= 1 && L.manifestsKeptDefault <= L.manifestsKeptMax, 'keep 1..max manifests')
 assert(L.restoreChunkBytes >= 1 * MiB, 'restore chunks of at least 1 MiB')
-assert(L.restoreDownloadsInflightMax * L.restoreChunkBytes <= 256 * MiB, 'restore memory bounded')
+assert(L.restoreDownloadsInflightMax * L.restoreChunkBytes <= L.bufferedBytesMax, 'restore memory bounded')
 assert(L.restoreTableAttemptsMax >= 1, 'at least one download attempt')

@@ -9,9 +9,13 @@
 // history; a restored replica continues from the manifest's nextTableId, and the snapshotter
 // re-uploads any table whose CRC32C does not match what a manifest recorded for that name, so a
 // stale object under a reused name is never trusted.
+//
+// The engine manifest inside is checked by the engine's own rules (storage/manifest.ts), not a copy
+// of them: what decodes here is exactly what the engine will open after a restore.
 
 import { z } from 'zod'
-import type { EngineManifest, TableInfo } from '../storage/engine-types.ts'
+import type { EngineManifest } from '../storage/engine-types.ts'
+import { checkEngineManifest } from '../storage/manifest.ts'
 
 export const snapshotManifestVersion = 1
 
@@ -54,22 +58,6 @@ export function manifestSeqOf(key: string): number | undefined {
   return Number.isSafeInteger(seq) ? seq : undefined
 }
 
-const TableInfoSchema = z.object({
-  id: z.string().min(1),
-  file: z.string().regex(/^[A-Za-z0-9._-]+$/, 'a table file is a plain file name'),
-  bytes: z.number().int().nonnegative(),
-  keys: z.number().int().nonnegative(),
-  crc32c: z.number().int().nonnegative().max(0xffffffff),
-  tier: z.number().int().nonnegative(),
-})
-
-const EngineManifestSchema = z.object({
-  version: z.literal(1),
-  tables: z.array(TableInfoSchema),
-  nextTableId: z.number().int().nonnegative(),
-  walSegmentMin: z.number().int().nonnegative(),
-})
-
 const SnapshotManifestSchema = z.object({
   version: z.literal(snapshotManifestVersion),
   seq: z.number().int().nonnegative(),
@@ -77,7 +65,8 @@ const SnapshotManifestSchema = z.object({
   cluster: z.string().min(1),
   node: z.string().min(1),
   incarnation: z.number().int().nonnegative(),
-  engine: EngineManifestSchema,
+  /** Checked by checkEngineManifest after the schema. */
+  engine: z.unknown(),
   tableSizes: z.record(z.string(), z.number().int().nonnegative()),
 })
 
@@ -98,10 +87,7 @@ export function decodeSnapshotManifest(bytes: Uint8Array): SnapshotManifest {
     throw new Error(`invalid snapshot manifest: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`)
   }
   const m = parsed.data
-  const files = new Set<string>()
-  for (const t of m.engine.tables) {
-    if (files.has(t.file)) throw new Error(`invalid snapshot manifest: table ${t.file} named twice`)
-    files.add(t.file)
-  }
-  return { ...m, version: snapshotManifestVersion, engine: { ...m.engine, version: 1, tables: m.engine.tables as TableInfo[] } }
+  const engine = checkEngineManifest(m.engine)
+  if ('problem' in engine) throw new Error(`invalid snapshot manifest: engine: ${engine.problem}`)
+  return { ...m, version: snapshotManifestVersion, engine: engine.manifest }
 }

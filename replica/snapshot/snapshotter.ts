@@ -20,12 +20,13 @@
 //   this process's first sighting, so a restart only delays deletion, never hastens it.
 
 import { open, readFile, stat } from 'node:fs/promises'
-import { join } from 'node:path'
 import { crc32c } from '@node-rs/crc32'
 import { setMaxListeners } from 'node:events'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import { tablePath } from '../storage/disk-layout.ts'
 import type { Engine, EngineManifest, Log, TableInfo } from '../storage/engine-types.ts'
+import { crc32cHex } from '../storage/file-util.ts'
 import type { ObjectStore } from './object-store.ts'
 import {
   decodeSnapshotManifest, encodeSnapshotManifest, manifestKey, manifestSeqOf, manifestsPrefix,
@@ -39,7 +40,7 @@ export interface SnapshotterOptions {
   cluster: string
   node: string
   incarnation: number
-  /** The engine's directory: tables are read from `${dataDir}/tables/`. */
+  /** The engine's directory: table files are read from where disk-layout.ts's tablePath puts them. */
   dataDir: string
   log: Log
   clock?: { now(): number }
@@ -170,7 +171,7 @@ export class Snapshotter {
     if (this.latest.tables.length > 0) this.latestGen = 1
     // One close() signal is shared by every upload in flight (parts of several tables at once):
     // more listeners than Node's default warning threshold of 10 is expected, not a leak.
-    setMaxListeners(1024, this.abort.signal)
+    setMaxListeners(L.abortListenersMax, this.abort.signal)
     this.unsubscribe = this.engine.onManifest((m) => {
       this.latest = m
       this.latestGen++
@@ -375,7 +376,7 @@ export class Snapshotter {
 
   /** Verifies the local file against the manifest's size and CRC32C, then uploads it. */
   private async uploadTable(t: TableInfo): Promise<void> {
-    const path = join(this.dataDir, 'tables', t.file)
+    const path = tablePath(this.dataDir, t)
     const key = tableKey(this.cluster, this.node, t.file)
     const signal = this.abort.signal
     let size: number
@@ -403,7 +404,7 @@ export class Snapshotter {
   private checkCrc(path: string, actual: number, t: TableInfo): void {
     if (actual !== t.crc32c) {
       throw new KvError({ kind: 'Corruption', file: path, offset: 0 },
-        `table ${path} CRC32C is ${hex(actual)}, its manifest says ${hex(t.crc32c)}: not uploaded`)
+        `table ${path} CRC32C is ${crc32cHex(actual)}, its manifest says ${crc32cHex(t.crc32c)}: not uploaded`)
     }
   }
 
@@ -491,10 +492,6 @@ async function fileCrc32c(path: string, size: number): Promise<number> {
   } finally {
     await fh.close()
   }
-}
-
-function hex(n: number): string {
-  return n.toString(16).padStart(8, '0')
 }
 
 function describe(e: unknown): string {

@@ -14,9 +14,8 @@ import { assert } from '../../coordinator/assert.ts'
 import type { TableInfo } from './engine-types.ts'
 import type { Merge } from './memtable.ts'
 import { storageLimits } from './storage-limits.ts'
-import { TableBuilder } from './table.ts'
-import type { Table } from './table.ts'
-import type { TableIterator } from './table.ts'
+import { TableBuilder } from './table-builder.ts'
+import type { Table, TableIterator } from './table-reader.ts'
 
 export interface CompactionPick {
   /** Index of the newest input in the newest-first table list. */
@@ -108,7 +107,7 @@ export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldI
 export async function trimSliced(buf: Buffer, yieldIfDue: YieldIfDue): Promise<Buffer> {
   if (buf.buffer.byteLength - buf.length <= buf.length / 8) return buf
   const out = Buffer.allocUnsafeSlow(buf.length)
-  const slice = 4 * 1024 * 1024
+  const slice = storageLimits.tableTrimSliceBytes
   for (let off = 0; off < buf.length; off += slice) {
     buf.copy(out, off, off, Math.min(buf.length, off + slice))
     const y = yieldIfDue()

@@ -8,14 +8,19 @@ import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { openEngine } from './engine.ts'
-import { crashValue } from './test-fixtures/crash-value.ts'
-import { bytesEqual, newerWins, tempDir } from './test-util.ts'
+import { seededRandom, testSeed } from '../../test/seed.ts'
+import { crashValue } from '../../test/storage/fixtures/crash-value.ts'
+import { bytesEqual, newerWins, tempDir } from '../../test/storage/util.ts'
 
-const fixture = fileURLToPath(new URL('./test-fixtures/crash-writer.ts', import.meta.url))
+const fixture = fileURLToPath(new URL('../../test/storage/fixtures/crash-writer.ts', import.meta.url))
 
 type KillWhen = 'after-flush' | 'during-compaction' | 'random'
 
-async function runAndKill(dir: string, prefix: string, when: KillWhen, seen: { flushes: number; compactions: number }): Promise<string[]> {
+/**
+ * Runs the writer until it is killed at a moment drawn from `random` (seeded, so the choice of
+ * moments replays; what the child has done by then still depends on the machine's timing).
+ */
+async function runAndKill(dir: string, prefix: string, when: KillWhen, seen: { flushes: number; compactions: number }, random: () => number): Promise<string[]> {
   const child = spawn(process.execPath, ['--import', 'tsx', fixture, dir, prefix], { stdio: ['ignore', 'pipe', 'inherit'] })
   const acked: string[] = []
   let buffered = ''
@@ -33,15 +38,15 @@ async function runAndKill(dir: string, prefix: string, when: KillWhen, seen: { f
     for (const line of lines) {
       if (line.startsWith('ack ')) acked.push(line.slice(4))
       else if (line === 'ready') {
-        if (when === 'random') setTimeout(kill, 150 + Math.random() * 900)
+        if (when === 'random') setTimeout(kill, 150 + random() * 900)
       } else if (line.startsWith('event storage: flushed')) {
         seen.flushes++
         flushesSeen++
         // A flush just committed and queued a compaction: kill now, or a moment later mid-merge.
-        if (when === 'after-flush' && flushesSeen >= 3 + Math.floor(Math.random() * 20)) kill()
+        if (when === 'after-flush' && flushesSeen >= 3 + Math.floor(random() * 20)) kill()
       } else if (line.startsWith('event storage: compacted')) {
         seen.compactions++
-        if (when === 'during-compaction') setTimeout(kill, Math.random() * 15)
+        if (when === 'during-compaction') setTimeout(kill, random() * 15)
       }
     }
   })
@@ -52,13 +57,14 @@ async function runAndKill(dir: string, prefix: string, when: KillWhen, seen: { f
 }
 
 test('SIGKILL during flushes and compactions loses no acknowledged put', { timeout: 60_000 }, async (t) => {
+  const random = seededRandom(testSeed('crash kill moments'))
   const { dir, cleanup } = tempDir('crash')
   const seen = { flushes: 0, compactions: 0 }
   const plan: KillWhen[] = ['after-flush', 'during-compaction', 'random', 'after-flush', 'during-compaction', 'random', 'during-compaction']
   const all: string[] = []
   try {
     for (let round = 0; round < plan.length; round++) {
-      const acked = await runAndKill(dir, `r${round}`, plan[round]!, seen)
+      const acked = await runAndKill(dir, `r${round}`, plan[round]!, seen, random)
       assert.ok(acked.length > 0, `round ${round} acknowledged nothing`)
       all.push(...acked)
       const e = await openEngine({ dir, merge: newerWins, memtableBytesMax: 16 * 1024 })

@@ -4,11 +4,9 @@
 // engine knows nothing of versions and the snapshotter knows nothing of the engine's internals
 // beyond the files named in its manifest.
 //
-// On-disk layout under EngineOptions.dir (owned by the engine; the snapshotter's restore writes
-// tables/ and MANIFEST.json before the engine is opened):
-//   MANIFEST.json        EngineManifest, replaced atomically (write tmp, fsync, rename, fsync dir)
-//   tables/<id>.sst      immutable SSTables named in the manifest; others are garbage
-//   wal/<seq>.log        WAL segments; a segment is deleted once all its records are in tables
+// The directory under EngineOptions.dir is owned by the engine (the snapshotter's restore fills it
+// before the engine is opened); its file names are in disk-layout.ts: the manifest, replaced
+// atomically, the immutable tables it names (others are garbage), and the WAL segments.
 
 /** Structured logging: a message and its fields (the replica prints them as one JSON line). */
 export type Log = (msg: string, fields?: Record<string, unknown>) => void

@@ -10,7 +10,8 @@ import { KvError } from '../../coordinator/errors.ts'
 import type { Engine, EngineManifest } from './engine-types.ts'
 import { openEngine, readTableFile } from './engine.ts'
 import type { Merge } from './memtable.ts'
-import { bytesEqual, newerWins, tempDir, unionMerge, walDataEnd, walGroupOffsets } from './test-util.ts'
+import { testSeed } from '../../test/seed.ts'
+import { bytesEqual, newerWins, tempDir, unionMerge, walDataEnd, walGroupOffsets } from '../../test/storage/util.ts'
 
 type Op =
   | { t: 'put'; key: string; value: Uint8Array }
@@ -84,11 +85,13 @@ async function checkAgainstModel(merge: Merge, ops: Op[]): Promise<void> {
 }
 
 test('engine agrees with a Map model (set-union merge)', async () => {
-  await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 50, maxLength: 250, size: 'max' }), (ops) => checkAgainstModel(unionMerge, ops)), { numRuns: 50 })
+  const seed = testSeed('engine model, set-union merge')
+  await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 50, maxLength: 250, size: 'max' }), (ops) => checkAgainstModel(unionMerge, ops)), { numRuns: 50, seed })
 })
 
 test('engine agrees with a Map model (newer-wins merge: version order matters)', async () => {
-  await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 50, maxLength: 250, size: 'max' }), (ops) => checkAgainstModel(newerWins, ops)), { numRuns: 50 })
+  const seed = testSeed('engine model, newer-wins merge')
+  await fc.assert(fc.asyncProperty(fc.array(opArb, { minLength: 50, maxLength: 250, size: 'max' }), (ops) => checkAgainstModel(newerWins, ops)), { numRuns: 50, seed })
 })
 
 test('many flushes trigger compactions; manifest listeners fire; files match the manifest', async () => {

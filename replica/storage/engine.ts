@@ -1,7 +1,8 @@
 // The storage engine: an LSM tree (O'Neil et al. 1996) in memory, made durable by a WAL and by
 // SSTables on local disk, shaped like goleveldb: journal (wal.ts), memdb (memtable.ts), table
-// (table.ts), manifest (manifest.ts) and compaction (compaction.ts); this file owns them and runs the
-// write path, the read path, flushes and compactions.
+// (table-*.ts, bloom.ts), manifest (manifest.ts) and compaction (compaction.ts), in the directory
+// layout of disk-layout.ts; this file owns them and runs the write path, the read path, flushes and
+// compactions.
 //
 // Write path: put encodes a WAL record, appends it to the open group (group commit), stores the
 // value in the active memtable (visible at once) and returns the group's promise, which resolves
@@ -27,16 +28,19 @@ import { KvError } from '../../coordinator/errors.ts'
 import { mergeTables, pickCompaction, sliceYielder, trimSliced } from './compaction.ts'
 import type { YieldIfDue } from './compaction.ts'
 import type { Engine, EngineManifest, EngineOptions, EngineStats, PutOptions, ScanResult, Log, TableInfo, ValueWriter } from './engine-types.ts'
+import { tableFileName, tableId, tablePath, tablesDir as tablesDirOf, walDir as walDirOf } from './disk-layout.ts'
 import { writeFileAtomic } from './file-util.ts'
-import { emptyManifest, loadManifest, tableId, tablePath, writeManifest } from './manifest.ts'
+import { emptyManifest, loadManifest, writeManifest } from './manifest.ts'
 import { Memtable } from './memtable.ts'
 import type { Merge } from './memtable.ts'
 import { storageLimits } from './storage-limits.ts'
-import { bloomHash, Table, TableBuilder } from './table.ts'
-import type { TableIterator } from './table.ts'
+import { bloomHash } from './bloom.ts'
+import { TableBuilder } from './table-builder.ts'
+import { Table } from './table-reader.ts'
+import type { TableIterator } from './table-reader.ts'
 import { encodeWalRecord, replayWal, walRecordHeaderBytes, WalWriter } from './wal.ts'
 
-export { tablePath } from './manifest.ts'
+export { tablePath } from './disk-layout.ts'
 
 /** Reads a live table's bytes for the snapshotter (the file is immutable once named by a manifest). */
 export function readTableFile(dir: string, table: Pick<TableInfo, 'file'>): Promise<Buffer> {
@@ -73,8 +77,8 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const fsync = opts.fsync ?? true
   const log: Log = opts.log ?? (() => {})
   const dir = opts.dir
-  const tablesDir = join(dir, 'tables')
-  const walDir = join(dir, 'wal')
+  const tablesDir = tablesDirOf(dir)
+  const walDir = walDirOf(dir)
   await mkdir(tablesDir, { recursive: true })
   await mkdir(walDir, { recursive: true })
 
@@ -108,9 +112,10 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const replay = await replayWal(walDir, manifest.walSegmentMin, (k, v) => active.put(k, v), log)
   const lastSeq = replay.segments.length > 0 ? replay.segments[replay.segments.length - 1]! : -1
   const firstSeq = Math.max(manifest.walSegmentMin, lastSeq + 1, 1)
-  // Zero-fill WAL segments in steps of a quarter memtable (a segment holds about one memtable's
-  // records), capped; tiny test memtables thus do not write megabytes of zeros per segment.
-  const preallocate = Math.min(storageLimits.walPreallocateBytes, Math.floor(memtableBytesMax / 4 / 4096) * 4096)
+  // Zero-fill WAL segments in steps of a fraction of the memtable (a segment holds about one
+  // memtable's records), capped; tiny test memtables thus do not write megabytes of zeros per segment.
+  const { pageBytes, walPreallocateStepsPerMemtable } = storageLimits
+  const preallocate = Math.min(storageLimits.walPreallocateBytes, Math.floor(memtableBytesMax / walPreallocateStepsPerMemtable / pageBytes) * pageBytes)
   const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes, preallocate)
   log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
   const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal,
@@ -196,7 +201,7 @@ class LsmEngine implements Engine {
     if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
     if (this.failed !== undefined) return Promise.reject(this.failedError())
     if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
-      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: 10 },
+      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: storageLimits.overloadedRetryAfterMs },
         `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`))
     }
     let record: Buffer
@@ -301,7 +306,7 @@ class LsmEngine implements Engine {
 
   private async writeTable(buf: Buffer, builder: TableBuilder, tier: number): Promise<TableInfo> {
     const id = tableId(this.nextTableId++)
-    const info: TableInfo = { id, file: `${id}.sst`, bytes: buf.length, keys: builder.keys, crc32c: builder.crc32c, tier }
+    const info: TableInfo = { id, file: tableFileName(id), bytes: buf.length, keys: builder.keys, crc32c: builder.crc32c, tier }
     await writeFileAtomic(tablePath(this.dir, info), buf, this.fsync)
     return info
   }

@@ -1,11 +1,18 @@
-// Small durable-file helpers shared by the WAL, table and manifest code: write-then-rename with the
-// fsyncs that make a rename survive a crash (file data, then the directory entry), and a directory
-// fsync. With `fsync: false` (benchmarks only) the same steps run without the syncs.
+// Small durable-file helpers shared by the WAL, the engine, the manifest and the snapshot restore:
+// write-then-rename with the fsyncs that make a rename survive a crash (file data, then the
+// directory entry), a directory fsync, whole writes, and the CRC32C spelling used in messages. They
+// know no file names (disk-layout.ts does). With `fsync: false` (benchmarks only) the same steps run
+// without the syncs.
 
 import { fdatasync, writeSync, writevSync } from 'node:fs'
 import { open, rename, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
+import { tmpPath } from './disk-layout.ts'
+import { storageLimits } from './storage-limits.ts'
+
+/** IOV_MAX, as a constant of this module: writevAllSync runs for every WAL group. */
+const iovMax = storageLimits.writevBuffersMax
 
 export async function fsyncDir(dir: string): Promise<void> {
   const fh = await open(dir, 'r')
@@ -28,9 +35,9 @@ export async function writeAll(fh: FileHandle, data: Uint8Array): Promise<void> 
 /** Writes all of `bufs` (`total` bytes) at file offset `position`, synchronously, finishing short writes. */
 export function writevAllSync(fd: number, bufs: readonly Buffer[], total: number, position: number): void {
   let at = position
-  // writev takes at most IOV_MAX (1024) buffers at once.
-  for (let i = 0; i < bufs.length; i += 1024) {
-    const part = bufs.length <= 1024 ? bufs : bufs.slice(i, i + 1024)
+  // writev takes at most IOV_MAX buffers at once.
+  for (let i = 0; i < bufs.length; i += iovMax) {
+    const part = bufs.length <= iovMax ? bufs : bufs.slice(i, i + iovMax)
     let partBytes = total
     if (part !== bufs) { partBytes = 0; for (const b of part) partBytes += b.length }
     const written = part.length === 1 ? writeSync(fd, part[0]!, 0, partBytes, at) : writevSync(fd, part as Buffer[], at)
@@ -50,7 +57,7 @@ export function fdatasyncFd(fd: number): Promise<void> {
 
 /** Replaces `path` with `data` atomically: write `path.tmp`, fsync, rename over `path`, fsync the directory. */
 export async function writeFileAtomic(path: string, data: Uint8Array, fsync: boolean): Promise<void> {
-  const tmp = `${path}.tmp`
+  const tmp = tmpPath(path)
   const fh = await open(tmp, 'w')
   try {
     await writeAll(fh, data)
@@ -63,4 +70,9 @@ export async function writeFileAtomic(path: string, data: Uint8Array, fsync: boo
   await fh.close()
   await rename(tmp, path)
   if (fsync) await fsyncDir(dirname(path))
+}
+
+/** A CRC32C as 8 hex digits, as error messages and logs spell checksums. */
+export function crc32cHex(n: number): string {
+  return n.toString(16).padStart(8, '0')
 }

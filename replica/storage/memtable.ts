@@ -90,7 +90,7 @@ export class Memtable {
    */
   async sortKeysSliced(yieldIfDue: () => Promise<void> | undefined): Promise<readonly string[]> {
     if (this.unsorted.length === 0) return this.sorted
-    const runLen = 4096
+    const runLen = storageLimits.memtableSortRunKeys
     let runs: string[][] = []
     for (let i = 0; i < this.unsorted.length; i += runLen) {
       runs.push(this.unsorted.slice(i, i + runLen).sort())

@@ -4,8 +4,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { KvError } from '../../coordinator/errors.ts'
-import { bloomHash, Table, TableBuilder } from './table.ts'
-import { bytesEqual } from './test-util.ts'
+import { bloomHash } from './bloom.ts'
+import { TableBuilder } from './table-builder.ts'
+import { Table } from './table-reader.ts'
+import { seededRandom, testSeed } from '../../test/seed.ts'
+import { bytesEqual } from '../../test/storage/util.ts'
 
 function build(entries: Array<[string, Uint8Array]>): Buffer {
   const b = new TableBuilder(1024)
@@ -20,6 +23,7 @@ function lookup(t: Table, key: string): Uint8Array | undefined {
 const keyArb = fc.string({ unit: fc.constantFrom('a', 'b', 'c', '/', 'é', '\u{1F600}', '0'), maxLength: 8 })
 
 test('table agrees with a Map model: gets, misses and iteration from any key', () => {
+  const seed = testSeed('table agrees with a Map model')
   fc.assert(fc.property(fc.dictionary(keyArb, fc.uint8Array({ maxLength: 700 }), { maxKeys: 150, size: 'max' }), fc.array(keyArb, { maxLength: 20 }), (dict, probes) => {
     const model = new Map(Object.entries(dict))
     const entries = [...model.entries()].sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
@@ -35,7 +39,7 @@ test('table agrees with a Map model: gets, misses and iteration from any key', (
       while (it.key !== undefined) { got.push(it.key); it.next() }
       assert.deepEqual(got, expected.map(([k]) => k))
     }
-  }), { numRuns: 150 })
+  }), { numRuns: 150, seed })
 })
 
 test('builder asserts key order', () => {
@@ -58,6 +62,7 @@ test('bloom filter: about 1 % false positives, no false negatives', () => {
 })
 
 test('a flipped bit anywhere is detected at open and names the offset', () => {
+  const random = seededRandom(testSeed('table bit flips'))
   const entries: Array<[string, Uint8Array]> = []
   for (let i = 0; i < 300; i++) entries.push([`k${String(i).padStart(5, '0')}`, new Uint8Array(100).fill(i & 255)])
   const good = build(entries)
@@ -71,8 +76,8 @@ test('a flipped bit anywhere is detected at open and names the offset', () => {
   for (const [name, start, end] of regions) {
     for (let trial = 0; trial < 40; trial++) {
       const bad = Buffer.from(good)
-      const pos = start + Math.floor(Math.random() * (end - start))
-      bad[pos]! ^= 1 << Math.floor(Math.random() * 8)
+      const pos = start + Math.floor(random() * (end - start))
+      bad[pos]! ^= 1 << Math.floor(random() * 8)
       assert.throws(() => Table.open('x.sst', bad), (e: unknown) => {
         assert.ok(e instanceof KvError && e.data.kind === 'Corruption', `flip in ${name} at ${pos}: ${String(e)}`)
         assert.equal(e.data.file, 'x.sst')

@@ -6,8 +6,9 @@ import assert from 'node:assert/strict'
 import { appendFileSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { KvError } from '../../coordinator/errors.ts'
-import { encodeWalRecord, replayWal, walSegmentName, WalWriter } from './wal.ts'
-import { tempDir, walGroupOffsets } from './test-util.ts'
+import { walSegmentName } from './disk-layout.ts'
+import { encodeWalRecord, replayWal, WalWriter } from './wal.ts'
+import { tempDir, walGroupOffsets } from '../../test/storage/util.ts'
 
 /**
  * Writes `n` records of `valueBytes` each, `perGroup` per group (each batch awaited, so each is one

@@ -4,10 +4,10 @@
 // so under load groups form by themselves and at low load a record costs one write+fsync. A put's
 // promise is its group's promise; it resolves only after the fsync that covers the record.
 //
-// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence. The engine rotates to a new
-// segment when it freezes a memtable, so a segment's records all belong to memtables at or before
-// one flush; the segment is deleted only once a durable manifest names tables holding them
-// (manifest.walSegmentMin).
+// Segments are `wal/<seq>.log` with an 8-digit zero-padded sequence (disk-layout.ts). The engine
+// rotates to a new segment when it freezes a memtable, so a segment's records all belong to
+// memtables at or before one flush; the segment is deleted only once a durable manifest names
+// tables holding them (manifest.walSegmentMin).
 //
 // Segment layout, version 2 (little-endian):
 //   magic "RKVWAL02"(8), then groups: groupMagic "RWG1"(4) len(4) crc32c(4) records(len), then zeros
@@ -35,24 +35,21 @@ import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import { tmpSuffix, walSegmentName, walSegmentSeqOf } from './disk-layout.ts'
 import type { Log, ValueWriter } from './engine-types.ts'
 import { fdatasyncFd, fsyncDir, writevAllSync } from './file-util.ts'
 import { storageLimits } from './storage-limits.ts'
 
-export const walRecordHeaderBytes = 10
+/** crc32c(4) len(4) keyLen(2); the number lives in storage-limits.ts, which derives the record bounds from it. */
+export const walRecordHeaderBytes = storageLimits.walRecordHeaderBytes
 /** First bytes of a version-2 segment. */
 const segmentMagic = Buffer.from('RKVWAL02', 'latin1')
 /** First bytes of a group frame: a record inside a group starts with its CRC, never (but by 2^-32) with this. */
 const groupMagic = Buffer.from('RWG1', 'latin1')
 const groupHeaderBytes = 12
-const zeroChunk = Buffer.alloc(1024 * 1024)
-const firstPreallocateBytes = 1024 * 1024
+const zeroChunk = Buffer.alloc(storageLimits.walZeroChunkBytes)
+const pageBytes = storageLimits.pageBytes
 
-
-export function walSegmentName(seq: number): string {
-  assert(Number.isSafeInteger(seq) && seq >= 0, `bad WAL sequence ${seq}`)
-  return `${String(seq).padStart(8, '0')}.log`
-}
 
 /** Encodes one record; the caller may keep `value` views into the returned buffer. */
 export function encodeWalRecord(key: string, value: Uint8Array | ValueWriter): Buffer {
@@ -149,12 +146,11 @@ export async function replayWal(
   const names = await readdir(walDir)
   const seqs: number[] = []
   for (const name of names) {
-    const m = /^(\d+)\.log$/.exec(name)
-    if (m === null) {
-      if (name.endsWith('.tmp')) await unlink(join(walDir, name))
+    const seq = walSegmentSeqOf(name)
+    if (seq === undefined) {
+      if (name.endsWith(tmpSuffix)) await unlink(join(walDir, name))
       continue
     }
-    const seq = Number(m[1])
     if (seq < segmentMin) {
       log('wal: deleting segment covered by tables', { file: name })
       await unlink(join(walDir, name))
@@ -279,7 +275,7 @@ export class WalWriter {
     /** Zero-fill step (0: append without preallocating); see storageLimits.walPreallocateBytes. */
     private readonly preallocateBytes = 0,
   ) {
-    assert(preallocateBytes >= 0 && preallocateBytes % 4096 === 0, `WAL preallocation step ${preallocateBytes} is not whole pages`)
+    assert(preallocateBytes >= 0 && preallocateBytes % pageBytes === 0, `WAL preallocation step ${preallocateBytes} is not whole pages`)
     this.seq = firstSeq
     this.segmentBytes = segmentBytes
   }
@@ -422,7 +418,7 @@ export class WalWriter {
     this.allocated = 0
     // A short first step, awaited (a few ms per segment, in the same pump turn that opens it), so
     // that the segment's first groups get cheap fsyncs too; later steps run in the background.
-    this.preallocate(Math.min(this.preallocateBytes, firstPreallocateBytes))
+    this.preallocate(Math.min(this.preallocateBytes, storageLimits.walFirstPreallocateBytes))
     await this.extending
     if (this.fsync) await fsyncDir(this.walDir)
     this.fileSeq = seq
@@ -441,7 +437,7 @@ export class WalWriter {
     const fh = this.fh!
     const from = Math.max(this.allocated, this.pos)
     // End on a page boundary, so that no page is half zero-filled.
-    const to = Math.ceil((from + step) / 4096) * 4096
+    const to = Math.ceil((from + step) / pageBytes) * pageBytes
     const fill = async (): Promise<void> => {
       for (let at = from; at < to; at += zeroChunk.length) {
         const n = Math.min(zeroChunk.length, to - at)

@@ -5,7 +5,8 @@
 // with the real storage engine: write, snapshot, wipe the data directory, restore, read every key.
 //
 // Every run works under a fresh random prefix and deletes what it wrote, so it can share a
-// long-lived bucket with other runs.
+// long-lived bucket with other runs. The prefix stays random even when RINGKV_SEED replays a run
+// (two replays must not share objects); the bytes written come from the printed seed.
 
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
@@ -13,6 +14,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { seededBytes, seededRandom, testSeed } from '../seed.ts'
 import { isKvError } from '../../coordinator/errors.ts'
 import type { ObjectStore } from '../../replica/snapshot/object-store.ts'
 import { restoreFromSnapshot } from '../../replica/snapshot/restore.ts'
@@ -36,6 +38,8 @@ export function runObjectStoreSuite(name: string, setup: () => Promise<ObjectSto
     let fx: ObjectStoreFixture
     let store: ObjectStore
     const root = `suite-${Date.now().toString(36)}-${randomBytes(4).toString('hex')}`
+    const random = seededRandom(testSeed(`object store conformance: ${name}`))
+    const randomBytesSeeded = (n: number): Buffer => seededBytes(random, n)
     const k = (s: string): string => `${root}/${s}`
 
     before(async () => {
@@ -49,7 +53,7 @@ export function runObjectStoreSuite(name: string, setup: () => Promise<ObjectSto
     })
 
     it('put then get returns the same bytes, and put overwrites', async () => {
-      const bytes = randomBytes(3000)
+      const bytes = randomBytesSeeded(3000)
       await store.put(k('a/one'), bytes)
       assert.deepEqual(Buffer.from((await store.get(k('a/one')))!), bytes)
       await store.put(k('a/one'), enc.encode('second'))
@@ -64,7 +68,7 @@ export function runObjectStoreSuite(name: string, setup: () => Promise<ObjectSto
     })
 
     it('getRange returns exactly the inclusive byte range', async () => {
-      const bytes = randomBytes(10_000)
+      const bytes = randomBytesSeeded(10_000)
       await store.put(k('range/obj'), bytes)
       assert.deepEqual(Buffer.from((await store.getRange(k('range/obj'), 0, 0))!), bytes.subarray(0, 1))
       assert.deepEqual(Buffer.from((await store.getRange(k('range/obj'), 1234, 5677))!), bytes.subarray(1234, 5678))
@@ -94,7 +98,7 @@ export function runObjectStoreSuite(name: string, setup: () => Promise<ObjectSto
     })
 
     it('multipart upload of 12 MiB with 5 MiB parts, from memory and from a file', async () => {
-      const bytes = randomBytes(12 * MiB)
+      const bytes = randomBytesSeeded(12 * MiB)
       await store.putLarge(k('big/mem'), bytes, { partBytes: 5 * MiB })
       const got = await store.get(k('big/mem'))
       assert.equal(got?.byteLength, bytes.byteLength)
@@ -139,7 +143,7 @@ export function runObjectStoreSuite(name: string, setup: () => Promise<ObjectSto
           }
           for (const [key, value] of entries) expected.set(key, value)
         }
-        await putAll(Array.from({ length: keys }, (_, i) => [`user:${String(i).padStart(6, '0')}`, randomBytes(1024)]))
+        await putAll(Array.from({ length: keys }, (_, i) => [`user:${String(i).padStart(6, '0')}`, randomBytesSeeded(1024)]))
         // Overwrites of some keys (newer wins).
         await putAll(Array.from({ length: Math.ceil(keys / 7) }, (_, j) => [`user:${String(j * 7).padStart(6, '0')}`, enc.encode(`v2-${j * 7}`)]))
         const summary = await snap.snapshotNow()

@@ -5,7 +5,6 @@
 // holds every acknowledged write.
 
 import assert from 'node:assert/strict'
-import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -18,6 +17,7 @@ import { restoreFromSnapshot } from '../../replica/snapshot/restore.ts'
 import { S3ObjectStore } from '../../replica/snapshot/s3-store.ts'
 import { decodeSnapshotManifest, manifestsPrefix } from '../../replica/snapshot/snapshot-manifest.ts'
 import { Snapshotter } from '../../replica/snapshot/snapshotter.ts'
+import { seededBytes, seededRandom, testSeed } from '../seed.ts'
 
 const KiB = 1024
 const merge = (_older: Uint8Array, newer: Uint8Array): Uint8Array => newer
@@ -54,6 +54,7 @@ test('S3 outage: writes go on, state shows the backlog, the snapshot catches up 
 
     // Writes in rounds of 64 concurrent puts (group commit); every acknowledged write is remembered.
     const acked = new Map<string, Uint8Array>()
+    const random = seededRandom(testSeed('S3 outage values'))
     let seq = 0
     const writeFor = async (ms: number): Promise<void> => {
       const until = Date.now() + ms
@@ -61,7 +62,7 @@ test('S3 outage: writes go on, state shows the backlog, the snapshot catches up 
         const round: Array<Promise<void>> = []
         for (let i = 0; i < 64; i++) {
           const key = `k${String(seq++ % 20_000).padStart(6, '0')}`
-          const value = randomBytes(512)
+          const value = seededBytes(random, 512)
           round.push(e.put(key, value).then(() => { acked.set(key, value) }))
         }
         await Promise.all(round) // a write that failed would fail the test here
