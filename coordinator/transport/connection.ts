@@ -2,10 +2,11 @@
 //
 // The connection opens lazily on the first request, says `hello` (protocol version) and pipelines
 // everything else behind it; outgoing messages coalesce into one frame per tick (FrameBatcher).
-// Failure is fast and bounded: after a connect failure or a close, requests fail at once with
-// Unavailable until the backoff (exponential, jittered, capped) has passed, so a quorum moves on to
-// the next replica instead of waiting out a timeout. In-flight requests per connection are bounded,
-// so are requests queued behind them; beyond that callers get Overloaded.
+// Failure is fast and bounded: after a connect failure, a close, or a request that timed out on a
+// silent connection (a paused replica), requests fail at once with Unavailable until the backoff
+// (exponential, jittered, capped) has passed, so a quorum moves on to the next replica instead of
+// waiting out a timeout. In-flight requests per connection are bounded, so are requests queued
+// behind them; beyond that callers get Overloaded.
 
 import { KvError, QuorumError, type KvErrorBody, type KvErrorData } from '../errors.ts'
 import { limits } from '../limits.ts'
@@ -307,7 +308,8 @@ export function shownUrl(url: string): string {
 export function errorFromWire(body: unknown, node: string, prefix = `${node}: `): KvError {
   const parsed = errorSchema.safeParse(body)
   if (parsed.success) return kvErrorFromBody(parsed.data, prefix)
-  const said = typeof (body as { message?: unknown } | null)?.message === 'string' ? `: ${String((body as { message: string }).message).slice(0, 1024)}` : ''
+  // What it said, if anything (the KvError constructor cuts the message to its bound).
+  const said = typeof (body as { message?: unknown } | null)?.message === 'string' ? `: ${(body as { message: string }).message}` : ''
   const detail = describeIssues(parsed.error).join('; ')
   return new KvError({ kind: 'ProtocolError', detail }, `${node} sent a malformed error reply (${detail})${said}`)
 }
