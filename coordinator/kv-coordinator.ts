@@ -376,9 +376,13 @@ export class KvCoordinator {
   }
 
   private quorumParam(name: 'r' | 'w', value: number | undefined, ring: Ring): number {
-    const n = ring.n
+    // A ring with fewer nodes than N keeps one copy per node: the quorum is a majority of those
+    // (a one-node cluster works, unreplicated, instead of tripping the quorum's assertion).
+    const n = Math.min(ring.n, ring.nodes.length)
     const v = value ?? Math.floor(n / 2) + 1
-    if (!Number.isInteger(v) || v < 1 || v > n) throw badRequest(`${name} must be an integer from 1 to N=${n}, got ${show(value)}`)
+    if (!Number.isInteger(v) || v < 1 || v > n) {
+      throw badRequest(`${name} must be an integer from 1 to ${n} (N=${ring.n} on ${ring.nodes.length} nodes), got ${show(value)}`)
+    }
     return v
   }
 

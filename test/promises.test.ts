@@ -172,3 +172,17 @@ describe('promises kept against real replicas', () => {
     assert.deepEqual(await res.json(), { found: false })
   })
 })
+
+describe('a one-node cluster (N=3 on one node)', () => {
+  let cluster: Awaited<ReturnType<typeof testCluster>>
+  before(async () => { cluster = await testCluster(17941, { replicas: 1 }) })
+  after(async () => { await cluster.cleanup() })
+
+  it('writes and reads with the default quorum (a majority of the one copy), and refuses w=2 with BadRequest', async () => {
+    const kv = createClient({ seeds: cluster.seeds })
+    await kv.put('solo', 'v')
+    assert.deepEqual((await kv.getString('solo')).values, ['v'])
+    await assert.rejects(kv.put('solo', 'w', { w: 2 }), (e: unknown) => isKvError(e) && e.kind === 'BadRequest' && /1 to 1/.test(e.message))
+    await kv.close()
+  })
+})
