@@ -146,6 +146,7 @@ assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size abo
 assert(limits.frameBytesMax > limits.valueBytesMax + limits.keyBytesMax + limits.contextBytesMax,
   'a frame must hold the largest value with its key and context')
 assert(limits.frameBatchBytesMax <= limits.frameBytesMax, 'batch bytes above frame bytes')
+assert(limits.frameBytesMax < 2 ** 31, 'the msgpack guard counts values owed in 32-bit integers, at most one per frame byte')
 assert(limits.stateBytesMax >= limits.valueBytesMax + 64 * 1024, 'a stored state must hold the largest value')
 assert(limits.frameBytesMax >= limits.stateBytesMax + limits.siblingsReadMax * 64 + limits.keyBytesMax,
   'a get reply of the largest state must fit one frame')

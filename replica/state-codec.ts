@@ -9,15 +9,19 @@
 // The bytes are exactly msgpackr's (smallest header for each length, integers above 32 bits as
 // float64, as msgpackr writes them); state-codec.test.ts checks that against msgpackr itself, so
 // states stored before and after this change compare equal byte for byte.
+// Decoding trusts the bytes but runs msgpack-guard.ts over them first all the same: a stored state is
+// plain msgpack, so a refusal is a bug (an assert), and no stored byte string, however it got there,
+// can make msgpackr build more than one value per byte (see codec.ts for what its extensions can do).
 
 import { Unpackr } from 'msgpackr'
 import { assert } from '../coordinator/assert.ts'
+import { msgpackIssue, plainUnpackrOptions } from '../coordinator/protocol/msgpack-guard.ts'
 import { sync, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
 import type { ValueWriter } from './storage/engine-types.ts'
 
 // Decoded sibling values are views into the stored buffer, which the engine never mutates; a state
 // that is kept is always re-encoded (encodeState copies), so no view outlives its use.
-const unpackr = new Unpackr({ useRecords: false, copyBuffers: false })
+const unpackr = new Unpackr({ ...plainUnpackrOptions, copyBuffers: false })
 
 const arrayHeaderBytes = (n: number): number => (n < 0x10 ? 1 : n < 0x10000 ? 3 : 5)
 const strHeaderBytes = (n: number): number => (n < 0x20 ? 1 : n < 0x100 ? 2 : n < 0x10000 ? 3 : 5)
@@ -102,6 +106,8 @@ export function encodeState(state: DvvSet): Uint8Array {
 }
 
 export function decodeState(bytes: Uint8Array): DvvSet {
+  const issue = msgpackIssue(bytes)
+  assert(issue === null, () => `stored state is not plain msgpack: ${issue}`)
   const decoded = unpackr.unpack(bytes) as [Array<string | number>, Array<string | number | Uint8Array | null>]
   assert(Array.isArray(decoded) && decoded.length === 2, 'stored state is not [vv, siblings]')
   const [flatVv, flatSibs] = decoded

@@ -7,15 +7,20 @@
 // a list sorted by actor: [[actor: str, counter: uint], ...]. The empty vector is the empty string.
 // base64url is written here rather than taken from Buffer so that coordinator/ runs unchanged in
 // browsers and Workers; btoa/atob exist in all of them (and in Node 20).
+// The token arrives from outside (an HTTP header, an SDK call), so its bytes pass msgpack-guard.ts
+// before msgpackr decodes them: a context costs linear time and memory in its length, and error
+// messages describe decoded values by type and size, never by printing them.
 
 import { Packr, Unpackr } from 'msgpackr'
 import { KvError, badRequest } from '../errors.ts'
 import { limits } from '../limits.ts'
+import { msgpackIssue, plainUnpackrOptions } from '../protocol/msgpack-guard.ts'
 import { actorIssue, compareStrings, isCounter, type VersionVector } from './dvv.ts'
 
-// Plain MessagePack: no record extension, so any MessagePack reader can decode a context.
+// Plain MessagePack: no record extension, so any MessagePack reader can decode a context. The options
+// turn off what msgpackr lets an option turn off; the guard keeps out the extensions it decodes anyway.
 const packr = new Packr({ useRecords: false })
-const unpackr = new Unpackr({ useRecords: false })
+const unpackr = new Unpackr({ ...plainUnpackrOptions })
 
 /**
  * Encodes a version vector as an opaque, header- and cookie-safe token. Throws KvError TooLarge if
@@ -47,10 +52,13 @@ export function decodeContext(text: string): VersionVector {
     throw badRequest(`context is ${text.length} bytes, more than contextBytesMax (${limits.contextBytesMax})`)
   }
   const bytes = base64urlDecode(text)
+  const issue = msgpackIssue(bytes)
+  if (issue !== null) throw badRequest(`context is not valid: its bytes are not plain MessagePack: ${issue}`)
   let decoded: unknown
   try {
     decoded = unpackr.unpack(bytes)
   } catch (cause) {
+    // Not expected once the guard passed; msgpackr's message can quote the decoded value, so it stays in the cause.
     throw badRequestCausedBy(cause, 'context is not valid: its bytes are not MessagePack')
   }
   if (!Array.isArray(decoded)) throw badRequest('context is not valid: expected a list of [actor, counter] pairs')
@@ -67,7 +75,7 @@ export function decodeContext(text: string): VersionVector {
     const issue = actorIssue(actor)
     if (issue !== null) throw badRequest(`context is not valid: entry ${i} actor ${issue}`)
     if (!isCounter(counter)) {
-      throw badRequest(`context is not valid: entry ${i} counter must be a positive integer, got ${String(counter)}`)
+      throw badRequest(`context is not valid: entry ${i} counter must be a positive integer, got ${describeValue(counter)}`)
     }
     const previous = entries[entries.length - 1]
     // Strictly ascending actors: one spelling per vector, and no actor named twice.
@@ -77,6 +85,19 @@ export function decodeContext(text: string): VersionVector {
     entries.push([actor as string, counter])
   }
   return Object.fromEntries(entries)
+}
+
+/**
+ * A decoded value for an error message, in a few dozen characters whatever it holds: String() of a
+ * decoded array prints every element, as deep as the input nests.
+ */
+function describeValue(v: unknown): string {
+  if (typeof v === 'number') return Object.is(v, -0) ? '-0' : String(v)
+  if (typeof v === 'bigint') return `a 64-bit integer`
+  if (typeof v === 'string') return `a string of ${v.length} characters`
+  if (v instanceof Uint8Array) return `${v.byteLength} bytes`
+  if (Array.isArray(v)) return `a list of ${v.length}`
+  return v === null ? 'null' : `a ${typeof v}`
 }
 
 const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
