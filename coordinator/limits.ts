@@ -48,6 +48,13 @@ export const limits = {
   frameBytesMax: 17 * 1024 * 1024,
   /** Deepest msgpack nesting a decoder accepts (a message is at most ~6 deep). */
   decodeDepthMax: 32,
+  /** Most schema issues an error reply lists (describeIssues in messages.ts). */
+  schemaIssuesMax: 8,
+  /**
+   * Longest schema issue in an error reply, in characters: an issue can quote decoded input (zod
+   * puts a record's key in its path), and a reply must not grow with the request it answers.
+   */
+  issueCharsMax: 256,
   /** Messages coalesced into one frame by the sender within one tick. */
   frameMessagesMax: 256,
   /** Bytes coalesced into one frame before it is sent early. */
@@ -169,8 +176,9 @@ assert(limits.seedsAskedAtOnce >= 1 && limits.seedHedgeMs * 3 <= limits.requestT
 assert(limits.timeoutResetsConnectionMsMin <= limits.stampTimeoutMsMax && limits.timeoutResetsConnectionMsMin <= limits.healthProbeTimeoutMs,
   'a timed-out stamp or health probe must still reset the connection of a paused replica')
 assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health probe must finish within an HTTP request')
-assert(limits.errorIssuesMax >= 8, 'a BadRequest must carry the 8 issues describeIssues reports')
+assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry the issues describeIssues reports')
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
+assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
 export type Limits = typeof limits

@@ -145,7 +145,15 @@ export function isRequestType(t: unknown): t is RequestType {
   return typeof t === 'string' && Object.hasOwn(requestSchemas, t)
 }
 
-/** Formats zod issues as short sentences for error replies ("key: key is empty"). */
+/**
+ * Formats zod issues as short sentences for error replies ("key: key is empty"). A path can hold
+ * decoded input (a version vector's actor names, of any length), so each sentence is cut at
+ * issueCharsMax and at most schemaIssuesMax are listed: a reply stays small whatever the request held.
+ */
 export function describeIssues(error: z.ZodError): string[] {
-  return error.issues.slice(0, 8).map(i => (i.path.length ? `${i.path.join('.')}: ` : '') + i.message)
+  return error.issues.slice(0, limits.schemaIssuesMax).map(i => {
+    const path = i.path.map(p => (typeof p === 'string' ? p.slice(0, limits.issueCharsMax) : String(p))).join('.')
+    const text = (path ? `${path}: ` : '') + i.message
+    return text.length > limits.issueCharsMax ? `${text.slice(0, limits.issueCharsMax)}…` : text
+  })
 }
