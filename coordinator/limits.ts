@@ -48,6 +48,11 @@ export const limits = {
   frameBytesMax: 17 * 1024 * 1024,
   /** Deepest msgpack nesting a decoder accepts (a message is at most ~6 deep). */
   decodeDepthMax: 32,
+  /**
+   * Most arrays and maps one frame or context may decode to. A message needs a few, plus one per
+   * sibling; a full frame of the largest replies needs frameMessagesMax x (siblingsReadMax + 16).
+   */
+  decodeContainersMax: 256 * (1024 + 16),
   /** Most schema issues an error reply lists (describeIssues in messages.ts). */
   schemaIssuesMax: 8,
   /**
@@ -158,6 +163,8 @@ assert(limits.stateBytesMax >= limits.valueBytesMax + 64 * 1024, 'a stored state
 assert(limits.frameBytesMax >= limits.stateBytesMax + limits.siblingsReadMax * 64 + limits.keyBytesMax,
   'a get reply of the largest state must fit one frame')
 assert(limits.siblingsReadMax >= limits.siblingsMax, 'reads must carry every sibling a write may make')
+assert(limits.decodeContainersMax >= limits.frameMessagesMax * (limits.siblingsReadMax + 16),
+  'a frame of the largest replies must decode')
 assert(Number.isSafeInteger(limits.counterMax * 2), 'counterMax must stay far below 2^53')
 assert(limits.handshakesInflightMax <= limits.connectionsMax, 'handshakes above connections')
 assert(limits.replyBufferedBytesMax >= 2 * limits.frameBytesMax, 'a connection must be able to buffer two full replies')

@@ -368,6 +368,20 @@ describe('msgpack guard', () => {
     for (let i = 1; i < jsonLengths.length; i++) assert.equal(jsonLengths[i], 2 * jsonLengths[i - 1]! + 3)
   })
 
+  it('caps the arrays and maps one input decodes to (a frame of empty maps would cost ~64x its size in heap)', () => {
+    const frameOfEmptyMaps = (maps: number): Uint8Array => {
+      const bytes = new Uint8Array(5 + maps)
+      bytes[0] = 0xdd
+      new DataView(bytes.buffer).setUint32(1, maps)
+      bytes.fill(0x80, 5)
+      return bytes
+    }
+    // The outer array is one container, so decodeContainersMax - 1 maps fit exactly.
+    assert.equal(msgpackIssue(frameOfEmptyMaps(limits.decodeContainersMax - 1)), null)
+    assert.match(msgpackIssue(frameOfEmptyMaps(limits.decodeContainersMax)) ?? '', /more than \d+ arrays and maps/)
+    assert.throws(() => decodeFrame(frameOfEmptyMaps(4 * limits.decodeContainersMax)), FrameError)
+  })
+
   it('other attacks: deep nesting, huge claims, wide empty containers, odd counters', () => {
     // 100k nested arrays: refused at the bound, after visiting only that many values.
     const deep = new Uint8Array(100_001).fill(0x91)

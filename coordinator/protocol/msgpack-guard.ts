@@ -14,6 +14,9 @@
 //   - map keys that are not strings (msgpackr would stringify them into object keys), and the key
 //     `__proto__` (msgpackr renames it to `__proto_`, so the decoded object would not be the one sent);
 //   - input longer than limits.frameBytesMax (nothing decoded is larger; the counts stay 32-bit);
+//   - more than limits.decodeContainersMax arrays and maps: each decodes to a JS object of 50-100
+//     bytes from as little as one input byte, so a frame of nothing but empty maps would cost ~64x
+//     its size in heap (16 MiB -> 1 GB); the cap keeps that below ~30 MB whatever the frame;
 //   - a container claiming more elements than there are bytes left. Every element takes at least one
 //     byte, so the values still owed by all open containers never exceed the bytes left: that caps
 //     msgpackr's array preallocation at the input size and makes the scan visit at most one value
@@ -42,7 +45,7 @@ const mapStack = new Uint8Array(limits.decodeDepthMax + 1)
 // What a scan found, as a code (the loop stays numeric; the reason is formatted only on refusal),
 // with the offset, byte and count it concerns.
 const OK = 0, TRUNCATED = 1, RUNS_PAST_END = 2, EXTENSION = 3, NEVER_USED = 4, KEY_NOT_STRING = 5, KEY_PROTO = 6,
-  TOO_DEEP = 7, CLAIM = 8, TRAILING = 9
+  TOO_DEEP = 7, CLAIM = 8, TRAILING = 9, TOO_MANY_CONTAINERS = 10
 let foundAt = 0
 let foundByte = 0
 let foundCount = 0
@@ -73,6 +76,7 @@ function reason(code: number, end: number): string {
     case KEY_NOT_STRING: return `map key at byte ${at} is not a string`
     case KEY_PROTO: return `map key at byte ${at} is __proto__`
     case TOO_DEEP: return `nesting deeper than ${limits.decodeDepthMax} at byte ${at}`
+    case TOO_MANY_CONTAINERS: return `more than ${limits.decodeContainersMax} arrays and maps (at byte ${at})`
     case CLAIM: {
       const map = foundByte === 0xde || foundByte === 0xdf || (foundByte & 0xf0) === 0x80
       return `${map ? 'map' : 'array'} at byte ${at} claims ${foundCount} ${map ? 'entries' : 'elements'}, more than the ${end - foundPos} bytes left hold`
@@ -86,6 +90,7 @@ function scan(bytes: Uint8Array): number {
   const end = bytes.length
   let pos = 0
   let items = 0
+  let containers = 0
   // Open containers; depth 0 is the top level, which owes exactly one value.
   let depth = 0
   let owed = 1
@@ -161,6 +166,7 @@ function scan(bytes: Uint8Array): number {
     }
     // A container opens: within the depth bound, and owing no more values than bytes are left.
     if (depth + 1 > limits.decodeDepthMax) { code = TOO_DEEP; break }
+    if (++containers > limits.decodeContainersMax) { code = TOO_MANY_CONTAINERS; break }
     if (values > end - pos - pending) {
       code = CLAIM
       n = b >= 0xdc ? n : b & 0x0f
