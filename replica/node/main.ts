@@ -9,7 +9,9 @@
 import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
 import { mkdir, readdir } from 'node:fs/promises'
+import { realpathSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
@@ -216,7 +218,23 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/**
+ * True when this module is the process's entry point. Compared as real paths: the cluster launcher
+ * runs a bundle under node_modules/.cache, and where node_modules is a symlink (a git worktree
+ * sharing one install) import.meta.url names the link's target, so a plain string comparison
+ * silently skipped main and the replica exited 0 at once.
+ */
+function isEntryPoint(): boolean {
+  const script = process.argv[1]
+  if (!script) return false
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url)
+  } catch {
+    return false
+  }
+}
+
+if (isEntryPoint()) {
   const cfg = parseReplicaArgs(process.argv.slice(2))
   startReplica(cfg).then(replica => {
     const stop = () => { replica.close().then(() => process.exit(0), () => process.exit(1)) }
