@@ -72,6 +72,12 @@ export const limits = {
   handshakesInflightMax: 128,
   /** A connection that has not said hello within this is closed (1008). */
   helloTimeoutMs: 5000,
+  /**
+   * Bytes a connection may send before its hello is answered (a hello is a few hundred bytes, a
+   * token at most 4 KiB); past it the connection is closed (1008). Without it each connection
+   * awaiting hello could make the replica buffer a whole frameBytesMax of garbage.
+   */
+  helloBytesMax: 64 * 1024,
   /** Reply bytes buffered for a connection that is not reading; past it the connection is closed (1008). */
   replyBufferedBytesMax: 64 * 1024 * 1024,
   /**
@@ -87,6 +93,13 @@ export const limits = {
    * (1008): its client is not reading. A slow reader that makes progress is left alone.
    */
   replyStallMs: 10_000,
+  /**
+   * Reply bytes buffered for all of a replica's connections together (an estimate that never
+   * undercounts). Past it, every connection with replies still unsent waits for them to be taken
+   * before it reads on: the per-connection bounds alone let 1024 clients that do not read hold 19 MiB
+   * each.
+   */
+  replyBufferedBytesTotalMax: 256 * 1024 * 1024,
   /**
    * TCP sockets one HTTP server (replica, gateway, embedded S3) holds, WebSocket and plain HTTP
    * together (net.Server maxConnections; more are accepted and closed at once). The data plane is
@@ -145,11 +158,13 @@ assert(limits.frameBytesMax >= limits.stateBytesMax + limits.siblingsReadMax * 6
 assert(limits.siblingsReadMax >= limits.siblingsMax, 'reads must carry every sibling a write may make')
 assert(Number.isSafeInteger(limits.counterMax * 2), 'counterMax must stay far below 2^53')
 assert(limits.handshakesInflightMax <= limits.connectionsMax, 'handshakes above connections')
+assert(limits.helloBytesMax >= 2 * limits.contextBytesMax && limits.helloBytesMax < limits.frameBytesMax, 'a hello with its token must fit, and far less than a frame')
 assert(limits.replyBufferedBytesMax >= 2 * limits.frameBytesMax, 'a connection must be able to buffer two full replies')
 assert(limits.httpHeadersTimeoutMs <= limits.httpRequestTimeoutMs, 'header timeout above request timeout')
 assert(limits.replyBufferedBytesPause + limits.frameBytesMax + limits.frameBatchBytesMax <= limits.replyBufferedBytesMax,
   'reads must pause a whole reply and batch below the hard reply backlog bound')
 assert(limits.replyStallMs > limits.closeGraceMs, 'a stalled reader is given longer than a close handshake')
+assert(limits.replyBufferedBytesTotalMax >= limits.replyBufferedBytesMax, 'one connection may reach its own bound')
 assert(limits.socketsMax > limits.connectionsMax, 'plain HTTP needs sockets beyond the data plane cap')
 assert(limits.httpTimeoutCheckMs * 2 <= limits.httpHeadersTimeoutMs, 'timeouts are checked well within the header timeout')
 assert(limits.httpBodyBytesMax >= limits.valueBytesMax, 'HTTP body limit below the value limit')

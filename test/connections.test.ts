@@ -94,6 +94,11 @@ describe('connections and backpressure on a replica', () => {
       assert.equal((await s.closed).code, 1008)
     }
     assert.equal(await metric(cluster.replicas[0]!.httpUrl, 'ringkv_connections_closed_total', { reason: 'hello_first' }), before + 3)
+    // A big frame before hello is cut off while it arrives (the replica does not buffer it whole).
+    const flood = await bareSocket(url, { hello: false })
+    flood.send(new Uint8Array(limits.frameBytesMax - 1024))
+    assert.equal((await flood.closed).code, 1008)
+    assert.equal(await metric(cluster.replicas[0]!.httpUrl, 'ringkv_connections_closed_total', { reason: 'hello_bytes' }), 1)
     // A hello and a request in one frame, a second hello, then requests: all answered.
     const s = await bareSocket(url, { hello: false })
     s.send(packr.pack([['hello', 1, { protocol: limits.protocolVersion, client: 't' }], ['put', 2, { key: enc.encode('hf'), context: {}, value: enc.encode('v') }]]))

@@ -35,6 +35,7 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push('# TYPE ringkv_connections_open gauge', `ringkv_connections_open{${n}} ${plane.open}`)
     lines.push('# TYPE ringkv_connections_awaiting_hello gauge', `ringkv_connections_awaiting_hello{${n}} ${plane.handshakes}`)
     lines.push('# TYPE ringkv_connections_paused gauge', `ringkv_connections_paused{${n}} ${plane.paused}`)
+    lines.push('# TYPE ringkv_reply_backlog_bytes gauge', `ringkv_reply_backlog_bytes{${n}} ${plane.replyBacklogBytes}`)
     lines.push('# TYPE ringkv_connections_refused_total counter')
     for (const [reason, count] of Object.entries(plane.refused)) lines.push(`ringkv_connections_refused_total{${n},${label('reason', reason)}} ${count}`)
     lines.push('# TYPE ringkv_connections_closed_total counter')

@@ -8,11 +8,13 @@
 //   past either the upgrade is refused (HTTP 503) before any WebSocket state exists.
 // - Hello first: until a `hello` has been answered, any other message (or bad frame) gets a
 //   ProtocolError and the socket is closed (1008); so is a failed hello, and a socket that says
-//   nothing within helloTimeoutMs. The SDK sends hello first and queues everything behind it.
+//   nothing within helloTimeoutMs or sends more than helloBytesMax first. The SDK sends hello
+//   first and queues everything behind it.
 // - Replies: requests are answered in order, one message at a time, and when the bytes waiting to
 //   be sent pass replyBufferedBytesPause the replica stops (the rest of the frame waits, and the
 //   socket is not read) until the client has taken them: backpressure, so a client pipelining big
-//   gets is slowed, not cut off. A paused client whose socket takes nothing for replyStallMs, or
+//   gets is slowed, not cut off. While all connections together hold over replyBufferedBytesTotalMax,
+//   every connection with replies unsent waits the same way, so many such clients stay bounded too. A paused client whose socket takes nothing for replyStallMs, or
 //   one whose backlog passes replyBufferedBytesMax anyway (replies to writes already in flight),
 //   is closed (1008) and destroyed after closeGraceMs: before this a client that sent gets for a
 //   large key and never read grew the replica by 260 MB per 7 KB of requests.
@@ -32,7 +34,7 @@ import type { ReplicaService, Reply } from '../replica-service.ts'
 /** Why an upgrade was refused. */
 export type RefusedReason = 'connections' | 'handshakes'
 /** Why the replica closed a connection (1008). */
-export type ClosedReason = 'hello_first' | 'hello_refused' | 'hello_timeout' | 'reply_backlog' | 'reply_stalled'
+export type ClosedReason = 'hello_first' | 'hello_refused' | 'hello_timeout' | 'hello_bytes' | 'reply_backlog' | 'reply_stalled'
 
 export interface DataPlaneStats {
   /** Open data-plane connections (gauge). */
@@ -41,6 +43,8 @@ export interface DataPlaneStats {
   handshakes: number
   /** Connections whose reads are paused on their reply backlog (gauge). */
   paused: number
+  /** Reply bytes buffered for all connections (gauge; an upper bound between writes). */
+  replyBacklogBytes: number
   refused: Record<RefusedReason, number>
   closed: Record<ClosedReason, number>
 }
@@ -58,9 +62,9 @@ const CLOSE_POLICY = 1008
 export function attachDataPlane(server: Server, service: ReplicaService): DataPlane {
   const wss = new WebSocketServer({ noServer: true, maxPayload: limits.frameBytesMax, perMessageDeflate: false })
   const stats: DataPlaneStats = {
-    open: 0, handshakes: 0, paused: 0,
+    open: 0, handshakes: 0, paused: 0, replyBacklogBytes: 0,
     refused: { connections: 0, handshakes: 0 },
-    closed: { hello_first: 0, hello_refused: 0, hello_timeout: 0, reply_backlog: 0, reply_stalled: 0 },
+    closed: { hello_first: 0, hello_refused: 0, hello_timeout: 0, hello_bytes: 0, reply_backlog: 0, reply_stalled: 0 },
   }
   let closed = false
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -98,8 +102,10 @@ function refuseUpgrade(socket: Duplex, why: RefusedReason, stats: DataPlaneStats
 class Peer {
   private hello = false
   private closing = false
-  /** Reads paused: the reply backlog is over replyBufferedBytesPause. */
+  /** Reads paused: this connection's reply backlog, or all connections', is over its bound. */
   private blocked = false
+  /** This connection's share of stats.replyBacklogBytes, as of its last write or drain. */
+  private accounted = 0
   /** Frames received and not yet decoded (only while blocked: `ws` hands over what it has already read). */
   private readonly inbox: Array<{ data: Buffer; isBinary: boolean }> = []
   /** The frame being answered, when it was interrupted by the backlog. */
@@ -108,6 +114,8 @@ class Peer {
   private sentBytes = 0
   private takenAtLastCheck = 0
   private helloTimer: NodeJS.Timeout | undefined
+  /** Bytes received before the hello was answered. */
+  private bytesBeforeHello = 0
   private stallTimer: NodeJS.Timeout | undefined
   private graceTimer: NodeJS.Timeout | undefined
   private readonly batcher: FrameBatcher
@@ -116,7 +124,7 @@ class Peer {
 
   constructor(
     private readonly ws: WebSocket,
-    socket: Duplex,
+    private readonly socket: Duplex,
     private readonly service: ReplicaService,
     private readonly stats: DataPlaneStats,
   ) {
@@ -136,11 +144,13 @@ class Peer {
       else this.close('hello_refused', 'hello refused', true)
     }
     this.helloTimer = setTimeout(() => this.close('hello_timeout', `no hello within ${limits.helloTimeoutMs} ms`, false), limits.helloTimeoutMs)
+    // Counted on the raw socket, so a frame too big for a hello is cut off while it arrives.
+    socket.on('data', this.countBeforeHello)
     ws.on('message', (data: Buffer, isBinary: boolean) => this.onFrame(data, isBinary))
     ws.on('close', () => this.onClose())
     ws.on('error', () => { /* the close event follows; nothing is pending on the server side */ })
     // 'drain': the socket took everything buffered; a paused connection goes on.
-    socket.on('drain', () => { if (this.blocked) this.unblock() })
+    socket.on('drain', this.onWritten)
   }
 
   private onFrame(data: Buffer, isBinary: boolean): void {
@@ -153,7 +163,7 @@ class Peer {
   /** Answers messages in order until none are left, the backlog pauses us, or the connection closes. */
   private pump(): void {
     while (!this.closing) {
-      if (this.backlog() > limits.replyBufferedBytesPause) { this.block(); return }
+      if (this.mustWait()) { this.block(); return }
       const c = this.current
       if (c) {
         if (c.at >= c.messages.length) { this.current = undefined; continue }
@@ -201,6 +211,17 @@ class Peer {
     this.stats.handshakes--
     clearTimeout(this.helloTimer)
     this.helloTimer = undefined
+    this.socket.off('data', this.countBeforeHello)
+  }
+
+  private readonly countBeforeHello = (chunk: Buffer): void => {
+    // Still called for the chunk that held the hello: listeners removed during an emit still run.
+    if (this.hello || this.closing) return
+    this.bytesBeforeHello += chunk.byteLength
+    if (this.bytesBeforeHello <= limits.helloBytesMax) return
+    // Read no more of it: the close frame goes out, and the socket is destroyed after the grace.
+    this.ws.pause()
+    this.close('hello_bytes', `over ${limits.helloBytesMax} bytes before hello`, false)
   }
 
   /** Reply bytes not yet taken by the socket: buffered in `ws` and the socket, and queued in the batcher. */
@@ -208,11 +229,31 @@ class Peer {
     return this.ws.bufferedAmount + this.batcher.queuedBytes
   }
 
+  /** True when this connection must answer nothing more until the socket has taken its replies. */
+  private mustWait(): boolean {
+    if (this.backlog() > limits.replyBufferedBytesPause) return true
+    return this.stats.replyBacklogBytes > limits.replyBufferedBytesTotalMax && this.ws.bufferedAmount > 0
+  }
+
+  /** Brings this connection's share of the total backlog up to date. */
+  private account(): void {
+    const now = this.closing ? 0 : this.ws.bufferedAmount
+    this.stats.replyBacklogBytes += now - this.accounted
+    this.accounted = now
+  }
+
+  /** A write completed or the socket drained: the backlog shrank. */
+  private readonly onWritten = (): void => {
+    this.account()
+    if (this.blocked && !this.closing && !this.mustWait()) this.unblock()
+  }
+
   private sendFrame(frame: Uint8Array): void {
     if (this.ws.readyState !== this.ws.OPEN) return
     this.service.counters.framesOut++
     this.sentBytes += frame.byteLength
-    this.ws.send(frame)
+    this.ws.send(frame, this.onWritten)
+    this.account()
     if (this.ws.bufferedAmount > limits.replyBufferedBytesMax) {
       this.close('reply_backlog', 'reply backlog over limit: the client is not reading', false)
     }
@@ -246,7 +287,8 @@ class Peer {
     this.stallTimer = undefined
     if (!this.blocked || this.closing) return
     // A drain we did not hear about (the bytes sat in `ws`, not the socket): go on.
-    if (this.backlog() <= limits.replyBufferedBytesPause) { this.unblock(); return }
+    this.account()
+    if (!this.mustWait()) { this.unblock(); return }
     const taken = this.taken()
     if (taken <= this.takenAtLastCheck) {
       this.close('reply_stalled', `reply backlog not taken for ${limits.replyStallMs} ms: the client is not reading`, false)
@@ -277,6 +319,7 @@ class Peer {
 
   private onClose(): void {
     this.closing = true
+    this.account()
     this.stats.open--
     if (!this.hello) this.stats.handshakes--
     if (this.blocked) { this.blocked = false; this.stats.paused-- }
