@@ -224,13 +224,47 @@ describe('connections and backpressure on a replica', () => {
     await eventually(async () => assert.equal(await metric(http, 'ringkv_connections_paused'), 0), 'no paused connection left')
   })
 
+  it('bounds the reply backlog of many non-reading clients together, not only each one', async () => {
+    const http = cluster.replicas[2]!.httpUrl
+    const clients = 40
+    await kv.put('big-many', new Uint8Array(limits.valueBytesDefault).fill(3), { w: 3 })
+    const sockets: BareSocket[] = []
+    for (let i = 0; i < clients; i += 20) sockets.push(...await Promise.all(Array.from({ length: 20 }, () => bareSocket(cluster.seeds[2]!))))
+    try {
+      // 64 MiB of replies asked for by each: 40 x 16 MiB would wait in the replica with per-connection bounds alone.
+      for (const s of sockets) {
+        ;(s.ws as unknown as { _socket: { pause(): void } })._socket.pause()
+        s.send(packr.pack(Array.from({ length: 64 }, (_, i) => ['get', i + 1, { key: enc.encode('big-many') }])))
+      }
+      // The backlog builds up while the replica answers them; half the stall time covers that (the
+      // closing of each one is the test above).
+      let peak = 0
+      let paused = 0
+      const deadline = Date.now() + limits.replyStallMs / 2
+      while (Date.now() < deadline) {
+        peak = Math.max(peak, await metric(http, 'ringkv_reply_backlog_bytes'))
+        paused = Math.max(paused, await metric(http, 'ringkv_connections_paused'))
+        await new Promise(r => setTimeout(r, 100))
+      }
+      assert.equal(paused, clients, 'every non-reading client was paused')
+      // Past the total each connection may have at most the one frame it sent before the total was seen.
+      const bound = limits.replyBufferedBytesTotalMax + clients * (limits.valueBytesDefault + limits.frameBatchBytesMax)
+      console.log(`${clients} non-reading clients: reply backlog peaked at ${Math.round(peak / 2 ** 20)} MiB (bound ${Math.round(bound / 2 ** 20)} MiB)`)
+      assert.ok(peak > 0 && peak <= bound, `peak ${peak}`)
+    } finally {
+      closeAll(sockets)
+    }
+    await eventually(async () => assert.equal(await metric(http, 'ringkv_reply_backlog_bytes'), 0), 'backlog released')
+  })
+
   it('gives a client that pipelines more replies than the backlog bound, and reads, every one of them', async () => {
     const http = cluster.replicas[1]!.httpUrl
     const stalled = await metric(http, 'ringkv_connections_closed_total', { reason: 'reply_stalled' })
     const backlog = await metric(http, 'ringkv_connections_closed_total', { reason: 'reply_backlog' })
+    await kv.put('big-pipe', new Uint8Array(limits.valueBytesDefault).fill(5), { w: 3 })
     const s = await bareSocket(cluster.seeds[1]!)
     // 256 MiB of replies to one frame: four times replyBufferedBytesMax.
-    s.send(packr.pack(Array.from({ length: limits.frameMessagesMax }, (_, i) => ['get', i + 1, { key: enc.encode('big-value') }])))
+    s.send(packr.pack(Array.from({ length: limits.frameMessagesMax }, (_, i) => ['get', i + 1, { key: enc.encode('big-pipe') }])))
     const seen = new Set<number>()
     for (let i = 0; i < limits.frameMessagesMax; i++) {
       const [t, id, b] = await s.next() as [string, number, any]
