@@ -13,8 +13,9 @@
 // - Replies: requests are answered in order, one message at a time, and when the bytes waiting to
 //   be sent pass replyBufferedBytesPause the replica stops (the rest of the frame waits, and the
 //   socket is not read) until the client has taken them: backpressure, so a client pipelining big
-//   gets is slowed, not cut off. While all connections together hold over replyBufferedBytesTotalMax,
-//   every connection with replies unsent waits the same way, so many such clients stay bounded too. A paused client whose socket takes nothing for replyStallMs, or
+//   gets is slowed, not cut off. While all connections together hold over
+//   replyBufferedBytesTotalMax, every connection with replies unsent waits the same way, so many
+//   such clients stay bounded too. A paused client whose socket takes nothing for replyStallMs, or
 //   one whose backlog passes replyBufferedBytesMax anyway (replies to writes already in flight),
 //   is closed (1008) and destroyed after closeGraceMs: before this a client that sent gets for a
 //   large key and never read grew the replica by 260 MB per 7 KB of requests.

@@ -54,7 +54,12 @@ export interface EmbeddedS3 {
 /** True when the request carries an S3 signature (header or presigned query), whatever its value. */
 function signed(req: IncomingMessage): boolean {
   if (req.headers.authorization !== undefined) return true
-  const query = new URL(req.url ?? '/', 'http://localhost').searchParams
+  let query: URLSearchParams
+  try {
+    query = new URL(req.url ?? '/', 'http://localhost').searchParams
+  } catch {
+    return false // a target no URL parser reads ("http://[") is refused, not thrown past the server
+  }
   return query.has('X-Amz-Signature') || query.has('Signature')
 }
 
