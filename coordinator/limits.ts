@@ -106,14 +106,53 @@ export const limits = {
   handshakesInflightMax: 128,
   /** A connection that has not said hello within this is closed (1008). */
   helloTimeoutMs: 5000,
+  /**
+   * Bytes a connection may send before its hello is answered (a hello is a few hundred bytes, a
+   * token at most 4 KiB); past it the connection is closed (1008). Without it each connection
+   * awaiting hello could make the replica buffer a whole frameBytesMax of garbage.
+   */
+  helloBytesMax: 64 * 1024,
   /** Reply bytes buffered for a connection that is not reading; past it the connection is closed (1008). */
   replyBufferedBytesMax: 64 * 1024 * 1024,
+  /**
+   * Reply bytes buffered for a connection above which the replica stops reading its frames and stops
+   * answering the rest of the frame in hand, until the backlog drains: backpressure, as TCP does, so
+   * a client that pipelines many large gets is slowed down instead of cut off. One reply and one batch
+   * below replyBufferedBytesMax, so answering requests in order never reaches the hard bound; only
+   * replies to writes already in flight can.
+   */
+  replyBufferedBytesPause: 16 * 1024 * 1024,
+  /**
+   * A connection paused on its reply backlog whose socket takes none of it for this long is closed
+   * (1008): its client is not reading. A slow reader that makes progress is left alone.
+   */
+  replyStallMs: 10_000,
+  /**
+   * Reply bytes buffered for all of a replica's connections together (an estimate that never
+   * undercounts). Past it, every connection with replies still unsent waits for them to be taken
+   * before it reads on: the per-connection bounds alone let 1024 clients that do not read hold 19 MiB
+   * each.
+   */
+  replyBufferedBytesTotalMax: 256 * 1024 * 1024,
+  /**
+   * TCP sockets one HTTP server (replica, gateway, embedded S3) holds, WebSocket and plain HTTP
+   * together (net.Server maxConnections; more are accepted and closed at once). The data plane is
+   * capped at connectionsMax below it, leaving room for /health, /metrics and gateway clients; and
+   * a flood of sockets reaches it long before the process runs out of file descriptors (EMFILE fails
+   * flushes, compactions and snapshots).
+   */
+  socketsMax: 2048,
   /** After a close (1008) a socket that does not finish the close handshake is destroyed. */
   closeGraceMs: 1000,
   /** HTTP: whole request headers must arrive within this; the whole request within httpRequestTimeoutMs. */
   httpHeadersTimeoutMs: 10_000,
   httpRequestTimeoutMs: 30_000,
   httpKeepAliveTimeoutMs: 5000,
+  /**
+   * How often node's HTTP server checks the header and request timeouts (connectionsCheckingInterval):
+   * node's default of 30 s would let a request that never finishes its headers live up to 40 s.
+   */
+  httpTimeoutCheckMs: 1000,
   /** POST /admin/snapshot: calls while one runs share it; a new one starts at most this often. */
   adminSnapshotIntervalMs: 10_000,
   /** retryAfterMs of an Overloaded reply from a replica whose pending writes are at their bound. */
@@ -167,8 +206,15 @@ assert(limits.decodeContainersMax >= limits.frameMessagesMax * (limits.siblingsR
   'a frame of the largest replies must decode')
 assert(Number.isSafeInteger(limits.counterMax * 2), 'counterMax must stay far below 2^53')
 assert(limits.handshakesInflightMax <= limits.connectionsMax, 'handshakes above connections')
+assert(limits.helloBytesMax >= 2 * limits.contextBytesMax && limits.helloBytesMax < limits.frameBytesMax, 'a hello with its token must fit, and far less than a frame')
 assert(limits.replyBufferedBytesMax >= 2 * limits.frameBytesMax, 'a connection must be able to buffer two full replies')
 assert(limits.httpHeadersTimeoutMs <= limits.httpRequestTimeoutMs, 'header timeout above request timeout')
+assert(limits.replyBufferedBytesPause + limits.frameBytesMax + limits.frameBatchBytesMax <= limits.replyBufferedBytesMax,
+  'reads must pause a whole reply and batch below the hard reply backlog bound')
+assert(limits.replyStallMs > limits.closeGraceMs, 'a stalled reader is given longer than a close handshake')
+assert(limits.replyBufferedBytesTotalMax >= limits.replyBufferedBytesMax, 'one connection may reach its own bound')
+assert(limits.socketsMax > limits.connectionsMax, 'plain HTTP needs sockets beyond the data plane cap')
+assert(limits.httpTimeoutCheckMs * 2 <= limits.httpHeadersTimeoutMs, 'timeouts are checked well within the header timeout')
 assert(limits.httpBodyBytesMax >= limits.valueBytesMax, 'HTTP body limit below the value limit')
 assert((limits.partitionsDefault & (limits.partitionsDefault - 1)) === 0, 'partitions must be a power of two')
 assert(limits.nDefault <= limits.nMax, 'default N above max N')

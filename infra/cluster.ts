@@ -74,8 +74,10 @@ export class ReplicaProcess {
   get pid(): number | undefined { return this.proc?.pid }
 
   async start(timeoutMs = 20_000): Promise<void> {
-    await mkdir(this.dataDir, { recursive: true })
-    this.logStream ??= createWriteStream(join(dirname(this.dataDir), `${this.id}.log`), { flags: 'a' })
+    // 0700 (every directory it creates): data and logs are the replica's alone; the replica itself
+    // also runs with umask 077 and closes an existing data dir to 0700.
+    await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
+    this.logStream ??= createWriteStream(join(dirname(this.dataDir), `${this.id}.log`), { flags: 'a', mode: 0o600 })
     // RINGKV_NODE_ARGS passes flags such as --cpu-prof to replica processes (NODE_OPTIONS refuses them).
     const nodeArgs = (process.env.RINGKV_NODE_ARGS ?? '').split(' ').filter(Boolean)
     const bundle = await buildReplicaBundle()

@@ -1,10 +1,13 @@
 // `npm start`: a whole local cluster with nothing else to install. Prints one line
 //   ready seeds=ws://127.0.0.1:7001,... http=http://127.0.0.1:8080
 // once every replica accepts requests, then runs until Ctrl-C (SIGINT/SIGTERM stop it cleanly).
+// Everything it creates (data dir, logs, the embedded S3's files) is private to the user: umask 077.
 
 import { parseArgs } from 'node:util'
 import { s3ConfigFromEnv } from '../replica/snapshot/s3-store.ts'
 import { startCluster } from './cluster.ts'
+
+process.umask(0o077)
 
 const { values } = parseArgs({
   options: {

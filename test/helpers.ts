@@ -9,6 +9,7 @@ import { Packr, Unpackr } from 'msgpackr'
 import { startCluster, type Cluster, type ClusterOptions } from '../infra/cluster.ts'
 import { Connection } from '../coordinator/transport/connection.ts'
 import { systemRuntime, type WebSocketCtor } from '../coordinator/runtime.ts'
+import { limits } from '../coordinator/limits.ts'
 
 export async function testCluster(basePort: number, opts: Partial<ClusterOptions> = {}): Promise<Cluster & { dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'ringkv-test-'))
@@ -30,17 +31,28 @@ export function rawConnection(url: string, node = 'raw'): Connection {
 export const enc = new TextEncoder()
 export const dec = new TextDecoder()
 
-/** A bare ws socket that sends hand-made frames and collects decoded replies. */
+export interface BareSocket {
+  send(frame: Uint8Array | string): void
+  next(): Promise<unknown[]>
+  close(): void
+  /** Resolves with the close code and reason once the socket has closed (either side). */
+  readonly closed: Promise<{ code: number; reason: string }>
+  readonly ws: WebSocket
+}
+
 /**
  * A raw WebSocket speaking msgpack frames. `next()` resolves with the next message, and rejects when
  * the socket closes first (a replica that crashed on the input) or after `timeoutMs`, so a test
- * fails instead of hanging.
+ * fails instead of hanging. A replica answers nothing but a `hello` until one has succeeded, so by
+ * default the socket says hello first and consumes the reply (`hello: false` to send frames from
+ * the very start).
  */
-export async function bareSocket(url: string, timeoutMs = 10_000): Promise<{ send(frame: Uint8Array | string): void; next(): Promise<unknown[]>; close(): void }> {
+export async function bareSocket(url: string, opts: { timeoutMs?: number; hello?: boolean } = {}): Promise<BareSocket> {
+  const timeoutMs = opts.timeoutMs ?? 10_000
   const ws = new WebSocket(url)
   const inbox: unknown[][] = []
   const waiters: Array<{ ok: (m: unknown[]) => void; fail: (e: Error) => void }> = []
-  let closed = false
+  let closedFlag = false
   const unpackr = new Unpackr({ useRecords: false })
   ws.on('message', (data: Buffer) => {
     for (const m of unpackr.unpack(data) as unknown[][]) {
@@ -48,24 +60,33 @@ export async function bareSocket(url: string, timeoutMs = 10_000): Promise<{ sen
       if (w) w.ok(m); else inbox.push(m)
     }
   })
-  ws.on('close', () => {
-    closed = true
+  const closed = new Promise<{ code: number; reason: string }>(ok => ws.on('close', (code: number, reason: Buffer) => {
+    closedFlag = true
     for (const w of waiters.splice(0)) w.fail(new Error(`${url} closed the connection before replying`))
-  })
+    ok({ code, reason: reason.toString() })
+  }))
   await new Promise<void>((ok, fail) => { ws.once('open', () => ok()); ws.once('error', fail) })
-  return {
+  const s: BareSocket = {
     send: frame => ws.send(frame),
     next: () => new Promise((ok, fail) => {
       const m = inbox.shift()
       if (m) return ok(m)
-      if (closed) return fail(new Error(`${url} closed the connection before replying`))
+      if (closedFlag) return fail(new Error(`${url} closed the connection before replying`))
       const waiter = { ok: (v: unknown[]) => { clearTimeout(timer); ok(v) }, fail: (e: Error) => { clearTimeout(timer); fail(e) } }
       // A waiter that timed out leaves the queue, so a late message is not handed to it and lost.
       const timer = setTimeout(() => { waiters.splice(waiters.indexOf(waiter), 1); fail(new Error(`no reply from ${url} within ${timeoutMs} ms`)) }, timeoutMs)
       waiters.push(waiter)
     }),
     close: () => ws.close(),
+    closed,
+    ws,
   }
+  if (opts.hello ?? true) {
+    s.send(packr.pack([['hello', 0, { protocol: limits.protocolVersion, client: 'bare-socket' }]]))
+    const [type, , body] = await s.next() as [string, number, any]
+    if (type !== 'hello') throw new Error(`hello refused by ${url}: ${JSON.stringify(body)}`)
+  }
+  return s
 }
 
 export const packr = new Packr({ useRecords: false })

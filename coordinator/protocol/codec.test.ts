@@ -76,4 +76,54 @@ describe('FrameBatcher', () => {
     b.push(['put', 1, {}], limits.frameBatchBytesMax)
     assert.equal(frames.length, 1)
   })
+
+  it('sends what is queued before a message that would push the batch past the byte bound, so a big one travels alone', () => {
+    const frames: Uint8Array[] = []
+    const ticks: Array<() => void> = []
+    const b = new FrameBatcher(f => frames.push(f), fn => ticks.push(fn))
+    const small = new Uint8Array(4096)
+    const smallCount = Math.floor(limits.frameBatchBytesMax / 2 / small.byteLength)
+    for (let i = 0; i < smallCount; i++) b.push(['get', i, { value: small }], small.byteLength)
+    assert.equal(frames.length, 0, 'half a batch of small replies waits for the tick')
+    // A reply as large as a stored state may be: with the small ones it would be over frameBytesMax.
+    const big = new Uint8Array(limits.stateBytesMax)
+    b.push(['get', smallCount, { value: big }], big.byteLength)
+    assert.equal(frames.length, 2, 'the queued ones, then the big one')
+    const first = decodeFrame(frames[0]!)
+    assert.equal(first.length, smallCount)
+    const second = decodeFrame(frames[1]!)
+    assert.equal(second.length, 1)
+    assert.equal((second[0] as Message)[1], smallCount)
+    // Medium messages: two that fit one batch together go together, a third that does not waits.
+    const medium = new Uint8Array(Math.floor(limits.frameBatchBytesMax * 0.4))
+    for (let i = 0; i < 3; i++) b.push(['get', 100 + i, { value: medium }], medium.byteLength)
+    assert.equal(frames.length, 3)
+    assert.equal(decodeFrame(frames[2]!).length, 2)
+    for (const t of ticks.splice(0)) t()
+    assert.equal(frames.length, 4)
+    assert.equal(decodeFrame(frames[3]!).length, 1)
+    for (const f of frames) assert.ok(f.byteLength <= limits.frameBytesMax, `frame of ${f.byteLength} bytes`)
+    assert.equal(b.queuedBytes, 0)
+  })
+
+  it('answers through the oversize hook when one message alone is over frameBytesMax, and splits a batch whose sizes were not named', () => {
+    const frames: Uint8Array[] = []
+    const seen: number[] = []
+    const b = new FrameBatcher(f => frames.push(f), () => {}, {
+      oversize: (m, bytes) => { seen.push(bytes); return ['error', m[1], { kind: 'TooLarge', message: 'too big' }] },
+    })
+    const half = new Uint8Array(Math.ceil(limits.frameBytesMax / 2) + 1)
+    // No sizes named: the batcher believes these are tiny and queues all three.
+    b.push(['get', 1, { value: half }])
+    b.push(['get', 2, { value: half }])
+    b.push(['get', 3, { value: new Uint8Array(limits.frameBytesMax + 1) }])
+    b.flush()
+    assert.equal(frames.length, 3, 'each message alone')
+    const decoded = frames.map(f => decodeFrame(f))
+    assert.deepEqual(decoded.map(d => d.length), [1, 1, 1])
+    assert.deepEqual(decoded.map(d => (d[0] as Message)[0]), ['get', 'get', 'error'])
+    assert.equal(seen.length, 1)
+    assert.ok(seen[0]! > limits.frameBytesMax)
+    for (const f of frames) assert.ok(f.byteLength <= limits.frameBytesMax)
+  })
 })

@@ -1,6 +1,7 @@
 // The standalone HTTP gateway on Node: a KvCoordinator (the SDK's quorum logic, over ws to the
 // replicas) behind the runtime-neutral Hono gateway app. `npm start` runs one in-process; infra/
-// runs it as its own container.
+// runs it as its own container. Its HTTP server times out slow headers and bodies and caps its
+// sockets like a replica's (http-server.ts).
 //   node --import tsx replica/node/gateway.ts --seeds ws://127.0.0.1:7001 --port 8080
 
 import { createAdaptorServer } from '@hono/node-server'
@@ -11,6 +12,7 @@ import { createGatewayApp } from '../../coordinator/http/gateway.ts'
 import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
+import { hardenHttpServer, httpServerOptions } from './http-server.ts'
 
 export interface RunningGateway { readonly url: string; readonly kv: KvCoordinator; close(): Promise<void> }
 
@@ -18,7 +20,7 @@ export async function startGateway(opts: { seeds: string[]; port: number; host?:
   const host = opts.host ?? '127.0.0.1'
   const kv = new KvCoordinator({ seeds: opts.seeds, runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax)), client: 'gateway' })
   const app = createGatewayApp({ kv, role: 'gateway', health: () => ({ seeds: opts.seeds }) })
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server
+  const server = hardenHttpServer(createAdaptorServer({ fetch: app.fetch, serverOptions: httpServerOptions() }) as Server)
   await new Promise<void>((ok, fail) => {
     server.once('error', fail)
     server.listen(opts.port, host, () => { server.off('error', fail); ok() })

@@ -8,8 +8,10 @@
 
 import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
-import { mkdir, readdir } from 'node:fs/promises'
+import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
+import { realpathSync } from 'node:fs'
 import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
@@ -21,11 +23,12 @@ import { KvError } from '../../coordinator/errors.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
-import { Snapshotter } from '../snapshot/snapshotter.ts'
+import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
 import { mergeStates } from '../state-codec.ts'
 import { openEngine } from '../storage/engine.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
-import { renderMetrics } from './metrics.ts'
+import { hardenHttpServer, httpServerOptions } from './http-server.ts'
+import { renderMetrics, type AdminCounters } from './metrics.ts'
 import { attachDataPlane } from './ws-data-plane.ts'
 
 export interface ReplicaConfig {
@@ -116,13 +119,23 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
 
+/** The data dir and everything the replica creates in it are its own (files 0600 through the umask). */
+const privateDirMode = 0o700
+
 export interface RunningReplica { readonly server: Server; close(): Promise<void> }
 
 export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> {
   const ring: Ring = createRing({ nodes: cfg.nodes, partitions: cfg.partitions, n: cfg.n })
   const log = (msg: string, fields: Record<string, unknown> = {}) =>
     process.stderr.write(JSON.stringify({ t: new Date().toISOString(), node: cfg.id, msg, ...fields }) + '\n')
-  await mkdir(cfg.dataDir, { recursive: true })
+  await mkdir(cfg.dataDir, { recursive: true, mode: privateDirMode })
+  // A data dir made by an older version (or by hand) may be open to other users: close it. Every
+  // file under it is then out of their reach, whatever its own mode.
+  const dirMode = (await stat(cfg.dataDir)).mode & 0o777
+  if (dirMode !== privateDirMode) {
+    await chmod(cfg.dataDir, privateDirMode)
+    log('data dir was open to other users; set it to 0700', { dataDir: cfg.dataDir, was: dirMode.toString(8) })
+  }
   const store = cfg.s3 ? new S3ObjectStore(cfg.s3) : undefined
   if (store) await store.ensureBucket().catch(e => log('S3 bucket check failed; snapshots will retry', { error: (e as Error).message }))
   let identity = await readIdentity(cfg.dataDir)
@@ -202,19 +215,37 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       restore: restoreInfo,
     }),
   })
+  const admin: AdminCounters = { snapshotsStarted: 0, snapshotsShared: 0, snapshotsRefused: 0 }
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
-  // Flush and upload now; answers once the new manifest is in S3.
+  // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
+  // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
+  // and a new one starts at most once per adminSnapshotIntervalMs; others get 429 Overloaded.
+  let snapshotInFlight: Promise<SnapshotSummary> | undefined
+  let snapshotStartedAt = -Infinity
   app.post('/admin/snapshot', async c => {
     if (!snapshotter) return c.json({ error: { kind: 'BadRequest', message: 'snapshots are off: start the replica with --s3-endpoint or S3_ENDPOINT' } }, 400)
-    const summary = await snapshotter.snapshotNow()
+    if (snapshotInFlight) {
+      admin.snapshotsShared++
+    } else {
+      const retryAfterMs = Math.ceil(snapshotStartedAt + limits.adminSnapshotIntervalMs - Date.now())
+      if (retryAfterMs > 0) {
+        admin.snapshotsRefused++
+        c.header('retry-after', String(Math.ceil(retryAfterMs / 1000)))
+        return c.json({ error: { kind: 'Overloaded', message: `a snapshot was started less than ${limits.adminSnapshotIntervalMs} ms ago`, retryAfterMs } }, 429)
+      }
+      admin.snapshotsStarted++
+      snapshotStartedAt = Date.now()
+      snapshotInFlight = snapshotter.snapshotNow().finally(() => { snapshotInFlight = undefined })
+    }
+    const summary = await snapshotInFlight
     return c.json({ ok: true, ...summary, createdAt: new Date(summary.createdAt).toISOString() })
   })
-  const server = createAdaptorServer({ fetch: app.fetch }) as Server
-  const wss = attachDataPlane(server, service)
+  const server = hardenHttpServer(createAdaptorServer({ fetch: app.fetch, serverOptions: httpServerOptions() }) as Server)
+  const plane = attachDataPlane(server, service)
   await new Promise<void>((ok, fail) => {
     server.once('error', fail)
     server.listen(cfg.port, cfg.host, () => { server.off('error', fail); ok() })
@@ -225,15 +256,33 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     async close() {
       kv.close()
       await snapshotter?.close()
-      for (const c of wss.clients) c.terminate()
-      wss.close()
+      plane.close()
       await new Promise<void>(ok => server.close(() => ok()))
       await engine.close()
     },
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/**
+ * True when this module is the process's entry point. Compared as real paths: the cluster launcher
+ * runs a bundle under node_modules/.cache, and where node_modules is a symlink (a git worktree
+ * sharing one install) import.meta.url names the link's target, so a plain string comparison
+ * silently skipped main and the replica exited 0 at once.
+ */
+function isEntryPoint(): boolean {
+  const script = process.argv[1]
+  if (!script) return false
+  try {
+    return realpathSync(script) === fileURLToPath(import.meta.url)
+  } catch {
+    return false
+  }
+}
+
+if (isEntryPoint()) {
+  // Before anything is created: files 0600 and directories 0700 (they were 0644 and 0755), whatever
+  // the engine, the WAL or a restore passes as their mode.
+  process.umask(0o077)
   const cfg = parseReplicaArgs(process.argv.slice(2))
   startReplica(cfg).then(replica => {
     const stop = () => { replica.close().then(() => process.exit(0), () => process.exit(1)) }

@@ -1,22 +1,52 @@
-// Prometheus text exposition of a replica's counters (GET /metrics).
+// Prometheus text exposition of a replica's counters (GET /metrics): requests, frames and errors,
+// storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
+// so a flood or a client that does not read shows up here), admin snapshot calls, and the
+// process's resident memory.
 
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
+import type { DataPlaneStats } from './ws-data-plane.ts'
 
-export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {}): string {
+/** POST /admin/snapshot calls: started a snapshot, shared one in flight, refused (429). */
+export interface AdminCounters {
+  snapshotsStarted: number
+  snapshotsShared: number
+  snapshotsRefused: number
+}
+
+export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
+  plane?: DataPlaneStats, admin?: AdminCounters): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
+  const n = label('node', node)
   lines.push('# TYPE ringkv_requests_total counter')
-  for (const [type, n] of Object.entries(c.requests)) lines.push(`ringkv_requests_total{${label('node', node)},${label('type', type)}} ${n}`)
+  for (const [type, count] of Object.entries(c.requests)) lines.push(`ringkv_requests_total{${n},${label('type', type)}} ${count}`)
   lines.push('# TYPE ringkv_frames_total counter')
-  lines.push(`ringkv_frames_total{${label('node', node)},${label('direction', 'in')}} ${c.framesIn}`)
-  lines.push(`ringkv_frames_total{${label('node', node)},${label('direction', 'out')}} ${c.framesOut}`)
+  lines.push(`ringkv_frames_total{${n},${label('direction', 'in')}} ${c.framesIn}`)
+  lines.push(`ringkv_frames_total{${n},${label('direction', 'out')}} ${c.framesOut}`)
   lines.push('# TYPE ringkv_errors_total counter')
-  for (const [kind, n] of Object.entries(c.errors)) lines.push(`ringkv_errors_total{${label('node', node)},${label('kind', kind)}} ${n}`)
-  lines.push('# TYPE ringkv_pending_writes gauge', `ringkv_pending_writes{${label('node', node)}} ${c.pendingWrites}`)
+  for (const [kind, count] of Object.entries(c.errors)) lines.push(`ringkv_errors_total{${n},${label('kind', kind)}} ${count}`)
+  lines.push('# TYPE ringkv_pending_writes gauge', `ringkv_pending_writes{${n}} ${c.pendingWrites}`)
   for (const [k, v] of Object.entries({ ...storage, ...extra })) {
     const name = `ringkv_storage_${k.replace(/[A-Z]/g, m => '_' + m.toLowerCase())}`
-    lines.push(`# TYPE ${name} gauge`, `${name}{${label('node', node)}} ${v}`)
+    lines.push(`# TYPE ${name} gauge`, `${name}{${n}} ${v}`)
   }
+  if (plane) {
+    lines.push('# TYPE ringkv_connections_open gauge', `ringkv_connections_open{${n}} ${plane.open}`)
+    lines.push('# TYPE ringkv_connections_awaiting_hello gauge', `ringkv_connections_awaiting_hello{${n}} ${plane.handshakes}`)
+    lines.push('# TYPE ringkv_connections_paused gauge', `ringkv_connections_paused{${n}} ${plane.paused}`)
+    lines.push('# TYPE ringkv_reply_backlog_bytes gauge', `ringkv_reply_backlog_bytes{${n}} ${plane.replyBacklogBytes}`)
+    lines.push('# TYPE ringkv_connections_refused_total counter')
+    for (const [reason, count] of Object.entries(plane.refused)) lines.push(`ringkv_connections_refused_total{${n},${label('reason', reason)}} ${count}`)
+    lines.push('# TYPE ringkv_connections_closed_total counter')
+    for (const [reason, count] of Object.entries(plane.closed)) lines.push(`ringkv_connections_closed_total{${n},${label('reason', reason)}} ${count}`)
+  }
+  if (admin) {
+    lines.push('# TYPE ringkv_admin_snapshots_total counter')
+    lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'started')}} ${admin.snapshotsStarted}`)
+    lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'shared')}} ${admin.snapshotsShared}`)
+    lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'refused')}} ${admin.snapshotsRefused}`)
+  }
+  lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   return lines.join('\n') + '\n'
 }

@@ -1,25 +1,28 @@
 // An S3-compatible server inside this process (@20minutes/s3rver, file-backed under `directory`),
 // so `npm start` and the tests need nothing installed: the replicas point their S3 client at it as
-// at any MinIO. It listens on 127.0.0.1 only. s3rver knows one account, S3RVER/S3RVER;
-// allowMismatchedSignatures lets bucket-level calls through (it signs them differently from the
-// SDK and answers 403 SignatureDoesNotMatch otherwise, shared/notes/environment.md).
+// at any MinIO. It is for local use only: it listens on 127.0.0.1, and although it refuses requests
+// that carry no signature at all (403 AccessDenied, checked here in front of s3rver), it does not
+// check the signatures it is given. s3rver knows one account, S3RVER/S3RVER, and signs bucket-level
+// calls differently from the AWS SDK (it answered 403 SignatureDoesNotMatch to them), so it runs with
+// allowMismatchedSignatures: any signed request naming the key id S3RVER gets in. Its directory is
+// 0700; its HTTP server gets the same timeouts and socket cap as the replicas' (http-server.ts).
 
-import { mkdir } from 'node:fs/promises'
-import type { Server } from 'node:http'
+import { mkdir, chmod } from 'node:fs/promises'
+import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
+import { hardenHttpServer, httpServerOptions } from '../node/http-server.ts'
 import type { S3Config } from './s3-store.ts'
 
-// s3rver ships no type declarations; this is the part of its API used here.
+// s3rver ships no type declarations; this is the part of its API used here. It is a Koa app:
+// callback() is Koa's request listener, configureBuckets() what its run() does before listening.
+// The server is ours (not run()'s) so that its options and the signature check are in front.
 interface S3rverInstance {
-  run(): Promise<AddressInfo>
-  close(): Promise<void>
-  httpServer?: Server
+  configureBuckets(): Promise<unknown>
+  callback(): RequestListener
 }
 interface S3rverConstructor {
   new (options: {
-    port: number
-    address: string
     directory: string
     silent: boolean
     allowMismatchedSignatures: boolean
@@ -48,17 +51,44 @@ export interface EmbeddedS3 {
   close(): Promise<void>
 }
 
+/** True when the request carries an S3 signature (header or presigned query), whatever its value. */
+function signed(req: IncomingMessage): boolean {
+  if (req.headers.authorization !== undefined) return true
+  let query: URLSearchParams
+  try {
+    query = new URL(req.url ?? '/', 'http://localhost').searchParams
+  } catch {
+    return false // a target no URL parser reads ("http://[") is refused, not thrown past the server
+  }
+  return query.has('X-Amz-Signature') || query.has('Signature')
+}
+
+function accessDenied(res: ServerResponse): void {
+  const body = '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Unsigned requests are refused</Message></Error>\n'
+  res.writeHead(403, { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body), connection: 'close' })
+  res.end(body)
+}
+
 export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<EmbeddedS3> {
-  await mkdir(opts.directory, { recursive: true })
-  const server = new S3rver({
-    port: opts.port ?? 0,
-    address: '127.0.0.1',
+  await mkdir(opts.directory, { recursive: true, mode: 0o700 })
+  await chmod(opts.directory, 0o700)
+  const s3rver = new S3rver({
     directory: opts.directory,
     silent: true,
     allowMismatchedSignatures: true,
     ...(opts.bucket === undefined ? {} : { configureBuckets: [{ name: opts.bucket }] }),
   })
-  const address = await server.run()
+  await s3rver.configureBuckets()
+  const handle = s3rver.callback()
+  const server: Server = hardenHttpServer(createServer(httpServerOptions(), (req, res) => {
+    if (signed(req)) handle(req, res)
+    else accessDenied(res)
+  }))
+  await new Promise<void>((ok, fail) => {
+    server.once('error', fail)
+    server.listen(opts.port ?? 0, '127.0.0.1', () => { server.off('error', fail); ok() })
+  })
+  const address = server.address() as AddressInfo
   const endpoint = `http://127.0.0.1:${address.port}`
   let closed = false
   return {
@@ -72,9 +102,9 @@ export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<Embedded
     async close() {
       if (closed) return
       closed = true
-      const done = server.close()
+      const done = new Promise<void>(ok => server.close(() => ok()))
       // close() alone waits for keep-alive clients to hang up; an outage should not.
-      server.httpServer?.closeAllConnections()
+      server.closeAllConnections()
       await done
     },
   }
