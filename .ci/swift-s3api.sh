@@ -9,7 +9,7 @@
 # Only the `export ...` line goes to stdout (so `eval` works); progress goes to stderr.
 # Ports: S3PORT (default 18080; 8080 is the ringkv gateway's), MCPORT (memcached, default 11211),
 # and 6200-6202 for the object, container and account servers (loopback only).
-# Adapted from shared/notes/swift-s3api.sh (seen working with Debian 12's swift 2.30.1).
+# Seen working with Debian 12's swift 2.30.1.
 set -euo pipefail
 
 S3PORT=${S3PORT:-18080}

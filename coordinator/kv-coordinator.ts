@@ -1,7 +1,7 @@
 // Coordinates one request end to end: validates it, finds the preference list on the ring, and
 // drives the quorum state machines (quorum/) over the connection pool. The SDK runs this in apps;
-// the HTTP gateway runs the very same object server-side (DESIGN.md "Quorum, coordinated by the
-// client"). The ring comes from the seeds (RingDiscovery) and is refreshed from replies.
+// the HTTP gateway runs the very same object server-side (docs/quorum.md). The
+// ring comes from the seeds (RingDiscovery) and is refreshed from replies.
 //
 // Promises kept here: options are checked before any I/O (the constructor throws BadRequest at
 // once); `timeoutMs` is a deadline for the whole call, ring discovery included; every failure is a

@@ -6,7 +6,7 @@
 import { assert } from './assert.ts'
 
 export const limits = {
-  // Data model (DESIGN.md "Data model and API").
+  // Data model (README.md "API"; docs/limits.md).
   keyBytesMax: 512,
   valueBytesDefault: 1024 * 1024,
   valueBytesMax: 8 * 1024 * 1024,

@@ -1,5 +1,5 @@
 // What the coordinator needs from the world, passed in so the same logic runs in Node, browsers,
-// Workers and a deterministic simulator (DESIGN.md: nothing in coordinator/ reaches for timers,
+// Workers and a deterministic simulator (docs/architecture.md: nothing in coordinator/ reaches for timers,
 // clocks, randomness or sockets directly). `systemRuntime` is the one adapter over the host's own
 // globals; a simulator supplies its own Runtime.
 

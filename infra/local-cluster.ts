@@ -6,8 +6,10 @@
 import { parseArgs } from 'node:util'
 import { s3ConfigFromEnv } from '../replica/snapshot/s3-store.ts'
 import { startCluster } from './cluster.ts'
+import { installLastResort } from '../replica/node/process.ts'
 
 process.umask(0o077)
+installLastResort('ringkv')
 
 const { values } = parseArgs({
   options: {

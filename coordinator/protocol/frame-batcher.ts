@@ -1,5 +1,5 @@
 // Coalesces outgoing messages into frames: everything queued within one tick of the event loop goes
-// out as one WebSocket frame (DESIGN.md "Wire protocol"). A frame is sent early when it reaches
+// out as one WebSocket frame (docs/protocol.md). A frame is sent early when it reaches
 // frameMessagesMax messages or about frameBatchBytesMax bytes, so batching bounds both memory and
 // the latency it adds (at most one tick). A message that would push the batch past
 // frameBatchBytesMax first sends what is queued, so a big message always travels alone and

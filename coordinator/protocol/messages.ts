@@ -1,4 +1,4 @@
-// The wire protocol between SDK/gateway coordinators and replicas (DESIGN.md "Wire protocol").
+// The wire protocol between SDK/gateway coordinators and replicas (docs/protocol.md).
 //
 // A frame is one WebSocket binary message holding a msgpack array of messages; a message is
 // `[type, id, body]`. Requests flow coordinator -> replica; a reply carries the request's type and

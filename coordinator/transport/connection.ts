@@ -1,4 +1,4 @@
-// One WebSocket to one replica, multiplexing requests by id (DESIGN.md "Wire protocol").
+// One WebSocket to one replica, multiplexing requests by id (docs/protocol.md).
 //
 // The connection opens lazily on the first request, says `hello` (protocol version) and pipelines
 // everything else behind it; outgoing messages coalesce into one frame per tick (FrameBatcher).

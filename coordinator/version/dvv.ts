@@ -1,4 +1,4 @@
-// Dotted version vector sets: the per-key version state of every replica (DESIGN.md "Versions").
+// Dotted version vector sets: the per-key version state of every replica (docs/versions.md).
 //
 // Source: Preguiça, Baquero, Almeida, Fonte, Gonçalves 2010, "Dotted Version Vectors: Logical Clocks
 // for Optimistic Replication", and its compact form in Riak's `dvvset` (Almeida et al. 2014). The idea:

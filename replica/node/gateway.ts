@@ -13,6 +13,7 @@ import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { hardenHttpServer, httpServerOptions } from './http-server.ts'
+import { installLastResort, isEntryPoint } from './process.ts'
 
 export interface RunningGateway { readonly url: string; readonly kv: KvCoordinator; close(): Promise<void> }
 
@@ -36,7 +37,8 @@ export async function startGateway(opts: { seeds: string[]; port: number; host?:
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+if (isEntryPoint(import.meta.url)) {
+  installLastResort('gateway')
   const { values } = parseArgs({ options: { seeds: { type: 'string' }, port: { type: 'string', default: '8080' }, host: { type: 'string', default: '127.0.0.1' } } })
   if (!values.seeds) { process.stderr.write('gateway: --seeds ws://host:port,... is required\n'); process.exit(2) }
   startGateway({ seeds: values.seeds.split(','), port: Number(values.port), host: values.host! }).then(g => {

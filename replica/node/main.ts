@@ -9,9 +9,7 @@
 import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
-import { realpathSync } from 'node:fs'
 import { resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
@@ -25,10 +23,14 @@ import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
 import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
 import { mergeStates } from '../state-codec.ts'
+import { snapshotLimits } from '../snapshot/snapshot-limits.ts'
+import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
+import { storageLimits } from '../storage/storage-limits.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
 import { hardenHttpServer, httpServerOptions } from './http-server.ts'
 import { renderMetrics, type AdminCounters } from './metrics.ts'
+import { installLastResort, isEntryPoint } from './process.ts'
 import { attachDataPlane } from './ws-data-plane.ts'
 
 export interface ReplicaConfig {
@@ -99,7 +101,9 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (budget !== undefined && !(Number.isInteger(budget) && budget > 0)) fail('--snapshot-budget-bytes must be a positive integer')
   if (!/^[A-Za-z0-9._-]{1,64}$/.test(values.cluster!)) fail(`--cluster must be letters, digits, . _ - (got ${values.cluster})`)
   const memtable = values['memtable-bytes-max'] === undefined ? undefined : Number(values['memtable-bytes-max'])
-  if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= 4096)) fail('--memtable-bytes-max must be an integer >= 4096')
+  if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= storageLimits.memtableBytesMin && memtable <= storageLimits.memtableBytesMax)) {
+    fail(`--memtable-bytes-max must be an integer from ${storageLimits.memtableBytesMin} to ${storageLimits.memtableBytesMax}`)
+  }
   return {
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
     id, host: values.host!, port, nodes,
@@ -148,7 +152,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     // a restore cut short by a crash left no MANIFEST.json and is simply done again. If S3 cannot be
     // reached, start empty (the other replicas hold the data, read repair brings it back) and say so
     // in /health rather than refuse to serve.
-    if (store && !(await readdir(cfg.dataDir)).includes('MANIFEST.json')) {
+    if (store && !(await readdir(cfg.dataDir)).includes(manifestFileName)) {
       try {
         restore = await restoreFromSnapshot({ store, cluster: cfg.cluster, node: cfg.id, dataDir: cfg.dataDir, log })
       } catch (e) {
@@ -178,7 +182,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   const writeGate = () => {
     if (!snapshotter) return undefined
     const now = Date.now()
-    if (now - gateCheckedAt >= 5) {
+    if (now - gateCheckedAt >= snapshotLimits.writeGateRefreshMs) {
       gateCheckedAt = now
       try { snapshotter.assertWithinBudget(); gate = undefined } catch (e) { gate = e as KvError }
     }
@@ -269,21 +273,12 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
  * sharing one install) import.meta.url names the link's target, so a plain string comparison
  * silently skipped main and the replica exited 0 at once.
  */
-function isEntryPoint(): boolean {
-  const script = process.argv[1]
-  if (!script) return false
-  try {
-    return realpathSync(script) === fileURLToPath(import.meta.url)
-  } catch {
-    return false
-  }
-}
-
-if (isEntryPoint()) {
+if (isEntryPoint(import.meta.url)) {
   // Before anything is created: files 0600 and directories 0700 (they were 0644 and 0755), whatever
   // the engine, the WAL or a restore passes as their mode.
   process.umask(0o077)
   const cfg = parseReplicaArgs(process.argv.slice(2))
+  installLastResort(cfg.id)
   startReplica(cfg).then(replica => {
     const stop = () => { replica.close().then(() => process.exit(0), () => process.exit(1)) }
     process.once('SIGTERM', stop)

@@ -6,6 +6,7 @@
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
+import { processCounters } from './process.ts'
 
 /** POST /admin/snapshot calls: started a snapshot, shared one in flight, refused (429). */
 export interface AdminCounters {
@@ -48,5 +49,7 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'refused')}} ${admin.snapshotsRefused}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
+  lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)
   return lines.join('\n') + '\n'
 }
+

@@ -1,4 +1,4 @@
-// Restore a replica's data directory from its newest S3 snapshot (DESIGN.md "S3 snapshots"): used
+// Restore a replica's data directory from its newest S3 snapshot (docs/storage.md "Restore"): used
 // when a replica starts with an empty data directory. It finds the highest-seq manifest of
 // <cluster>/<node>, downloads every table it names into `${dataDir}/tables/`, verifying each
 // download's size and CRC32C against the manifest, and then writes `${dataDir}/MANIFEST.json`.
@@ -12,7 +12,7 @@
 // replayed, and the engine numbers new segments from there on.
 //
 // The snapshot may be behind the lost replica by up to one flush interval plus the upload lag: the
-// caller takes incarnation + 1 (so no dot is issued twice, DESIGN.md "Versions") and anti-entropy
+// caller takes a higher incarnation (so no dot is issued twice, docs/versions.md); read repair, and later anti-entropy,
 // brings back the rest from the other replicas.
 
 import { mkdir, open, readdir, rename, rm, stat } from 'node:fs/promises'

@@ -1,7 +1,7 @@
 // ObjectStore over any S3-compatible endpoint (MinIO, OpenStack Swift's s3api, the embedded s3rver,
 // AWS) with @aws-sdk/client-s3. This is the only file of the snapshot path that touches the SDK.
 //
-// Non-AWS endpoints need three client settings (seen on this machine, shared/notes/environment.md):
+// Non-AWS endpoints need three client settings (seen on this machine):
 // path-style addressing (no bucket DNS names on 127.0.0.1), and checksums only WHEN_REQUIRED, since
 // otherwise the SDK streams uploads as aws-chunked, which Swift rejects. Swift also insists on a
 // Content-MD5 header on DeleteObjects, which current SDKs no longer send: a build-step middleware

@@ -1,4 +1,4 @@
-// Continuous S3 snapshots of one replica's storage engine (DESIGN.md "S3 snapshots").
+// Continuous S3 snapshots of one replica's storage engine (docs/storage.md "S3 snapshots").
 //
 // After each engine manifest change (a flush or a compaction committed), the snapshotter uploads
 // the tables the new manifest names that the store does not hold yet, and only then writes a
