@@ -253,7 +253,11 @@ class Peer {
     if (this.ws.readyState !== this.ws.OPEN) return
     this.service.counters.framesOut++
     this.sentBytes += frame.byteLength
-    this.ws.send(frame, this.onWritten)
+    // No per-write callback (it cost a callback dispatch per frame on the hot path): the backlog is
+    // accounted here, and again on the socket's 'drain' and at each stall check, which is where a
+    // paused connection goes on. Writes that complete without a drain leave at most the socket's
+    // highWaterMark counted a little longer than it is held.
+    this.ws.send(frame)
     this.account()
     if (this.ws.bufferedAmount > limits.replyBufferedBytesMax) {
       this.close('reply_backlog', 'reply backlog over limit: the client is not reading', false)
