@@ -16,8 +16,9 @@ const messageOverheadBytes = 32
 export interface FrameBatcherOptions {
   /**
    * Called with a message whose frame, alone, is over frameBytesMax; returns what to send in its
-   * place (a replica answers an error with the same id), or undefined to send it anyway. Without
-   * it, an oversized frame is sent and the peer refuses it.
+   * place (a replica answers an error with the same id), or undefined to send nothing (a client
+   * fails the request itself). An oversized frame is never sent: the peer would refuse it by closing
+   * the connection, failing every other request on it too.
    */
   readonly oversize?: (message: Message, frameBytes: number) => Message | undefined
 }
@@ -84,7 +85,7 @@ export class FrameBatcher {
       return
     }
     const instead = this.opts.oversize?.(message, frame.byteLength)
-    this.send(instead ? encodeFrame([instead]) : frame)
+    if (instead) this.send(encodeFrame([instead]))
   }
 
   /** Messages not yet sent (dropped on close: their requests fail through their own timeouts). */

@@ -135,6 +135,17 @@ export class Connection {
     return new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms waiting for the connection`)
   }
 
+  private readonly tooLarge = (m: readonly [string, number, unknown], frameBytes: number): undefined => {
+    const p = this.pending.get(m[1])
+    if (p) {
+      this.pending.delete(m[1])
+      this.rt.clearTimeout(p.timer)
+      p.reject(new KvError({ kind: 'TooLarge', bytes: frameBytes, bytesMax: limits.frameBytesMax },
+        `${m[0]} to ${this.node} not sent: its frame would be ${frameBytes} bytes, over the ${limits.frameBytesMax}-byte limit`))
+    }
+    return undefined
+  }
+
   private unavailable(why: string, cause?: unknown): KvError {
     return new KvError({ kind: 'Unavailable', node: this.node }, `${this.node} (${shownUrl(this.url)}): ${why}`, { cause })
   }
@@ -151,7 +162,10 @@ export class Connection {
     // Browsers and Workers deliver ArrayBuffers; Node's ws adapter (runtime.ts) keeps its Buffers.
     if (socket.binaryType !== 'nodebuffer') socket.binaryType = 'arraybuffer'
     this.socket = socket
-    const batcher = new FrameBatcher(frame => socket.send(frame), this.rt.tick)
+    // A request whose frame would be over frameBytesMax (a read repair of a state merged from
+    // several replicas can be) fails here with TooLarge: sent, it would make the replica close the
+    // connection, failing every other request on it.
+    const batcher = new FrameBatcher(frame => socket.send(frame), this.rt.tick, { oversize: this.tooLarge })
     this.connectTimer = this.rt.setTimeout(() => {
       if (this.socket === socket && this.state === 'connecting') {
         socket.close()
