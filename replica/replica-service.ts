@@ -151,7 +151,9 @@ export class ReplicaService {
         const { state: stored, bytes: storedBytes } = this.stored(key)
         const forged = ownDotsError(state.vv, stored, actor, 'the replicated state')
         if (forged) { this.fail(reply, id, forged); return }
-        const next = syncForWrite(stored, state)
+        // A key this replica has never seen (every fresh write) takes the validated state as it is:
+        // sync(EMPTY, state) would only copy it.
+        const next = stored === EMPTY ? state : syncForWrite(stored, state)
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
