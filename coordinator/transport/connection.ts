@@ -17,6 +17,9 @@ import {
   describeIssues, errorSchema, type ReplyBody, type RequestBody, type RequestType,
 } from '../protocol/messages.ts'
 import type { Runtime, SocketLike } from '../runtime.ts'
+import { backoffDelayMs, type BackoffPolicy } from '../backoff.ts'
+
+const reconnectBackoff: BackoffPolicy = { minMs: limits.reconnectBackoffMsMin, maxMs: limits.reconnectBackoffMsMax, jitter: 'equal' }
 
 interface Pending {
   readonly type: RequestType
@@ -283,8 +286,7 @@ export class Connection {
     this.rt.clearTimeout(this.connectTimer)
     this.failures++
     this.lastFailure = e
-    const base = Math.min(limits.reconnectBackoffMsMax, limits.reconnectBackoffMsMin * 2 ** (this.failures - 1))
-    const delay = base / 2 + this.rt.random() * base / 2
+    const delay = backoffDelayMs(reconnectBackoff, this.failures, this.rt.random)
     this.state = 'backoff'
     this.drop(e)
     // Reconnect in the background once the backoff has passed; until its hello completes the

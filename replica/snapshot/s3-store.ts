@@ -35,6 +35,8 @@ import { KvError } from '../../coordinator/errors.ts'
 import type { Log } from '../storage/engine-types.ts'
 import type { LargeBody, ObjectStore, PutLargeOptions, StoreOpOptions } from './object-store.ts'
 import { snapshotLimits as L } from './snapshot-limits.ts'
+import { backoffDelayMs } from '../../coordinator/backoff.ts'
+import { sleep } from '../abortable-sleep.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Configuration
@@ -347,8 +349,7 @@ export class S3ObjectStore implements ObjectStore {
         if (opts.signal?.aborted === true) throw opts.signal.reason
         const transient = isTransient(e)
         if (!transient || attempt >= this.attemptsMax) throw this.wrap(op, key, e, attempt)
-        const ceiling = Math.min(this.backoffMsMax, this.backoffMsMin * 2 ** (attempt - 1))
-        const delayMs = Math.max(1, Math.floor(this.random() * ceiling))
+        const delayMs = backoffDelayMs({ minMs: this.backoffMsMin, maxMs: this.backoffMsMax, jitter: 'full' }, attempt, this.random)
         this.log('s3 request failed, retrying', { op, key, attempt, delayMs, error: describeError(e) })
         await sleep(delayMs, opts.signal)
       }
@@ -430,11 +431,3 @@ function sendOptions(opts: StoreOpOptions): { abortSignal?: AbortSignal } {
   return opts.signal === undefined ? {} : { abortSignal: opts.signal }
 }
 
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted === true) { reject(signal.reason); return }
-    const onAbort = (): void => { clearTimeout(t); reject(signal?.reason) }
-    const t = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve() }, ms)
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
-}

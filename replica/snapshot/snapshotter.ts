@@ -33,6 +33,8 @@ import {
   snapshotManifestVersion, tableKey, tablesPrefix, type SnapshotManifest,
 } from './snapshot-manifest.ts'
 import { snapshotLimits as L } from './snapshot-limits.ts'
+import { backoffDelayMs } from '../../coordinator/backoff.ts'
+import { sleep } from '../abortable-sleep.ts'
 
 export interface SnapshotterOptions {
   engine: Engine
@@ -289,12 +291,12 @@ export class Snapshotter {
         }
         this.consecutiveFailures++
         this.lastError = e
-        const ceiling = Math.min(this.backoffMsMax, this.backoffMsMin * 2 ** Math.min(30, this.consecutiveFailures - 1))
-        const delayMs = Math.max(1, Math.floor(ceiling / 2 + (this.random() * ceiling) / 2))
+        const delayMs = backoffDelayMs({ minMs: this.backoffMsMin, maxMs: this.backoffMsMax, jitter: 'equal' }, this.consecutiveFailures, this.random)
         this.log('snapshot upload failed, retrying', {
           error: describe(e), consecutiveFailures: this.consecutiveFailures, delayMs, bytesPending: this.bytesPending(),
         })
-        await this.sleep(delayMs)
+        // close() aborts the wait; the loop then sees `closed` and ends.
+        await sleep(delayMs, this.abort.signal).catch(() => undefined)
       }
     }
     this.uploading = false
@@ -458,16 +460,6 @@ export class Snapshotter {
         w.resolve(summary)
       }
     }
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const signal = this.abort.signal
-      if (signal.aborted) { resolve(); return }
-      const done = (): void => { clearTimeout(t); signal.removeEventListener('abort', done); resolve() }
-      const t = setTimeout(done, ms)
-      signal.addEventListener('abort', done, { once: true })
-    })
   }
 
   /** The summary of the newest manifest this process wrote. */
