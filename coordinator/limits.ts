@@ -36,7 +36,18 @@ export const limits = {
   /** Serialized causal context, as text: it must fit a header or a cookie. */
   contextBytesMax: 4096,
 
+  // Names on the wire (zod counts code points).
+  /** Longest actor, node id or zone name. */
+  nameCharsMax: 128,
+  /** Longest replica URL in a ring. */
+  urlCharsMax: 2048,
+  /** Longest client name a hello may carry, and its token. */
+  clientNameCharsMax: 256,
+  tokenCharsMax: 4096,
+
   // Ring.
+  /** Most nodes one ring may name. */
+  ringNodesMax: 4096,
   partitionsDefault: 256,
   partitionsMax: 1 << 16,
   nDefault: 3,

@@ -175,9 +175,9 @@ function isObject(v: unknown): v is Fields {
   return typeof v === 'object' && v !== null && !Array.isArray(v)
 }
 
-/** Actor and node id schemas (1..128 characters); longer strings are left to zod's code point count. */
+/** Actor and node id schemas (1..nameCharsMax characters); longer strings are left to zod's code point count. */
 function isName(v: unknown): v is string {
-  return typeof v === 'string' && v.length >= 1 && v.length <= 128
+  return typeof v === 'string' && v.length >= 1 && v.length <= limits.nameCharsMax
 }
 
 /** bytesSchema.nullable(). */

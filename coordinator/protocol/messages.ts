@@ -42,7 +42,7 @@ export const keySchema = bytesSchema.transform((b, ctx) => {
   return key
 })
 
-const actorSchema = z.string().min(1).max(128)
+const actorSchema = z.string().min(1).max(limits.nameCharsMax)
 /** dvv.ts isCounter: an integer from 1 to counterMax (far below 2^53, so a stamp's +1 never overflows). */
 const counterSchema = z.number().int().positive().max(limits.counterMax)
 
@@ -76,24 +76,24 @@ export const stateSchema = z.object({
 })
 
 export const ringNodeSchema = z.object({
-  id: z.string().min(1).max(128),
-  url: z.string().min(1).max(2048),
-  zone: z.string().max(128).optional(),
+  id: z.string().min(1).max(limits.nameCharsMax),
+  url: z.string().min(1).max(limits.urlCharsMax),
+  zone: z.string().max(limits.nameCharsMax).optional(),
 })
 
 export const ringSchema = z.object({
   version: z.number().int().nonnegative(),
   partitions: z.number().int().positive().max(limits.partitionsMax),
   n: z.number().int().positive().max(limits.nMax),
-  nodes: z.array(ringNodeSchema).min(1).max(4096),
+  nodes: z.array(ringNodeSchema).min(1).max(limits.ringNodesMax),
   owners: z.array(z.string()).max(limits.partitionsMax),
 })
 
-const nodeIdSchema = z.string().min(1).max(128)
+const nodeIdSchema = z.string().min(1).max(limits.nameCharsMax)
 
 /** Request bodies, coordinator -> replica. */
 export const requestSchemas = {
-  hello: z.object({ protocol: z.number().int(), client: z.string().max(256), token: z.string().max(4096).optional() }),
+  hello: z.object({ protocol: z.number().int(), client: z.string().max(limits.clientNameCharsMax), token: z.string().max(limits.tokenCharsMax).optional() }),
   get: z.object({ key: keySchema }),
   /** Stamp: the replica makes a dot, applies update(state, context, dot, value), logs it. */
   put: z.object({ key: keySchema, context: vectorSchema, value: bytesSchema.nullable(), hintFor: nodeIdSchema.optional() }),
@@ -110,7 +110,7 @@ export const replySchemas = {
    * The stamped state. `elided` names the new sibling's dot when its value is left out (sent as
    * null): it is the value the request carried, so echoing it back would only double the bytes.
    */
-  put: z.object({ state: stateSchema, elided: z.object({ actor: z.string().min(1).max(128), counter: counterSchema }).optional() }),
+  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional() }),
   replicate: z.object({}),
   ring: z.object({ ring: ringSchema }),
 } as const
