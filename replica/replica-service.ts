@@ -10,6 +10,7 @@
 // way the state to store is computed here, from everything the engine holds for the key, and goes
 // through the one rule of coordinator/version/state-bounds.ts before anything is written.
 
+import { unreachable } from '../coordinator/assert.ts'
 import { KvError } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
@@ -18,7 +19,6 @@ import { describeIssues, isRequestType, type ErrorBody, type ParsedRequest, type
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { EMPTY, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
 import { boundsError, ownDotsError, syncForWrite } from '../coordinator/version/state-bounds.ts'
-import { unreachable } from '../coordinator/assert.ts'
 import type { Engine, ValueWriter } from './storage/engine-types.ts'
 import { decodeState, stateWriter } from './state-codec.ts'
 
