@@ -11,6 +11,7 @@
 
 import { asKvError, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
+import { OpStats } from './metrics/op-stats.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
@@ -184,6 +185,10 @@ export class KvCoordinator {
   /** Read repairs in flight, shared by every read (bounded by limits.readRepairsInflightMax). */
   private readonly repairs = { inflight: 0 }
   private readonly defaults: { r: number | undefined; w: number | undefined; timeoutMs: number; sloppy: boolean; valueBytesMax: number }
+  /** Latency of completed puts and gets, and where the slowest puts spent their time (kv.stats()). */
+  readonly opStats = new OpStats()
+  /** The runtime's monotonic clock (ms) for opStats, its wall clock when it has none. */
+  private readonly clock: () => number
 
   constructor(private readonly opts: CoordinatorOptions) {
     const issues = coordinatorOptionIssues('KvCoordinator', opts)
@@ -191,6 +196,8 @@ export class KvCoordinator {
     if (rtIssue !== undefined) issues.push(`KvCoordinator: runtime ${rtIssue}`)
     if (issues.length > 0) throw badRequest(...issues)
     this.seeds = [...opts.seeds]
+    const rt = opts.runtime
+    this.clock = rt.hrNow ? () => rt.hrNow!() : () => rt.now()
     this.defaults = {
       r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault,
       sloppy: opts.sloppy ?? true, valueBytesMax: opts.valueBytesMax ?? limits.valueBytesDefault,
@@ -260,6 +267,7 @@ export class KvCoordinator {
         `value is ${value.byteLength} bytes, over the ${this.defaults.valueBytesMax}-byte limit`)
     }
     this.checkOptions('put', opts)
+    const t0 = this.clock()
     const context = opts.context ? decodeContext(opts.context) : {}
     const deadline = this.deadlineOf(opts)
     // No await once the ring is known: each await is a trip through the microtask queue per request.
@@ -273,7 +281,7 @@ export class KvCoordinator {
     // A stamp that takes too long moves on to the next node while there is time left to finish there.
     const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(left / 3)))
     return new Promise<WriteResult>((resolve, reject) => {
-      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject).start(left)
+      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject, this.opStats, this.clock, t0).start(left)
     })
   }
 
@@ -297,6 +305,7 @@ export class KvCoordinator {
     this.checkOpen()
     const keyBytes = this.checkKey(key)
     this.checkOptions('get', opts)
+    const t0 = this.clock()
     const deadline = this.deadlineOf(opts)
     const ring = this.ring ?? await this.ringBy(deadline)
     const r = this.quorumParam('r', opts.r ?? this.defaults.r, ring)
@@ -314,7 +323,7 @@ export class KvCoordinator {
     if (sloppy) for (const f of pl.fallbacks) { if (targets.length >= pl.primaries.length) break; if (this.pool.isUp(f)) targets.push(f) }
     const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}) })
     return new Promise<ReadResult>((resolve, reject) => {
-      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, left, this.repairs, resolve, reject).start()
+      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, left, this.repairs, resolve, reject, this.opStats, this.clock, t0).start()
     })
   }
 
@@ -513,6 +522,14 @@ class WriteDriver {
   private timer: unknown
   private deadline = 0
   private timeoutMs = 0
+  // For opStats (op-stats.ts putPhases): when the first stamp left, when a stamp came back, what
+  // the stamping replica said about its time, and the replica time on the ack that made the quorum.
+  private stamps = 0
+  private stampSentAt = 0
+  private stampedAt = 0
+  private stampServiceUs = 0
+  private stampFsyncUs = 0
+  private replicaServiceUs = 0
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -522,6 +539,9 @@ class WriteDriver {
     private readonly stampTimeoutMs: number,
     private readonly resolve: (r: WriteResult) => void,
     private readonly reject: (e: Error) => void,
+    private readonly stats: OpStats,
+    private readonly clock: () => number,
+    private readonly startedAt: number,
   ) {}
 
   start(timeoutMs: number): void {
@@ -557,7 +577,18 @@ class WriteDriver {
       this.reject(new KvError(k.data, `the write was acknowledged by ${o.acked.join(', ')}, but its context cannot be returned: ${k.message}`, { cause: e }))
       return
     }
+    this.recordStats()
     this.resolve({ context, state: o.state, acked: o.acked })
+  }
+
+  private recordStats(): void {
+    const end = this.clock()
+    const toUs = 1000
+    const stamped = this.stampedAt > 0 ? this.stampedAt : end
+    const stampRoundUs = (stamped - this.stampSentAt) * toUs
+    this.stats.recordPut((end - this.startedAt) * toUs, (this.stampSentAt - this.startedAt) * toUs,
+      Math.max(0, stampRoundUs - this.stampServiceUs), Math.max(0, this.stampServiceUs - this.stampFsyncUs), this.stampFsyncUs,
+      (end - stamped) * toUs, this.replicaServiceUs, this.stamps)
   }
 
   /** A throw from the quorum or a callback: settle the call with it (a bug becomes Internal). */
@@ -578,16 +609,20 @@ class WriteDriver {
       const left = Math.max(1, this.deadline - this.rt.now())
       const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
       if (a.kind === 'stamp') {
+        if (this.stamps++ === 0) this.stampSentAt = this.clock()
         conn.request('put', { key, context, value, ...hint }, Math.min(left, this.stampTimeoutMs), approx)
           .then(reply => this.onStamped(node, reply), e => this.onStampFailed(node, e))
       } else {
         conn.request('replicate', { key, state: a.state, ...hint }, left, approx)
-          .then(() => this.onReplicated(node), e => this.onFailed(node, e))
+          .then(reply => this.onReplicated(node, reply), e => this.onFailed(node, e))
       }
     }
   }
 
   private onStamped(node: string, reply: ReplyBody<'put'>): void {
+    this.stampedAt = this.clock()
+    this.stampServiceUs = reply.serviceUs ?? 0
+    this.stampFsyncUs = reply.fsyncUs ?? 0
     let state: DvvSet
     try {
       state = withElidedValue(reply, this.req.value)
@@ -603,7 +638,8 @@ class WriteDriver {
     }
   }
 
-  private onReplicated(node: string): void {
+  private onReplicated(node: string, reply: ReplyBody<'replicate'>): void {
+    this.replicaServiceUs = reply.serviceUs ?? 0
     try {
       this.run(this.q.onReplicated(node))
       this.check()
@@ -654,6 +690,9 @@ class ReadDriver {
     private readonly repairs: { inflight: number },
     private readonly resolve: (r: ReadResult) => void,
     private readonly reject: (e: Error) => void,
+    private readonly stats: OpStats,
+    private readonly clock: () => number,
+    private readonly startedAt: number,
   ) {}
 
   start(): void {
@@ -717,6 +756,7 @@ class ReadDriver {
         if (this.q.complete) this.repair()
         return
       }
+      this.stats.get.recordMs(this.clock() - this.startedAt)
       this.resolve({ found: state !== null && !isDeleted(state), values: state ? valuesOf(state) : [], context, state })
     }
     if (this.q.complete) this.repair()

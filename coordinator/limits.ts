@@ -6,6 +6,24 @@
 import { assert } from './assert.ts'
 
 export const limits = {
+  // Latency histograms (coordinator/metrics/histogram.ts, docs/performance.md).
+  /** Fine buckets per power of two: a percentile read from them is within 2^(1/4), 19 %, of the truth. */
+  latencyHistogramBucketsPerOctave: 4,
+  /** Powers of two the buckets cover from 1 µs: 2^26 µs is 67 s; anything slower lands in the last bucket. */
+  latencyHistogramOctaves: 26,
+  /**
+   * Completed puts whose phases the SDK remembers (a ring buffer, overwritten oldest first), from
+   * which kv.stats() says where the slowest 1 % spent their time.
+   */
+  opPhaseSamplesMax: 32_768,
+  /**
+   * Largest service time (µs) a replica reports in a put or replicate reply (`serviceUs`, `fsyncUs`,
+   * for the SDK's per-phase breakdown); longer times are sent as this.
+   */
+  replyTimingUsMax: 2 ** 31 - 1,
+  /** Resolution (ms) of the event-loop delay histogram (perf_hooks.monitorEventLoopDelay) of each server process. */
+  eventLoopDelayResolutionMs: 10,
+
   // Data model (README.md "API"; docs/limits.md).
   keyBytesMax: 512,
   valueBytesDefault: 1024 * 1024,
@@ -98,6 +116,14 @@ export const limits = {
    * the replica, and used to take every connection down for every caller of the client.
    */
   timeoutResetsConnectionMsMin: 100,
+  /**
+   * Before such a reset the connection is asked for a sign of life (a `ring` request): it is reset
+   * only if nothing at all arrives within this. A replica that is merely slow (a long fsync, a
+   * CPU-starved event loop) answers; resetting it failed every request on the connection and
+   * marked the replica down, so that under load one slow moment turned into a collapse of every
+   * write (docs/performance.md). A paused replica is still found out, this much later.
+   */
+  silenceProbeTimeoutMs: 1000,
   /** retryAfterMs of the Overloaded error a caller gets when a connection's queue is full. */
   queueFullRetryAfterMs: 10,
   connectTimeoutMs: 2000,
@@ -240,9 +266,16 @@ assert(limits.seedsAskedAtOnce >= 1 && limits.seedHedgeMs * 3 <= limits.requestT
 assert(limits.timeoutResetsConnectionMsMin <= limits.stampTimeoutMsMax && limits.timeoutResetsConnectionMsMin <= limits.healthProbeTimeoutMs,
   'a timed-out stamp or health probe must still reset the connection of a paused replica')
 assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health probe must finish within an HTTP request')
+assert(limits.silenceProbeTimeoutMs >= limits.timeoutResetsConnectionMsMin && limits.stampTimeoutMsMax + limits.silenceProbeTimeoutMs < limits.requestTimeoutMsDefault,
+  'a paused replica must be found out within a default request timeout')
 assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry the issues describeIssues reports')
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
+
+assert(limits.latencyHistogramBucketsPerOctave >= 1 && limits.latencyHistogramOctaves >= 20 && limits.latencyHistogramOctaves <= 40,
+  'latency histograms must reach past a second and stay small')
+assert(limits.opPhaseSamplesMax >= 1000, 'the slowest 1 % of the phase samples must be at least 10 operations')
+assert(limits.eventLoopDelayResolutionMs >= 1, 'event-loop delay resolution must be at least 1 ms')
 
 export type Limits = typeof limits

@@ -13,6 +13,7 @@
 import { unreachable } from '../coordinator/assert.ts'
 import { KvError } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
+import { LatencyHistogram } from '../coordinator/metrics/histogram.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
 import { parseRequest } from '../coordinator/protocol/fast-parse.ts'
 import { describeIssues, isRequestType, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
@@ -28,6 +29,14 @@ export type Reply = (message: Message, approxBytes?: number) => void
 type Parsed = { [T in RequestType]: { readonly type: T; readonly body: ParsedRequest<T> } }[RequestType]
 
 const supersedesStored = { supersedes: true } as const
+
+/** What a write reply says about the replica's time on it (messages.ts, writeTiming). */
+type WriteTiming = { serviceUs?: number; fsyncUs?: number }
+
+/** A duration in ms as the whole µs a reply carries, within its bound. */
+function timingUs(ms: number): number {
+  return Math.min(limits.replyTimingUsMax, Math.max(0, Math.round(ms * 1000)))
+}
 
 /**
  * The stamp reply without the value the client just sent: the new sibling (this replica's actor,
@@ -53,6 +62,15 @@ export interface ReplicaServiceOptions {
   readonly valueBytesMax: number
   /** Returns an error when writes must be refused (e.g. the local snapshot budget is exhausted). */
   readonly writeGate?: () => KvError | undefined
+  /** A monotonic clock in fractional ms for the latency histograms; without it nothing is timed. */
+  readonly now?: () => number
+}
+
+/** Per request type, from the message's arrival to its reply (a write's includes its WAL fsync). */
+export interface ReplicaLatency {
+  readonly stamp: LatencyHistogram
+  readonly replicate: LatencyHistogram
+  readonly get: LatencyHistogram
 }
 
 export interface ReplicaCounters {
@@ -65,8 +83,12 @@ export interface ReplicaCounters {
 
 export class ReplicaService {
   readonly counters: ReplicaCounters = { framesIn: 0, framesOut: 0, requests: {}, errors: {}, pendingWrites: 0 }
+  readonly latency: ReplicaLatency = { stamp: new LatencyHistogram(), replicate: new LatencyHistogram(), get: new LatencyHistogram() }
+  private readonly now: (() => number) | undefined
 
-  constructor(private readonly opts: ReplicaServiceOptions) {}
+  constructor(private readonly opts: ReplicaServiceOptions) {
+    this.now = opts.now
+  }
 
   /** Answers one message. Never throws: every failure becomes an `error` reply. */
   handle(type: string, id: number, body: unknown, reply: Reply): void {
@@ -97,6 +119,8 @@ export class ReplicaService {
 
   private dispatch(req: Parsed, id: number, reply: Reply): void {
     const { engine, actor } = this.opts
+    // Only successful gets, stamps and replicates are timed: a refusal is counted under errors.
+    const t0 = this.now?.()
     switch (req.type) {
       case 'hello': {
         const { protocol } = req.body
@@ -119,6 +143,7 @@ export class ReplicaService {
           return
         }
         reply(['get', id, { state: stored ? decodeState(stored) : null }], stored?.byteLength ?? 0)
+        if (t0 !== undefined) this.latency.get.recordMs(this.now!() - t0)
         return
       }
       case 'put': {
@@ -135,7 +160,7 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, actor, value)], encoded.bytes))
+        this.write(key, encoded, reply, id, t0, this.latency.stamp, timing => reply(['put', id, { ...elideOwnValue(next, actor, value), ...timing }], encoded.bytes))
         return
       }
       case 'replicate': {
@@ -157,7 +182,7 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => reply(['replicate', id, {}]))
+        this.write(key, encoded, reply, id, t0, this.latency.replicate, timing => reply(['replicate', id, timing]))
         return
       }
       default:
@@ -185,10 +210,19 @@ export class ReplicaService {
    * Stores `encoded`, a state computed in this same turn from everything the engine holds for the
    * key (stored() then update or sync), so it supersedes it: the memtable need not merge.
    */
-  private write(key: string, encoded: ValueWriter, reply: Reply, id: number, done: () => void): void {
+  private write(key: string, encoded: ValueWriter, reply: Reply, id: number, t0: number | undefined, hist: LatencyHistogram,
+    done: (timing: WriteTiming) => void): void {
     this.counters.pendingWrites++
+    const now = this.now
+    const tWrite = now?.()
     this.opts.engine.put(key, encoded, supersedesStored).then(
-      () => { this.counters.pendingWrites--; done() },
+      () => {
+        this.counters.pendingWrites--
+        if (now === undefined || t0 === undefined || tWrite === undefined) { done({}); return }
+        const t1 = now()
+        hist.recordMs(t1 - t0)
+        done({ serviceUs: timingUs(t1 - t0), fsyncUs: timingUs(t1 - tWrite) })
+      },
       e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
   }
 

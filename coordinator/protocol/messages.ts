@@ -102,6 +102,14 @@ export const requestSchemas = {
   ring: z.object({}),
 } as const
 
+/**
+ * How long a replica spent on a write, in µs, from dispatch to reply (`serviceUs`) and of that
+ * waiting for its WAL group's fsync (`fsyncUs`): the SDK splits a slow put's time with them
+ * (docs/performance.md). Optional: older replicas do not send them.
+ */
+const timingUsSchema = z.number().int().nonnegative().max(limits.replyTimingUsMax).optional()
+const writeTiming = { serviceUs: timingUsSchema, fsyncUs: timingUsSchema }
+
 /** Reply bodies, replica -> coordinator, by the request type they answer. */
 export const replySchemas = {
   hello: z.object({ protocol: z.number().int(), node: nodeIdSchema, actor: z.string(), ring: ringSchema }),
@@ -110,8 +118,8 @@ export const replySchemas = {
    * The stamped state. `elided` names the new sibling's dot when its value is left out (sent as
    * null): it is the value the request carried, so echoing it back would only double the bytes.
    */
-  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional() }),
-  replicate: z.object({}),
+  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional(), ...writeTiming }),
+  replicate: z.object({ ...writeTiming }),
   ring: z.object({ ring: ringSchema }),
 } as const
 

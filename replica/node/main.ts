@@ -10,6 +10,7 @@ import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
@@ -188,7 +189,9 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate })
+  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, now: () => performance.now() })
+  const eventLoop = monitorEventLoopDelay({ resolution: limits.eventLoopDelayResolutionMs })
+  eventLoop.enable()
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
@@ -223,7 +226,8 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin,
+      { requests: service.latency, storage: engine.latency, eventLoop }), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,

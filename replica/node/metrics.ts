@@ -1,10 +1,16 @@
 // Prometheus text exposition of a replica's counters (GET /metrics): requests, frames and errors,
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
 // so a flood or a client that does not read shows up here), admin snapshot calls, and the
-// process's resident memory.
+// process's resident memory. And where time goes (docs/performance.md): latency histograms of the
+// replica's requests (stamp, replicate, get) and of its storage (WAL fsync, memtable flush,
+// compaction, and the slices of flush and compaction work between event-loop yields), plus the
+// process's event-loop delay.
 
-import type { ReplicaCounters } from '../replica-service.ts'
-import type { EngineStats } from '../storage/engine-types.ts'
+import type { IntervalHistogram } from 'node:perf_hooks'
+import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
+import { limits } from '../../coordinator/limits.ts'
+import type { ReplicaCounters, ReplicaLatency } from '../replica-service.ts'
+import type { EngineStats, StorageLatency } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
 import { processCounters } from './process.ts'
 
@@ -15,8 +21,37 @@ export interface AdminCounters {
   snapshotsRefused: number
 }
 
+/** The histograms /metrics shows: the service's, the engine's (when it keeps them) and the event loop's. */
+export interface LatencyMetrics {
+  readonly requests: ReplicaLatency
+  readonly storage: StorageLatency | undefined
+  readonly eventLoop: IntervalHistogram | undefined
+}
+
+/**
+ * Lines of a Prometheus histogram (seconds) from Node's event-loop delay histogram (ns). Node keeps
+ * an HDR histogram and exposes percentiles, not bucket counts, so each power-of-two bucket counts the
+ * share of samples at the highest percentile whose value is within the bound: exact to the HDR's
+ * precision, and monotonic as Prometheus requires.
+ */
+export function eventLoopLines(name: string, labels: string, h: IntervalHistogram): string[] {
+  const points = [...h.percentiles].sort((a, b) => a[0] - b[0])
+  const count = h.count
+  const lines: string[] = []
+  for (let octave = 0; octave <= limits.latencyHistogramOctaves; octave++) {
+    const leNs = 2 ** octave * 1000
+    let share = 0
+    for (const [p, v] of points) if (v <= leNs) share = p
+    lines.push(`${name}_bucket{${labels},le="${leNs / 1e9}"} ${Math.round(count * share / 100)}`)
+  }
+  lines.push(`${name}_bucket{${labels},le="+Inf"} ${count}`)
+  lines.push(`${name}_sum{${labels}} ${count > 0 && Number.isFinite(h.mean) ? (h.mean * count) / 1e9 : 0}`)
+  lines.push(`${name}_count{${labels}} ${count}`)
+  return lines
+}
+
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, latency?: LatencyMetrics): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -47,6 +82,26 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'started')}} ${admin.snapshotsStarted}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'shared')}} ${admin.snapshotsShared}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'refused')}} ${admin.snapshotsRefused}`)
+  }
+  if (latency) {
+    const hist = (name: string, help: string, entries: Array<[string, LatencyHistogram]>, labelOf: (v: string) => string): void => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} histogram`)
+      for (const [v, h] of entries) lines.push(...h.prometheus(name, `${n},${labelOf(v)}`))
+    }
+    const r = latency.requests
+    hist('ringkv_request_duration_seconds', 'From dispatch to reply, successful requests only; a write includes its WAL fsync.',
+      [['stamp', r.stamp], ['replicate', r.replicate], ['get', r.get]], v => label('op', v))
+    const s = latency.storage
+    if (s) {
+      hist('ringkv_storage_duration_seconds', 'WAL group fdatasync; memtable flush and compaction from start to commit.',
+        [['wal_fsync', s.walFsync], ['flush', s.flush], ['compaction', s.compaction]], v => label('op', v))
+      hist('ringkv_storage_slice_seconds', 'Event-loop time of one slice of flush or compaction work, between two yields.',
+        [['flush', s.flushSlice], ['compaction', s.compactionSlice]], v => label('work', v))
+    }
+    if (latency.eventLoop) {
+      lines.push('# HELP ringkv_event_loop_delay_seconds perf_hooks.monitorEventLoopDelay of this process.', '# TYPE ringkv_event_loop_delay_seconds histogram')
+      lines.push(...eventLoopLines('ringkv_event_loop_delay_seconds', n, latency.eventLoop))
+    }
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)

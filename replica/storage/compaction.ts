@@ -10,6 +10,7 @@
 // so puts and gets keep flowing while a compaction runs (p99 put latency during compaction is in
 // bench/storage-bench.ts).
 
+import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 import { assert } from '../../coordinator/assert.ts'
 import type { TableInfo } from './engine-types.ts'
 import type { Merge } from './memtable.ts'
@@ -52,10 +53,13 @@ export function pickCompaction(tables: readonly TableInfo[]): CompactionPick | u
 /** Resolves when the caller should continue; undefined when the current slice still has time. */
 export type YieldIfDue = () => Promise<void> | undefined
 
-export function sliceYielder(sliceMs: number, checkAbort: () => void): YieldIfDue {
+export function sliceYielder(sliceMs: number, checkAbort: () => void, slices?: LatencyHistogram): YieldIfDue {
   let deadline = performance.now() + sliceMs
   return () => {
-    if (performance.now() < deadline) return undefined
+    const now = performance.now()
+    if (now < deadline) return undefined
+    // The slice began sliceMs before its deadline: that is how long it held the event loop.
+    slices?.recordMs(now - deadline + sliceMs)
     return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       checkAbort()
       deadline = performance.now() + sliceMs

@@ -34,6 +34,7 @@ import { open, readdir, readFile, truncate, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
+import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { tmpSuffix, walSegmentName, walSegmentSeqOf } from './disk-layout.ts'
 import type { Log, ValueWriter } from './engine-types.ts'
@@ -265,6 +266,8 @@ export class WalWriter {
   private closed = false
   /** Bytes per live segment, for stats and for deleting covered segments. */
   readonly segmentBytes: Map<number, number>
+  /** Where each group's fdatasync time goes, when the engine watches (its /metrics histogram). */
+  fsyncLatency: LatencyHistogram | undefined
 
   constructor(
     private readonly walDir: string,
@@ -392,7 +395,11 @@ export class WalWriter {
           writevAllSync(fd, [groupHeader(g.records, g.bytes), ...g.records], frameBytes, this.pos)
           this.pos += frameBytes
           this.preallocate()
-          if (this.fsync) await fdatasyncFd(fd)
+          if (this.fsync) {
+            const t0 = performance.now()
+            await fdatasyncFd(fd)
+            this.fsyncLatency?.recordMs(performance.now() - t0)
+          }
           this.segmentBytes.set(g.seq, this.pos)
         } catch (e) {
           this.fail(e, g)
