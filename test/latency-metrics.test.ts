@@ -36,7 +36,7 @@ describe('latency histograms: kv.stats() and /metrics', () => {
   const gets = 150
   before(async () => {
     // A 16 KiB memtable: 400 puts of 1 KiB flush it many times and trigger compactions.
-    cluster = await testCluster(18410, { extraArgs: ['--memtable-bytes-max', String(16 * 1024)] })
+    cluster = await testCluster(18410, { extraArgs: ['--memtable-bytes-max', String(16 * 1024)], readyTimeoutMs: 90_000 })
     // A long timeout: on a loaded machine a stamp may take a while, and this test is about counting.
     kv = createClient({ seeds: cluster.seeds, timeoutMs: 20_000 })
     await kv.ring()

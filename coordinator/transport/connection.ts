@@ -62,6 +62,8 @@ export class Connection {
   private lastFailure: KvError | undefined
   private connectTimer: unknown
   private retryTimer: unknown
+  /** A sign-of-life probe is in flight (see silent()). */
+  private probing = false
 
   constructor(
     readonly node: string,
@@ -217,24 +219,42 @@ export class Connection {
   }
 
   private send(type: RequestType, body: unknown, timeoutMs: number, approxBytes: number,
-    resolve: (b: any) => void, reject: (e: Error) => void): void {
+    resolve: (b: any) => void, reject: (e: Error) => void, probe = false): void {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
     const framesBefore = this.framesIn
     entry.timer = this.rt.setTimeout(() => {
       if (!this.pending.delete(id)) return
       reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
-      // A replica that lets a request time out is paused, partitioned or overloaded, and its
-      // connection stays open: reset it, so that the node backs off and the requests after this
-      // one fail fast (and quorums skip it) instead of each waiting out its own timeout. Not when
-      // it sent anything meanwhile (it is alive), nor after a wait too short to mean anything (a
-      // caller's timeoutMs of 1 would otherwise take every replica down for every caller).
-      if (this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) {
-        this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms; connection reset`))
-      }
+      // A replica that lets a request time out may be paused or partitioned, and its connection
+      // stays open: once a probe confirms it (silent()), reset it, so that the node backs off and
+      // the requests after this one fail fast (and quorums skip it) instead of each waiting out its
+      // own timeout. Not when it sent anything meanwhile (it is alive), nor after a wait too short
+      // to mean anything (a caller's timeoutMs of 1 would otherwise take every replica down for
+      // every caller).
+      if (!probe && this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) this.silent(type, timeoutMs)
     }, timeoutMs)
     this.pending.set(id, entry)
     this.batcher!.push([type, id, body], approxBytes)
+  }
+
+  /**
+   * A request timed out with nothing received meanwhile: the replica may be paused, or only slow
+   * (a long fsync, a CPU-starved event loop). One probe at a time asks for a sign of life; the
+   * connection is reset only if the probe times out with nothing at all received since it was sent.
+   */
+  private silent(type: RequestType, timeoutMs: number): void {
+    if (this.probing || this.state !== 'open') return
+    this.probing = true
+    const socket = this.socket
+    const framesAt = this.framesIn
+    const probeMs = limits.silenceProbeTimeoutMs
+    const done = (): void => { this.probing = false }
+    this.send('ring', {}, probeMs, 0, done, () => {
+      done()
+      if (this.socket !== socket || this.framesIn !== framesAt) return
+      this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms and nothing arrived within ${probeMs} ms of a probe; connection reset`))
+    }, true)
   }
 
   private drain(): void {
