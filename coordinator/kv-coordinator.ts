@@ -12,6 +12,7 @@
 import { asKvError, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
 import { OpStats } from './metrics/op-stats.ts'
+import { turnCachedClock } from './metrics/turn-clock.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
@@ -197,7 +198,7 @@ export class KvCoordinator {
     if (issues.length > 0) throw badRequest(...issues)
     this.seeds = [...opts.seeds]
     const rt = opts.runtime
-    this.clock = rt.hrNow ? () => rt.hrNow!() : () => rt.now()
+    this.clock = turnCachedClock(rt.hrNow ? () => rt.hrNow!() : () => rt.now())
     this.defaults = {
       r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault,
       sloppy: opts.sloppy ?? true, valueBytesMax: opts.valueBytesMax ?? limits.valueBytesDefault,

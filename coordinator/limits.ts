@@ -15,7 +15,7 @@ export const limits = {
    * Completed puts whose phases the SDK remembers (a ring buffer, overwritten oldest first), from
    * which kv.stats() says where the slowest 1 % spent their time.
    */
-  opPhaseSamplesMax: 32_768,
+  opPhaseSamplesMax: 8192,
   /**
    * Largest service time (µs) a replica reports in a put or replicate reply (`serviceUs`, `fsyncUs`,
    * for the SDK's per-phase breakdown); longer times are sent as this.

@@ -81,19 +81,27 @@ export class OpStats {
   tail(share = 0.01): TailBreakdown | null {
     const n = this.filled
     if (n === 0) return null
-    const order = new Uint32Array(n)
-    for (let i = 0; i < n; i++) order[i] = i
+    // The k-th largest total from a numeric typed-array sort (no comparator: several times faster
+    // than sorting row indexes), then one pass over the rows: those above it, and as many equal to
+    // it as make k.
     const r = this.rows
-    const sorted = Array.from(order).sort((a, b) => r[b * columns]! - r[a * columns]!)
+    const totals = new Float64Array(n)
+    for (let i = 0; i < n; i++) totals[i] = r[i * columns]!
+    totals.sort()
     const k = Math.max(1, Math.ceil(n * share))
+    const from = totals[n - k]!
+    let ties = 0
+    for (let i = n - k; i < n && totals[i] === from; i++) ties++
     const sums = new Float64Array(columns)
-    for (let j = 0; j < k; j++) {
-      const at = sorted[j]! * columns
+    for (let i = 0; i < n; i++) {
+      const at = i * columns
+      const t = r[at]!
+      if (t < from || (t === from && ties-- <= 0)) continue
       for (let c = 0; c < columns; c++) sums[c]! += r[at + c]!
     }
     const meanPhase = {} as Record<PutPhase, number>
     putPhases.forEach((p, c) => { meanPhase[p] = sums[c + 1]! / k })
-    return { sampled: n, slowest: k, fromUs: r[sorted[k - 1]! * columns]!, meanTotalUs: sums[0]! / k, meanPhase }
+    return { sampled: n, slowest: k, fromUs: from, meanTotalUs: sums[0]! / k, meanPhase }
   }
 
   stats(): ClientStats {

@@ -11,6 +11,7 @@ import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
+import { turnCachedClock } from '../../coordinator/metrics/turn-clock.ts'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
@@ -189,7 +190,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, now: () => performance.now() })
+  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, now: turnCachedClock(() => performance.now()) })
   const eventLoop = monitorEventLoopDelay({ resolution: limits.eventLoopDelayResolutionMs })
   eventLoop.enable()
   const restoreInfo = restore.restored

@@ -105,6 +105,8 @@ export interface StorageLatency {
 export interface Engine {
   /** Latency histograms (the LSM engine keeps them; other engines may not). */
   readonly latency?: StorageLatency
+  /** The last WAL group's fsync (ms): read when a put resolves, the fsync that made it durable. */
+  readonly lastFsyncMs?: number
   /** Merged value across memtable and tables, newest first; undefined when never written. */
   get(key: string): Uint8Array | undefined
   /**

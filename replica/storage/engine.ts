@@ -201,6 +201,10 @@ class LsmEngine implements Engine {
     wal.fsyncLatency = this.latency.walFsync
   }
 
+  get lastFsyncMs(): number {
+    return this.wal.lastFsyncMs
+  }
+
   // ---- writes ----
 
   put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {

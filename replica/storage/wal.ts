@@ -268,6 +268,11 @@ export class WalWriter {
   readonly segmentBytes: Map<number, number>
   /** Where each group's fdatasync time goes, when the engine watches (its /metrics histogram). */
   fsyncLatency: LatencyHistogram | undefined
+  /**
+   * How long the last group's fdatasync took (ms). A put's promise resolves right after its group's
+   * fsync, before the next group's can end, so a caller reading this then sees its own group's.
+   */
+  lastFsyncMs = 0
 
   constructor(
     private readonly walDir: string,
@@ -398,7 +403,8 @@ export class WalWriter {
           if (this.fsync) {
             const t0 = performance.now()
             await fdatasyncFd(fd)
-            this.fsyncLatency?.recordMs(performance.now() - t0)
+            this.lastFsyncMs = performance.now() - t0
+            this.fsyncLatency?.recordMs(this.lastFsyncMs)
           }
           this.segmentBytes.set(g.seq, this.pos)
         } catch (e) {
