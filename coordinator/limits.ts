@@ -237,6 +237,8 @@ export const limits = {
   hintReplayIntervalMs: 200,
   /** Deadline of one replayed `replicate`. */
   hintReplayTimeoutMs: 5000,
+  /** At most one log line per owner and refusal reason per this interval (a flood of refusals is counted, not logged). */
+  hintRefusedLogIntervalMs: 10_000,
   /** After a failed replay the owner is left alone this long before the next try. */
   hintReplayBackoffMs: 1000,
 } as const
