@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { createClient, QuorumError, type KvClient } from '../client/index.ts'
+import { createClient, KvError, QuorumError, type KvClient } from '../client/index.ts'
 import { preferenceList, type Ring } from '../coordinator/ring/ring.ts'
 import { values as valuesOf } from '../coordinator/version/dvv.ts'
 import type { ReplicaProcess } from '../infra/cluster.ts'
@@ -144,5 +144,28 @@ describe('hint store at its bound', () => {
       assert.ok(Object.values(e.data.failures).some(f => f.kind === 'HintRefused'), JSON.stringify(e.data.failures))
       return true
     })
+  })
+
+  it('refuses hinted input that is forged or misdirected, with typed errors, storing nothing', async () => {
+    const ring = await kv.ring()
+    const key = ownedBy(ring, 'n5', Array.from({ length: 200 }, (_, i) => `attack:${i}`))[0]!
+    const fallbackId = preferenceList(ring, key).fallbacks[0]!
+    const fallback = cluster.replica(fallbackId)
+    const conn = rawConnection(fallback.url, fallbackId)
+    const kind = (e: unknown) => (e instanceof KvError ? `${e.kind}${e.data.kind === 'HintRefused' ? `:${e.data.reason}` : ''}` : String(e))
+    const state = { vv: { 'x.1': 1 }, siblings: [{ actor: 'x.1', counter: 1, value: enc.encode('v') }] }
+    const k = enc.encode(key)
+    // A hint for a node the ring does not know, on a replicate and on a get.
+    await assert.rejects(conn.request('replicate', { key: k, state, hintFor: 'nobody' }, 5000), e => kind(e) === 'BadRequest')
+    await assert.rejects(conn.request('get', { key: k, hintFor: 'nobody' }, 5000), e => kind(e) === 'BadRequest')
+    // A fallback never stamps for an owner.
+    await assert.rejects(conn.request('put', { key: k, context: {}, value: enc.encode('v'), hintFor: 'n5' }, 5000), e => kind(e) === 'HintRefused:stamp')
+    // A hinted state claiming a dot of the fallback's own actor it never issued.
+    const actor = (await (await fetch(`${fallback.httpUrl}/health`)).json() as { actor: string }).actor
+    const forged = { vv: { [actor]: 7 }, siblings: [{ actor, counter: 7, value: enc.encode('forged') }] }
+    await assert.rejects(conn.request('replicate', { key: k, state: forged, hintFor: 'n5' }, 5000), e => kind(e) === 'BadRequest')
+    // Nothing of it is held: a sloppy get for the owner finds no hint for the key.
+    assert.equal((await conn.request('get', { key: k, hintFor: 'n5' }, 5000)).state, null)
+    conn.close()
   })
 })
