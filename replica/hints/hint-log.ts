@@ -235,8 +235,10 @@ export async function openHintLog(dataDir: string): Promise<OpenedHintLog> {
     while (off < buf.length) {
       const got = decodeHintRecord(buf, off)
       if (got === undefined) {
-        // A torn tail: the last segment, and the bad bytes run to its end without a whole record.
-        problems.push({ file, offset: off, torn: i === seqs.length - 1 && !anyRecordAfter(buf, off + 1) })
+        // Looks torn: in the last segment, the record claims more bytes than the file holds (a
+        // crash mid-write). Either way nothing from here on is read.
+        const claimed = off + recordHeaderBytes <= buf.length ? off + recordHeaderBytes + buf.readUInt32LE(off + 4) : Infinity
+        problems.push({ file, offset: off, torn: i === seqs.length - 1 && claimed > buf.length })
         break
       }
       records.push({ ...got.rec, state: Uint8Array.prototype.slice.call(got.rec.state), segment: seq })
@@ -246,11 +248,4 @@ export async function openHintLog(dataDir: string): Promise<OpenedHintLog> {
   const next = (seqs.at(-1) ?? 0) + 1
   const fh = await createSegment(dir, next)
   return { log: new HintLog(dir, fh, next, segmentMagic.length, [...seqs, next]), records, problems }
-}
-
-/** Whether a valid record starts anywhere after `from` (then the damage is not a torn tail). */
-function anyRecordAfter(buf: Buffer, from: number): boolean {
-  const scanMax = Math.min(buf.length, from + limits.hintSegmentBytes)
-  for (let at = from; at + recordHeaderBytes <= scanMax; at++) if (decodeHintRecord(buf, at) !== undefined) return true
-  return false
 }
