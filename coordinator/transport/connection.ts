@@ -176,7 +176,10 @@ export class Connection {
       }
     }, limits.connectTimeoutMs)
     socket.addEventListener('open', () => {
-      if (this.socket !== socket) return
+      // A socket given up while it connected (the connection closed, or moved on): workerd refuses
+      // close() on a socket that is not open yet (drop() swallows that), so it is closed now, or it
+      // would stay open on the replica.
+      if (this.socket !== socket) { try { socket.close() } catch { /* closing anyway */ } return }
       this.batcher = batcher
       const hello: RequestBody<'hello'> = { protocol: limits.protocolVersion, client: this.opts.client, ...(this.opts.token !== undefined ? { token: this.opts.token } : {}) }
       this.send('hello', hello, limits.connectTimeoutMs, 0, (reply: ReplyBody<'hello'>) => {
