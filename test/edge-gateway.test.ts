@@ -20,6 +20,8 @@ Object.assign(process.env, offlineWranglerEnv)
 const { unstable_startWorker } = await import('wrangler')
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
+/** Replicas became healthy only after ~19 s on a loaded 2-core machine: more than the default 20 s allows for. */
+const CLUSTER_READY_MS = 90_000
 const config = join(root, 'edge', 'wrangler.jsonc')
 const run = promisify(execFile)
 /** wrangler and workerd start in seconds; a loaded machine may take far longer. Only stops hangs. */
@@ -56,7 +58,7 @@ describe('edge gateway build', () => {
 })
 
 gatewayConformance('HTTP gateway on Workers (wrangler, Durable Objects)', async () => {
-  const cluster = await testCluster(18501)
+  const cluster = await testCluster(18501, { readyTimeoutMs: CLUSTER_READY_MS })
   let worker: StartedWorker | undefined
   try {
     worker = await startWorker(cluster.seeds, 18510, 'durable-object')
@@ -70,7 +72,7 @@ gatewayConformance('HTTP gateway on Workers (wrangler, Durable Objects)', async 
   let cluster: TestCluster
   before(() => { cluster = current().cluster })
 
-  it('reports its Durable Object shards on /health, and one object serves a key across requests', async () => {
+  it('reports its mode and Durable Object shards on /health', async () => {
     const health = await (await fetch('http://127.0.0.1:18510/health')).json() as { mode: string; shards: number }
     assert.equal(health.mode, 'durable-object')
     assert.equal(health.shards, 8)
@@ -79,7 +81,7 @@ gatewayConformance('HTTP gateway on Workers (wrangler, Durable Objects)', async 
 
 describe('HTTP gateway on Workers without Durable Objects (a coordinator per request)', () => {
   let cluster: TestCluster
-  before(async () => { cluster = await testCluster(18521) })
+  before(async () => { cluster = await testCluster(18521, { readyTimeoutMs: CLUSTER_READY_MS }) })
   after(async () => { await cluster.cleanup() })
 
   it('per-request fallback: answers the same, and closes every socket a request opened', async () => {
