@@ -84,6 +84,8 @@ const MAX_OUTSTANDING_DEFAULT = 1024
 const MAX_OUTSTANDING_MAX = 16_384
 /** --rate: highest offered load accepted (ops/s); far past what one Node client process can send. */
 const RATE_MAX = 1_000_000
+/** Replicas the bench starts may take this long to answer /health (19 s seen on a loaded 2-core machine). */
+const CLUSTER_READY_TIMEOUT_MS = 90_000
 /** --yardstick-ports: loopback ports etcd (6) and Redis (1) may listen on. */
 const YARDSTICK_PORTS_DEFAULT = '19000-19099'
 /** --via http: operations run through each gateway before its measured phase (not counted). */
@@ -449,7 +451,7 @@ async function main(): Promise<void> {
     dataDir = await mkdtemp(join(tmpdir(), 'ringkv-ycsb-'))
     const basePort = cfg.basePort ?? await freeBasePort(3)
     note(`starting a 3-replica cluster on 127.0.0.1:${basePort}-${basePort + 2} (data in ${dataDir})...`)
-    clusterStarting = startCluster({ dataDir, basePort, httpPort: 0, replicas: 3, n: 3 })
+    clusterStarting = startCluster({ dataDir, basePort, httpPort: 0, replicas: 3, n: 3, readyTimeoutMs: CLUSTER_READY_TIMEOUT_MS })
     const started = await clusterStarting
     if (aborted) return
     cluster = started
