@@ -412,7 +412,7 @@ function printWhereTimeWent(phase: string, t: PhaseTime): void {
   if (tail) {
     const p = tail.meanPhase
     out(`  slowest 1 % (${tail.slowest} puts from ${us(tail.fromUs)}, mean ${us(tail.meanTotalUs)}): start ${us(p.start)} | stamp transit ${us(p.stampTransit)}` +
-      ` (client queue, wire, replica loop) | stamp work ${us(p.stampWork)} | stamp fsync wait ${us(p.stampFsync)} | replicate ${us(p.replicate)}` +
+      ` (client queue, wire, replica loop) | stamp work + group wait ${us(p.stampWork)} | stamp group fsync ${us(p.stampFsync)} | replicate ${us(p.replicate)}` +
       ` (of which replica ${us(p.replicaService)}) | stamps sent ${p.stamps.toFixed(2)}`)
   }
   const row = (label: string, key: string): void => {

@@ -19,9 +19,12 @@ export const putPhases = [
    * stamp that timed out and moved to the next replica counts here).
    */
   'stampTransit',
-  /** The stamping replica's time from dispatch to the WAL append: read, update, encode. */
+  /**
+   * The stamping replica's time less the fsync below: read, update, encode, and the wait for its
+   * WAL group to start (behind the group before it).
+   */
   'stampWork',
-  /** The stamping replica's wait for the fsync of the WAL group holding the write. */
+  /** How long the fsync of the WAL group that made the stamp durable took. */
   'stampFsync',
   /** From the stamp reply to the W-th acknowledgement: the replication round. */
   'replicate',
