@@ -206,11 +206,6 @@ export const limits = {
   handoffBytesPerSecDefault: 16 * 1024 * 1024,
   handoffBytesPerSecMax: 1024 * 1024 * 1024,
   /**
-   * Bytes burst above the rate when the sender was idle: a sender may run this far ahead of its
-   * average, no further.
-   */
-  handoffBurstBytes: 1024 * 1024,
-  /**
    * States' bytes in one handoff batch (riak_core's 1 MiB). A single state larger than this (up to
    * stateBytesMax) travels alone in its batch, so that every key can move.
    */
@@ -300,7 +295,6 @@ assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must c
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
 assert(limits.handoffBytesPerSecDefault <= limits.handoffBytesPerSecMax, 'handoff default rate above its max')
-assert(limits.handoffBurstBytes >= limits.handoffBatchBytesMax, 'a full batch must fit the burst')
 assert(limits.handoffBatchBytesMin <= limits.handoffBatchBytesMax, 'handoff batch bounds inverted')
 assert(limits.handoffBatchBytesMax + limits.handoffBatchKeysMax * (limits.keyBytesMax + 16) <= limits.frameBytesMax,
   'a full handoff batch must fit one frame')
