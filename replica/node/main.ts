@@ -279,6 +279,15 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return c.json({ accepted: true, transfers: handoff.status().filter(t => t.partition === parsed.data.partition && t.to === parsed.data.to) }, 202)
   })
+  // Ends the forwarding window of a transfer (what membership does once ownership has switched).
+  app.post('/admin/stop-forwarding', async c => {
+    let body: unknown
+    try { body = await c.req.json() } catch { body = undefined }
+    const parsed = transferRequestSchema.pick({ partition: true, to: true }).safeParse(body)
+    if (!parsed.success) return c.json({ error: { kind: 'BadRequest', message: 'body must be {"partition": int, "to": "node id"}', issues: describeIssues(parsed.error) } }, 400)
+    handoff.stopForwarding(parsed.data.partition, parsed.data.to)
+    return c.json({ ok: true })
+  })
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
   // and a new one starts at most once per adminSnapshotIntervalMs; others get 429 Overloaded.
