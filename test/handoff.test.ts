@@ -186,6 +186,11 @@ describe('partition handoff', () => {
       assert.equal(res.status, 400, JSON.stringify(body))
       assert.equal(((await res.json()) as { error: { kind: string } }).error.kind, 'BadRequest')
     }
+    const huge = await fetch(`${n1.httpUrl}/admin/transfer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ partition: 0, to: 'n3', toUrl: n3.url, pad: 'x'.repeat(limits.adminBodyBytesMax) }) })
+    assert.equal(huge.status, 413)
+    const garbage = await fetch(`${n1.httpUrl}/admin/transfer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"partition": 0,' })
+    assert.equal(garbage.status, 400)
+    assert.deepEqual((await transfers(n1)).filter(t => t.partition !== moved), [], 'nothing started')
   })
 
   test('hostile handoff batches are refused with typed errors and store nothing', async () => {

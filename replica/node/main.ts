@@ -7,6 +7,7 @@
 //        --nodes n1=ws://127.0.0.1:7001,n2=ws://127.0.0.1:7002,n3=ws://127.0.0.1:7003
 
 import { createAdaptorServer } from '@hono/node-server'
+import { bodyLimit } from 'hono/body-limit'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
@@ -264,7 +265,11 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // (membership calls HandoffManager.transfer itself; this one is for tests and operators, and will
   // be admin-only). It answers 202 at once: progress is on GET /transfers.
   app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status() }))
-  app.post('/admin/transfer', async c => {
+  const adminBody = bodyLimit({
+    maxSize: limits.adminBodyBytesMax,
+    onError: c => c.json({ error: { kind: 'TooLarge', message: `body over the ${limits.adminBodyBytesMax}-byte limit`, bytes: limits.adminBodyBytesMax + 1, bytesMax: limits.adminBodyBytesMax } }, 413),
+  })
+  app.post('/admin/transfer', adminBody, async c => {
     let body: unknown
     try { body = await c.req.json() } catch { body = undefined }
     const parsed = transferRequestSchema.safeParse(body)
@@ -280,7 +285,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     return c.json({ accepted: true, transfers: handoff.status().filter(t => t.partition === parsed.data.partition && t.to === parsed.data.to) }, 202)
   })
   // Ends the forwarding window of a transfer (what membership does once ownership has switched).
-  app.post('/admin/stop-forwarding', async c => {
+  app.post('/admin/stop-forwarding', adminBody, async c => {
     let body: unknown
     try { body = await c.req.json() } catch { body = undefined }
     const parsed = transferRequestSchema.pick({ partition: true, to: true }).safeParse(body)
