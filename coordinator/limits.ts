@@ -165,7 +165,7 @@ export const limits = {
    */
   httpTimeoutCheckMs: 1000,
   /** Largest body an admin route that takes JSON (POST /admin/transfer, /admin/stop-forwarding) reads; past it 413. */
-  adminBodyBytesMax: 16 * 1024,
+  adminBodyBytesMax: 32 * 1024,
   /** POST /admin/snapshot: calls while one runs share it; a new one starts at most this often. */
   adminSnapshotIntervalMs: 10_000,
   /** retryAfterMs of an Overloaded reply from a replica whose pending writes are at their bound. */
