@@ -25,7 +25,7 @@ export const faultLimits = {
 
   // Simulator.
   /** Simulated length of the workload, before faults stop. */
-  simWorkloadMs: 20_000,
+  simWorkloadMs: 6000,
   /** Most events one simulated run may process: a run past it is a liveness failure, not a hang. */
   simEventsMax: 2_000_000,
   /** One-way network delay range, simulated ms. */
@@ -40,10 +40,10 @@ export const faultLimits = {
   /** Group commit: the simulated fsync covers every write of the last this-many ms. */
   simFsyncMsMax: 5,
   /** A crashed or disk-full replica restarts after at most this long. */
-  simDownMsMax: 4000,
+  simDownMsMax: 2500,
   /** Faults per simulated run, and how long each lasts at most. */
   simFaultsMax: 8,
-  simFaultMsMax: 5000,
+  simFaultMsMax: 2500,
   /** Time allowed after faults stop for every replica to converge (liveness). */
   simConvergeMsMax: 30_000,
   /** Workload clients per simulated run, and think time between their operations. */
