@@ -76,3 +76,6 @@ assert(faultLimits.simLossPermille + faultLimits.simDuplicatePermille + faultLim
 assert(faultLimits.checkRoundsMax * faultLimits.checkRoundPauseMs <= faultLimits.simConvergeMsMax, 'check rounds fit the convergence bound')
 assert(faultLimits.chaosFaultMsMin <= faultLimits.chaosFaultMsMax, 'fault length range')
 assert(faultLimits.simClients >= 1 && faultLimits.chaosClients >= 1, 'at least one client')
+
+/** Memtable size the nemesis gives its replicas: small, so flushes and S3 snapshots happen within a short run. */
+export const chaosMemtableBytes = 64 * 1024
