@@ -49,8 +49,9 @@ export const faultLimits = {
   /** Workload clients per simulated run, and think time between their operations. */
   simClients: 3,
   simThinkMsMax: 50,
-  /** Seeds one sweep may run. */
+  /** Seeds one sweep may run, and processes it may use. */
   simSeedsMax: 1_000_000,
+  simJobsMax: 64,
   /** Events of a failing run's trace printed. */
   simTraceTailEvents: 40,
 
