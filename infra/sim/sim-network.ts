@@ -129,7 +129,8 @@ export class SimNetwork {
   /** Frames delivered, for the report. */
   frames = 0
 
-  constructor(readonly clock: SimClock) {}
+  /** lossPermille 0: a network that never resets a connection (a fault-free control run). */
+  constructor(readonly clock: SimClock, private readonly lossPermille: number = faultLimits.simLossPermille) {}
 
   addHost(host: SimHost, url: string): void {
     this.hosts.set(host.id, host)
@@ -163,7 +164,7 @@ export class SimNetwork {
   carry(conn: SimConn, from: string, to: string, frame: Uint8Array, dir: 'up' | 'down', reply: boolean): void {
     if (conn.closed) return
     if (this.isBlocked(from, to)) { conn.broken = true; return }
-    if (this.clock.chance(faultLimits.simLossPermille)) { conn.close('frame lost: connection reset'); return }
+    if (this.clock.chance(this.lossPermille)) { conn.close('frame lost: connection reset'); return }
     const copy = Uint8Array.from(frame)
     const at = conn.deliveryAt(dir, this.delay(from, to), this.clock.chance(faultLimits.simReorderPermille))
     const deliver = () => {

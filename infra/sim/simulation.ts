@@ -106,7 +106,7 @@ class SimReplica implements SimHost {
 
 export async function simulate(opts: SimOptions): Promise<SimResult> {
   const clock = new SimClock(opts.seed)
-  const net = new SimNetwork(clock)
+  const net = new SimNetwork(clock, opts.faults === false ? 0 : faultLimits.simLossPermille)
   const replicaCount = opts.replicas ?? 3
   const clientCount = opts.clients ?? faultLimits.simClients
   const workloadMs = opts.workloadMs ?? faultLimits.simWorkloadMs
