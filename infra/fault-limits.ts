@@ -66,7 +66,7 @@ export const faultLimits = {
   /** Size of the tmpfs behind the disk-full replica's data directory. */
   chaosTmpfsMiB: 24,
   /** Time for a replica to restart and answer /health. */
-  chaosStartTimeoutMs: 30_000,
+  chaosStartTimeoutMs: 60_000,
   /** Longest any shell command of the nemesis (ip, nft, mount) may take. */
   chaosCommandTimeoutMs: 10_000,
 } as const
