@@ -30,13 +30,20 @@ import * as netns from './netns.ts'
 const sh = promisify(execFile)
 const replicaCount = 3
 
-const { values } = parseArgs({
+let parsed
+try {
+  parsed = parseArgs({
   options: {
     seconds: { type: 'string', default: '30' }, seed: { type: 'string' }, json: { type: 'boolean', default: false },
     'base-port': { type: 'string', default: '18701' }, subnet: { type: 'string', default: '10.77.0' },
     'no-netns': { type: 'boolean', default: false },
   },
 })
+} catch (e) {
+  process.stderr.write(`chaos: ${(e as Error).message}\n`)
+  process.exit(2)
+}
+const { values } = parsed
 function fail(msg: string): never { process.stderr.write(`chaos: ${msg}\n`); process.exit(2) }
 const seconds = Number(values.seconds)
 if (!Number.isInteger(seconds) || seconds < 1 || seconds > faultLimits.chaosSecondsMax) fail(`--seconds must be an integer from 1 to ${faultLimits.chaosSecondsMax}`)

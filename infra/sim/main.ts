@@ -41,9 +41,16 @@ function printRun(r: SimResult, verbose: boolean): void {
   }
 }
 
-const { values } = parseArgs({
+let parsed
+try {
+  parsed = parseArgs({
   options: { seed: { type: 'string' }, seeds: { type: 'string' }, from: { type: 'string' }, json: { type: 'boolean', default: false }, jobs: { type: 'string' }, 'no-faults': { type: 'boolean', default: false }, 'keep-incarnation': { type: 'boolean', default: false } },
 })
+} catch (e) {
+  process.stderr.write(`sim: ${(e as Error).message}\n`)
+  process.exit(2)
+}
+const { values } = parsed
 const seed = intArg('seed', values.seed, 0, 2 ** 31 - 1)
 const count = intArg('seeds', values.seeds, 1, faultLimits.simSeedsMax)
 if ((seed === undefined) === (count === undefined)) fail('give --seed N (one run) or --seeds K (a sweep)')
