@@ -60,9 +60,11 @@ export const faultLimits = {
   chaosSecondsMax: 3600,
   /** Workload clients. */
   chaosClients: 4,
-  /** A fault lasts between these; the gap between faults is as long. */
+  /** A fault lasts between these, and the quiet gap before the next between the gap bounds. */
   chaosFaultMsMin: 1000,
   chaosFaultMsMax: 4000,
+  chaosGapMsMin: 500,
+  chaosGapMsMax: 2000,
   /** Size of the tmpfs behind the disk-full replica's data directory. */
   chaosTmpfsMiB: 24,
   /** Time for a replica to restart and answer /health. */
@@ -75,7 +77,7 @@ assert(faultLimits.simDelayMsMin >= 1 && faultLimits.simDelayMsMin <= faultLimit
 assert(faultLimits.simDelayMsMax * 4 < faultLimits.workloadTimeoutMs, 'a request must fit several round trips')
 assert(faultLimits.simLossPermille + faultLimits.simDuplicatePermille + faultLimits.simReorderPermille < 1000, 'probabilities')
 assert(faultLimits.checkRoundsMax * faultLimits.checkRoundPauseMs <= faultLimits.simConvergeMsMax, 'check rounds fit the convergence bound')
-assert(faultLimits.chaosFaultMsMin <= faultLimits.chaosFaultMsMax, 'fault length range')
+assert(faultLimits.chaosFaultMsMin <= faultLimits.chaosFaultMsMax && faultLimits.chaosGapMsMin <= faultLimits.chaosGapMsMax, 'fault and gap ranges')
 assert(faultLimits.simClients >= 1 && faultLimits.chaosClients >= 1, 'at least one client')
 
 /** Memtable size the nemesis gives its replicas: small, so flushes and S3 snapshots happen within a short run. */

@@ -175,10 +175,11 @@ try {
     return runClient({ kv: port, client: k + 1, history, random: mulberry32(seed + k + 1), now: () => Date.now(), sleep: ms => new Promise(r => setTimeout(r, ms)), until, thinkMsMax: faultLimits.simThinkMsMax })
   })
   const sleep = (ms: number) => new Promise<void>(r => setTimeout(r, ms))
+  const both = (a: number, b: number): netns.Link[] => [{ from: a, to: b }, { from: b, to: a }]
   const diskFull = replicas[diskFullIndex - 1]!
   const nemesis = (async () => {
     while (!interrupted && Date.now() + faultLimits.chaosFaultMsMax < until) {
-      await sleep(between(faultLimits.chaosFaultMsMin, faultLimits.chaosFaultMsMax))
+      await sleep(between(faultLimits.chaosGapMsMin, faultLimits.chaosGapMsMax))
       if (Date.now() + faultLimits.chaosFaultMsMax >= until) break
       const kind = pick(faultKinds)
       const lastsMs = between(faultLimits.chaosFaultMsMin, faultLimits.chaosFaultMsMax)
@@ -198,26 +199,24 @@ try {
           heal = () => r.kill('SIGCONT')
           break
         case 'partition':
-          if (random() < 0.5) { what = `cut clients | ${r.id}`; await netns.cut(layout, 0, r.index); await netns.cut(layout, r.index, 0) }
-          else { what = `cut ${r.id} | ${other.id}`; await netns.cut(layout, r.index, other.index); await netns.cut(layout, other.index, r.index) }
+          if (random() < 0.5) { what = `cut clients | ${r.id}`; await netns.cut(layout, both(0, r.index)) }
+          else { what = `cut ${r.id} | ${other.id}`; await netns.cut(layout, both(r.index, other.index)) }
           break
         case 'one-way':
-          if (random() < 0.5) { what = `drop clients > ${r.id}`; await netns.cut(layout, 0, r.index) }
-          else { what = `drop ${r.id} > clients`; await netns.cut(layout, r.index, 0) }
+          if (random() < 0.5) { what = `drop clients > ${r.id}`; await netns.cut(layout, [{ from: 0, to: r.index }]) }
+          else { what = `drop ${r.id} > clients`; await netns.cut(layout, [{ from: r.index, to: 0 }]) }
           break
         case 'majority-minority':
           what = `split {${r.id}} | {clients, ${replicas.filter(x => x !== r).map(x => x.id).join(', ')}}`
-          for (const e of [0, ...replicas.filter(x => x !== r).map(x => x.index)]) { await netns.cut(layout, e, r.index); await netns.cut(layout, r.index, e) }
+          await netns.cut(layout, [0, ...replicas.filter(x => x !== r).map(x => x.index)].flatMap(e => both(e, r.index)))
           break
         case 'clients-minority':
           what = `split {clients, ${r.id}} | {${replicas.filter(x => x !== r).map(x => x.id).join(', ')}}`
-          for (const x of replicas.filter(x => x !== r)) {
-            for (const e of [0, r.index]) { await netns.cut(layout, e, x.index); await netns.cut(layout, x.index, e) }
-          }
+          await netns.cut(layout, replicas.filter(x => x !== r).flatMap(x => [...both(0, x.index), ...both(r.index, x.index)]))
           break
         case 's3-unreachable':
           what = 'S3 unreachable from every replica'
-          for (const x of replicas) await netns.cut(layout, x.index, 0, s3!.port)
+          await netns.cut(layout, replicas.map(x => ({ from: x.index, to: 0, port: s3!.port })))
           break
         case 'disk-full':
           what = `fill the disk of ${diskFull.id} for ${lastsMs} ms, then free it and restart it`

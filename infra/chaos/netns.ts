@@ -85,17 +85,27 @@ export function addressOf(l: NetnsLayout, e: number): string {
   return e === 0 ? rootAddress(l) : replicaAddress(l, e)
 }
 
-/** Drops every packet from endpoint `from` to endpoint `to` (0 = root namespace). */
-export async function cut(l: NetnsLayout, from: number, to: number, port?: number): Promise<void> {
-  const portMatch = port === undefined ? [] : ['tcp', 'dport', String(port)]
-  if (to !== 0) await sh('ip', ['netns', 'exec', nsName(to), 'nft', 'add', 'rule', 'inet', 'rkc', 'input', 'ip', 'saddr', addressOf(l, from), ...portMatch, 'drop'])
-  else await sh('ip', ['netns', 'exec', nsName(from), 'nft', 'add', 'rule', 'inet', 'rkc', 'output', 'ip', 'daddr', addressOf(l, to), ...portMatch, 'drop'])
+export interface Link { readonly from: number; readonly to: number; readonly port?: number }
+
+/**
+ * Drops every packet of each link (from endpoint `from` to endpoint `to`, 0 = root namespace, only
+ * to TCP port `port` when given): one nft transaction per namespace touched.
+ */
+export async function cut(l: NetnsLayout, links: readonly Link[]): Promise<void> {
+  const rules = new Map<number, string[]>()
+  for (const { from, to, port } of links) {
+    const portMatch = port === undefined ? '' : ` tcp dport ${port}`
+    const [ns, rule] = to !== 0
+      ? [to, `add rule inet rkc input ip saddr ${addressOf(l, from)}${portMatch} drop`]
+      : [from, `add rule inet rkc output ip daddr ${addressOf(l, to)}${portMatch} drop`]
+    rules.set(ns, [...(rules.get(ns) ?? []), rule])
+  }
+  for (const [ns, lines] of rules) await sh('ip', ['netns', 'exec', nsName(ns), 'nft', '-f', '-'], lines.join('\n') + '\n')
 }
 
 /** Removes every rule: every link works again. */
 export async function healAll(l: NetnsLayout): Promise<void> {
   for (let i = 1; i <= l.replicas; i++) {
-    await sh('ip', ['netns', 'exec', nsName(i), 'nft', 'flush', 'chain', 'inet', 'rkc', 'input'])
-    await sh('ip', ['netns', 'exec', nsName(i), 'nft', 'flush', 'chain', 'inet', 'rkc', 'output'])
+    await sh('ip', ['netns', 'exec', nsName(i), 'nft', '-f', '-'], 'flush chain inet rkc input\nflush chain inet rkc output\n')
   }
 }
