@@ -216,7 +216,18 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     if (restore.restored) {
       log('restored from S3 snapshot', { seq: restore.manifest.seq, tables: restore.tables, bytes: restore.bytes, behindMs: restore.behindMs, incarnation: identity.incarnation })
     }
+  } else if (!identity.clean) {
+    // The last process crashed, or failed to close its engine: a write is visible to reads before
+    // its fsync, so a dot it made visible and never made durable may have reached other replicas by
+    // read repair. Reissued, that dot would carry a second value, and every replica holding the first
+    // would refuse (and never converge on) the key. A new incarnation never reissues one
+    // (docs/versions.md; found by the simulator, seed 2, docs/simulation.md).
+    const previous = identity.incarnation
+    identity = { node: cfg.id, incarnation: Math.max(Date.now(), previous + 1) }
+    log('previous process did not stop cleanly; new incarnation', { previous, incarnation: identity.incarnation })
   }
+  // Not clean while this process runs; close() marks it clean once every write is durable.
+  await writeIdentity(cfg.dataDir, { node: identity.node, incarnation: identity.incarnation })
   const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, log, ...(cfg.memtableBytesMax ? { memtableBytesMax: cfg.memtableBytesMax } : {}) })
   const actor = actorOf(identity)
   const snapshotter = store ? new Snapshotter({
@@ -385,6 +396,8 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       await new Promise<void>(ok => server.close(() => ok()))
       await engine.close()
       await hints.close()
+      // Every write it made visible is durable (a failed engine is not clean: its last writes failed).
+      if (engine.failure() === undefined) await writeIdentity(cfg.dataDir, { node: identity.node, incarnation: identity.incarnation, clean: true })
     },
   }
 }
