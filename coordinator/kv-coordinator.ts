@@ -18,7 +18,7 @@ import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
 import { preferenceList, sloppyTargets, validateRing, type Ring, type RingNode, type SloppyTarget } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
-import { shownUrl } from './transport/connection.ts'
+import { neverSent, shownUrl } from './transport/connection.ts'
 import { ConnectionPool } from './transport/connection-pool.ts'
 import { decodeContext, encodeContext } from './version/context.ts'
 import { context as contextOf, isDeleted, values as valuesOf, type DvvSet, type VersionVector } from './version/dvv.ts'
@@ -661,14 +661,28 @@ class WriteDriver {
    * A stamp refused for what the request is (a bad context, a value or key state past a bound) would
    * be refused by every replica alike, and a fallback with no state for the key would wrongly accept
    * it: the write ends here with that error (TooManySiblings carries the context to resolve with).
-   * Anything else (a timeout, a lost connection, an overloaded replica) moves to the next node.
+   * A stamp that never left this process, or that the replica refused before writing (Overloaded,
+   * StorageFull: its admission checks),
+   * moves to the next node. Any other failure (a timeout, a lost connection, a storage error) leaves
+   * it unknown whether the replica stored the stamp: a second stamp elsewhere would give the one
+   * write two dots, and a delete that read only one of them would leave the other standing (the
+   * simulator found a deleted value resurrected that way, seed 1179, docs/simulation.md). The write
+   * then ends with that error, its outcome unknown to the caller, as when a Dynamo coordinator dies.
    */
   private onStampFailed(node: string, e: unknown): void {
-    if (this.settled || !isRefusal(e)) { this.onFailed(node, e); return }
+    if (this.settled) return
+    if (!isRefusal(e) && (neverSent(e) || refusedBeforeWriting(e))) { this.onFailed(node, e); return }
     this.settled = true
     this.rt.clearTimeout(this.timer)
-    this.reject(e)
+    if (isRefusal(e)) { this.reject(e); return }
+    const k = asKvError(e, `stamp at ${node}`)
+    this.reject(new KvError(k.data, `the write's stamp at ${node} failed after it was sent, so it may be stored there (outcome unknown; read before writing again): ${k.message}`, { cause: e }))
   }
+}
+
+/** Error replies a replica gives before it writes anything (replica-service.ts admitWrite). */
+function refusedBeforeWriting(e: unknown): boolean {
+  return e instanceof KvError && (e.kind === 'Overloaded' || e.kind === 'StorageFull')
 }
 
 /** Errors that say the request itself cannot be stored, on any replica. */

@@ -24,7 +24,7 @@ const replicaMain = join(root, 'replica', 'node', 'main.ts')
  * so the bundle lives under node_modules/.cache where they resolve.
  */
 let replicaBundle: Promise<string> | undefined
-function buildReplicaBundle(): Promise<string> {
+export function buildReplicaBundle(): Promise<string> {
   replicaBundle ??= (async () => {
     const dir = join(root, 'node_modules', '.cache', 'ringkv')
     const out = await esbuild.build({

@@ -22,6 +22,21 @@ import { backoffDelayMs, type BackoffPolicy } from '../backoff.ts'
 /** WebSocket readyState OPEN (the same in every implementation: WHATWG, ws, workerd). */
 const OPEN = 1
 
+/**
+ * Errors of requests that never left this process (the connection was closed, backing off, its queue
+ * full, or it failed while the request waited in the queue): the replica cannot have acted on them.
+ * Any other failure of a sent request (a timeout, a lost connection) leaves it unknown whether the
+ * replica acted; a write coordinator needs the difference (kv-coordinator.ts, onStampFailed).
+ */
+const unsent = new WeakSet<Error>()
+export function neverSent(e: unknown): boolean {
+  return e instanceof Error && unsent.has(e)
+}
+function markUnsent<E extends Error>(e: E): E {
+  unsent.add(e)
+  return e
+}
+
 const reconnectBackoff: BackoffPolicy = { minMs: limits.reconnectBackoffMsMin, maxMs: limits.reconnectBackoffMsMax, jitter: 'equal' }
 
 interface Pending {
@@ -111,21 +126,21 @@ export class Connection {
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
-      if (this.state === 'closed') return reject(this.unavailable('connection closed'))
-      if (this.state === 'backoff') return reject(this.unavailable('replica unreachable, backing off'))
+      if (this.state === 'closed') return reject(markUnsent(this.unavailable('connection closed')))
+      if (this.state === 'backoff') return reject(markUnsent(this.unavailable('replica unreachable, backing off')))
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
         this.send(type, body, timeoutMs, approxBytes, resolve, reject)
         return
       }
       if (this.queue.length >= limits.pendingPerConnectionMax) {
-        return reject(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`))
+        return reject(markUnsent(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`)))
       }
       const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined }
       q.timer = this.rt.setTimeout(() => {
         const at = this.queue.indexOf(q)
         if (at < 0) return
         this.queue.splice(at, 1)
-        reject(this.queuedTimeout(type, timeoutMs))
+        reject(markUnsent(this.queuedTimeout(type, timeoutMs)))
       }, timeoutMs)
       this.queue.push(q)
       if (this.state === 'idle') this.open()
@@ -279,7 +294,7 @@ export class Connection {
       this.rt.clearTimeout(q.timer)
       // Its deadline may have passed with its timer not yet run (both due in the same turn).
       const left = q.deadline - this.rt.now()
-      if (left < 1) { q.reject(this.queuedTimeout(q.type, q.timeoutMs)); continue }
+      if (left < 1) { q.reject(markUnsent(this.queuedTimeout(q.type, q.timeoutMs))); continue }
       this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject)
     }
   }
@@ -342,7 +357,10 @@ export class Connection {
     if (socket && socket.readyState <= 1) { try { socket.close() } catch { /* already closing */ } }
     for (const [, p] of this.pending) { this.rt.clearTimeout(p.timer); p.reject(e) }
     this.pending.clear()
-    for (const q of this.queue.splice(0)) { this.rt.clearTimeout(q.timer); q.reject(e) }
+    for (const q of this.queue.splice(0)) {
+      this.rt.clearTimeout(q.timer)
+      q.reject(markUnsent(e instanceof KvError ? new KvError(e.data, e.message, { cause: e }) : new KvError({ kind: 'Unavailable', node: this.node }, e.message, { cause: e })))
+    }
     if (this.state === 'open' || this.state === 'connecting') this.state = 'idle'
   }
 }
