@@ -123,7 +123,7 @@ export const limits = {
    * marked the replica down, so that under load one slow moment turned into a collapse of every
    * write (docs/performance.md). A paused replica is still found out, this much later.
    */
-  silenceProbeTimeoutMs: 1000,
+  silenceProbeTimeoutMs: 250,
   /** retryAfterMs of the Overloaded error a caller gets when a connection's queue is full. */
   queueFullRetryAfterMs: 10,
   connectTimeoutMs: 2000,
