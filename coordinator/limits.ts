@@ -197,6 +197,45 @@ export const limits = {
    */
   healthProbeTimeoutMs: 500,
 
+  // Anti-entropy (docs/anti-entropy.md): per-partition Tictac trees, exchanges, tombstone reaping.
+  /**
+   * Branches under a tree's root, and segments (leaves) under each branch: a tree has
+   * aaeTreeWidth^2 segments of 4 bytes (4 KiB per partition). A partition holds about 1/256 of the
+   * keys, so 1,024 segments keep a segment at ~4 keys with a million keys in the cluster.
+   */
+  aaeTreeWidth: 32,
+  /** Pause between two exchanges of the periodic loop (one (partition, peer) pair each). */
+  aaeExchangeIntervalMs: 40,
+  /** Differing segments whose keys one aaeKeys request asks for. */
+  aaeSegmentsPerFetchMax: 64,
+  /** Most keys one aaeKeys reply carries; the rest follow with its `next` cursor. */
+  aaeKeysPerReplyMax: 1024,
+  /** Most state bytes one aaeKeys reply carries (a single larger state is sent alone). */
+  aaeKeysReplyBytesMax: 4 * 1024 * 1024,
+  /**
+   * Keys one replica repairs per second (each a local merge or a push to the peer), so that repair
+   * stays a small share of what a replica writes in the foreground (tens of thousands of puts/s).
+   */
+  aaeRepairKeysPerSecond: 5000,
+  /** State bytes one replica repairs per second. */
+  aaeRepairBytesPerSecond: 16 * 1024 * 1024,
+  /** Keys the tree rebuild at start reads per event-loop slice. */
+  aaeRebuildKeysPerSlice: 512,
+  /** Pages of aaeKeys replies one fetch of segments may take (aaeKeysPerReplyMax keys each). */
+  aaePagesPerFetchMax: 4096,
+  /** Partitions /health lists by name (the oldest last full passes); the rest are summed up. */
+  aaeHealthPartitionsShown: 8,
+  /** Longest one exchange request may wait for its reply. */
+  aaeRequestTimeoutMs: 10_000,
+  /** Exchanges queued for an on-demand repair (`ringkv repair`): at most every partition with each peer. */
+  aaeRepairQueueMax: (1 << 16) * 16,
+  /** Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it landed. */
+  tombstoneGraceMsDefault: 60 * 60 * 1000,
+  /** Tombstones per partition awaiting their grace; beyond it a tombstone is kept until a restart. */
+  tombstonesTrackedPerPartitionMax: 65536,
+  /** Tombstones one replica reaps per exchange, so reaping never stalls the loop. */
+  tombstoneReapsPerRoundMax: 256,
+
   // Errors.
   /** Longest error message; longer ones are cut (a failure map of many replicas can be long). */
   errorMessageCharsMax: 65_536,
@@ -244,5 +283,15 @@ assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
+
+assert(limits.aaeTreeWidth >= 2 && (limits.aaeTreeWidth & (limits.aaeTreeWidth - 1)) === 0, 'tree width must be a power of two')
+assert(Math.log2(limits.aaeTreeWidth) * 2 + Math.log2(limits.partitionsMax) <= 32, 'partition and segment bits must fit one 32-bit key hash')
+assert(limits.aaeSegmentsPerFetchMax <= limits.aaeTreeWidth * limits.aaeTreeWidth, 'a fetch asks for at most every segment')
+assert(limits.aaeKeysReplyBytesMax + limits.aaeKeysPerReplyMax * (limits.keyBytesMax + 64) < limits.frameBytesMax,
+  'an aaeKeys reply (its state budget, or one state alone, with its keys) must fit one frame')
+assert(limits.aaeRepairKeysPerSecond > 0 && limits.aaeRepairBytesPerSecond >= limits.stateBytesMax, 'repair must be able to move the largest state')
+assert(limits.aaeExchangeIntervalMs * limits.partitionsDefault * 2 < 60_000, 'a full pass over the default ring with two peers must take under a minute')
+assert(limits.aaeRequestTimeoutMs <= limits.requestTimeoutMsMax, 'exchange timeout above the request timeout max')
+assert(limits.tombstoneReapsPerRoundMax <= limits.tombstonesTrackedPerPartitionMax, 'reaps per round above tracked tombstones')
 
 export type Limits = typeof limits

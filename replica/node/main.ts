@@ -19,10 +19,12 @@ import { createRing, type Ring, type RingNode } from '../../coordinator/ring/rin
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { ReplicaService } from '../replica-service.ts'
+import { AntiEntropy, type AaePeer } from '../aae/anti-entropy.ts'
+import { Connection } from '../../coordinator/transport/connection.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
 import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
-import { mergeStates } from '../state-codec.ts'
+import { mergeStates, settleStored } from '../state-codec.ts'
 import { snapshotLimits } from '../snapshot/snapshot-limits.ts'
 import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
@@ -49,6 +51,10 @@ export interface ReplicaConfig {
   readonly snapshotBudgetBytes: number | undefined
   /** Memtable size at which it is flushed to a table (engine default when undefined). */
   readonly memtableBytesMax: number | undefined
+  /** A tombstone every primary holds is reaped this long after it landed (docs/anti-entropy.md). */
+  readonly tombstoneGraceMs: number
+  /** Pause between two anti-entropy exchanges of the periodic loop. */
+  readonly aaeIntervalMs: number
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -70,6 +76,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'snapshot-budget-bytes': { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
       'memtable-bytes-max': { type: 'string' },
+      'tombstone-grace-ms': { type: 'string', default: String(limits.tombstoneGraceMsDefault) },
+      'aae-interval-ms': { type: 'string', default: String(limits.aaeExchangeIntervalMs) },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -104,7 +112,12 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= storageLimits.memtableBytesMin && memtable <= storageLimits.memtableBytesMax)) {
     fail(`--memtable-bytes-max must be an integer from ${storageLimits.memtableBytesMin} to ${storageLimits.memtableBytesMax}`)
   }
+  const tombstoneGraceMs = Number(values['tombstone-grace-ms'])
+  if (!(Number.isSafeInteger(tombstoneGraceMs) && tombstoneGraceMs >= 0)) fail(`--tombstone-grace-ms must be a non-negative integer, got ${values['tombstone-grace-ms']}`)
+  const aaeIntervalMs = Number(values['aae-interval-ms'])
+  if (!(Number.isSafeInteger(aaeIntervalMs) && aaeIntervalMs >= 1)) fail(`--aae-interval-ms must be a positive integer, got ${values['aae-interval-ms']}`)
   return {
+    tombstoneGraceMs, aaeIntervalMs,
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
@@ -119,9 +132,32 @@ function iso(ms: number | null): string | null {
 const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --port PORT --data-dir DIR
     --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
+    [--tombstone-grace-ms MS (default ${limits.tombstoneGraceMsDefault})] [--aae-interval-ms MS (default ${limits.aaeExchangeIntervalMs})]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
+
+/**
+ * Anti-entropy in /health, compactly: whether the trees are built, the exchange counts, and per
+ * partition this replica is a primary of, how many seconds ago its last full pass started (null:
+ * none yet), as one object keyed by partition.
+ */
+function aaeHealth(aae: AntiEntropy, now: number): Record<string, unknown> {
+  const passes = aae.lastFullPasses()
+  const agoS: Record<string, number | null> = {}
+  let never = 0
+  let oldest = 0
+  for (const [p, t] of passes) {
+    agoS[p] = t === null ? null : Math.round((now - t) / 1000)
+    if (t === null) never++
+    else oldest = Math.max(oldest, agoS[p]!)
+  }
+  return {
+    ready: aae.isReady(), ...aae.counters,
+    partitions: passes.size, partitionsNeverPassed: never, oldestFullPassAgoS: passes.size > never ? oldest : null,
+    lastFullPassAgoS: agoS,
+  }
+}
 
 /** The data dir and everything the replica creates in it are its own (files 0600 through the umask). */
 const privateDirMode = 0o700
@@ -170,7 +206,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       log('restored from S3 snapshot', { seq: restore.manifest.seq, tables: restore.tables, bytes: restore.bytes, behindMs: restore.behindMs, incarnation: identity.incarnation })
     }
   }
-  const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, log, ...(cfg.memtableBytesMax ? { memtableBytesMax: cfg.memtableBytesMax } : {}) })
+  const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, settle: settleStored, log, ...(cfg.memtableBytesMax ? { memtableBytesMax: cfg.memtableBytesMax } : {}) })
   const actor = actorOf(identity)
   const snapshotter = store ? new Snapshotter({
     engine, store, cluster: cfg.cluster, node: cfg.id, incarnation: identity.incarnation, dataDir: cfg.dataDir, log,
@@ -188,7 +224,31 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate })
+  // Anti-entropy talks to the other primaries over the data plane, like any client (hello first).
+  const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
+  const peers = new Map<string, Connection>()
+  const peerConnection = (node: string): Connection => {
+    let c = peers.get(node)
+    if (c === undefined) {
+      const url = ring.nodes.find(n => n.id === node)?.url
+      if (url === undefined) throw new KvError({ kind: 'Unavailable', node }, `${node} is not in the ring`)
+      c = new Connection(node, url, runtime, { client: `aae@${cfg.id}` })
+      peers.set(node, c)
+    }
+    return c
+  }
+  // Stand-in until gossip membership with a phi-accrual detector lands: a peer is reachable unless
+  // its connection failed and is backing off (the transport's circuit breaker).
+  const isReachable = (node: string): boolean => peerConnection(node).isUp()
+  let service: ReplicaService | undefined
+  const aae = new AntiEntropy({
+    nodeId: cfg.id, actor, engine, ring: () => ring, runtime, isReachable, log,
+    peer: (node): AaePeer => ({ request: (type, body) => peerConnection(node).request(type, body, limits.aaeRequestTimeoutMs) }),
+    applyState: (key, state) => service!.applyState(key, state),
+    tombstoneGraceMs: cfg.tombstoneGraceMs, intervalMs: cfg.aaeIntervalMs,
+  })
+  service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, aae })
+  void aae.start()
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
@@ -217,14 +277,28 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,
+      antiEntropy: aaeHealth(aae, Date.now()),
     }),
   })
   const admin: AdminCounters = { snapshotsStarted: 0, snapshotsShared: 0, snapshotsRefused: 0 }
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, aae.counters), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
+  // On-demand anti-entropy (`ringkv repair [--partition P]`): POST queues the exchanges of every
+  // partition this replica is a primary of (or of one), GET reports how far the repair got.
+  app.post('/admin/repair', c => {
+    const p = c.req.query('partition')
+    const partition = p === undefined ? undefined : Number(p)
+    try {
+      return c.json({ ok: true, repair: aae.repair(partition) }, 202)
+    } catch (e) {
+      const err = e instanceof KvError ? e : new KvError({ kind: 'Internal' }, String(e))
+      return c.json({ error: { kind: err.kind, message: err.message } }, err.kind === 'NotPrimary' ? 409 : 400)
+    }
+  })
+  app.get('/admin/repair', c => c.json({ ready: aae.isReady(), repair: aae.repairJob() ?? null }))
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
   // and a new one starts at most once per adminSnapshotIntervalMs; others get 429 Overloaded.
@@ -258,6 +332,8 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   return {
     server,
     async close() {
+      aae.close()
+      for (const c of peers.values()) c.close()
       kv.close()
       await snapshotter?.close()
       plane.close()

@@ -1,11 +1,13 @@
 // Prometheus text exposition of a replica's counters (GET /metrics): requests, frames and errors,
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
-// so a flood or a client that does not read shows up here), admin snapshot calls, and the
+// so a flood or a client that does not read shows up here), admin snapshot calls, anti-entropy
+// (exchanges by outcome, keys repaired, bytes moved, tombstones reaped), and the
 // process's resident memory.
 
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
+import type { AaeCounters } from '../aae/anti-entropy.ts'
 import { processCounters } from './process.ts'
 
 /** POST /admin/snapshot calls: started a snapshot, shared one in flight, refused (429). */
@@ -16,7 +18,7 @@ export interface AdminCounters {
 }
 
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, aae?: AaeCounters): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -47,6 +49,13 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'started')}} ${admin.snapshotsStarted}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'shared')}} ${admin.snapshotsShared}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'refused')}} ${admin.snapshotsRefused}`)
+  }
+  if (aae) {
+    lines.push('# TYPE ringkv_aae_exchanges_total counter')
+    for (const [outcome, count] of Object.entries(aae.exchanges)) lines.push(`ringkv_aae_exchanges_total{${n},${label('outcome', outcome)}} ${count}`)
+    lines.push('# TYPE ringkv_aae_keys_repaired_total counter', `ringkv_aae_keys_repaired_total{${n}} ${aae.keysRepaired}`)
+    lines.push('# TYPE ringkv_aae_bytes_total counter', `ringkv_aae_bytes_total{${n}} ${aae.bytes}`)
+    lines.push('# TYPE ringkv_tombstones_reaped_total counter', `ringkv_tombstones_reaped_total{${n}} ${aae.tombstonesReaped}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)
