@@ -229,6 +229,10 @@ export const limits = {
   aaeRequestTimeoutMs: 10_000,
   /** Exchanges queued for an on-demand repair (`ringkv repair`): at most every partition with each peer. */
   aaeRepairQueueMax: (1 << 16) * 16,
+  /** `ringkv repair` asks each replica how far its repair got this often (its progress bar). */
+  repairPollIntervalMs: 250,
+  /** `ringkv repair` gives up waiting after this long (the repairs go on in the replicas). */
+  repairWaitMsMax: 6 * 60 * 60 * 1000,
   /** Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it landed. */
   tombstoneGraceMsDefault: 60 * 60 * 1000,
   /** Tombstones per partition awaiting their grace; beyond it a tombstone is kept until a restart. */

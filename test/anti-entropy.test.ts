@@ -1,12 +1,15 @@
-// Anti-entropy between real replica processes (ports 18300-18319): a replica killed while 3,000 keys
+// Anti-entropy between real replica processes (ports 18300-18329): a replica killed while 3,000 keys
 // are written gets every one of them back from anti-entropy alone (nobody reads them); and with a
 // short tombstone grace, a replica that missed a delete brings nothing back when it returns, before
 // or after the grace, and the tombstone is then reaped everywhere. Each replica is read directly
-// (rawConnection), so no read repair can be what brought the data.
+// (rawConnection), so no read repair can be what brought the data. `ringkv repair` runs it on demand.
 
 import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import { createClient, type KvClient } from '../client/index.ts'
+import { keyHash32, partitionOfHash } from '../coordinator/ring/partition-hash.ts'
 import { isDeleted, values as valuesOf } from '../coordinator/version/dvv.ts'
 import { dec, enc, eventually, rawConnection, testCluster } from './helpers.ts'
 
@@ -122,3 +125,56 @@ describe('tombstones with a short grace', () => {
     direct.close()
   })
 })
+
+describe('ringkv repair (on demand)', () => {
+  let cluster: Awaited<ReturnType<typeof testCluster>>
+  let kv: KvClient
+  before(async () => {
+    // The periodic loop slowed to an hour: only the on-demand repair can bring n3 its keys.
+    cluster = await testCluster(18320, { partitions: 16, extraArgs: ['--aae-interval-ms', '3600000'] })
+    kv = createClient({ seeds: cluster.seeds, timeoutMs: 5000 })
+  })
+  after(async () => { await kv.close(); await cluster.cleanup() })
+
+  it('repairs every partition, or one, and prints what it did', async () => {
+    const victim = cluster.replica('n3')
+    await victim.kill('SIGKILL')
+    const keys = Array.from({ length: 200 }, (_, i) => `od:${i}`)
+    for (const k of keys) await eventually(() => kv.put(k, `v-${k}`, { w: 2 }), `put ${k}`, 30_000)
+    await victim.start()
+    const direct = rawConnection(victim.url, 'n3')
+    const held = async (k: string) => (await direct.request('get', { key: enc.encode(k) }, 5000)).state !== null
+    assert.equal(await held(keys[0]!), false)
+    const ring = await kv.ring()
+    const p = partitionOf(ring, keys[0]!)
+    const one = await ringkv(['repair', '--partition', String(p), '--json', '--seeds', cluster.seeds.join(',')])
+    assert.equal(one.code, 0, one.stderr)
+    const oneSummary = JSON.parse(one.stdout) as { repaired: number; exchanges: number; failed: number }
+    assert.equal(oneSummary.exchanges, 2, 'one primary exchanged with the two others')
+    assert.ok(oneSummary.repaired > 0)
+    assert.equal(await held(keys[0]!), true, 'the partition asked for was repaired')
+    const all = await ringkv(['repair', '--seeds', cluster.seeds.join(',')])
+    assert.equal(all.code, 0, all.stderr)
+    assert.match(all.stdout, /^repaired=\d+ exchanges=\d+ failed=0 seconds=[\d.]+\n$/)
+    for (const k of keys) assert.equal(await held(k), true, `n3 holds ${k} after ringkv repair`)
+    const bad = await ringkv(['repair', '--partition', '99', '--seeds', cluster.seeds.join(',')])
+    assert.notEqual(bad.code, 0)
+    assert.match(bad.stderr, /--partition must be an integer from 0 to 15/)
+    direct.close()
+  })
+})
+
+function partitionOf(ring: { partitions: number }, key: string): number {
+  return partitionOfHash(keyHash32(key), ring.partitions)
+}
+
+function ringkv(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise(ok => {
+    const p = spawn(process.execPath, [fileURLToPath(new URL('../bin/ringkv.js', import.meta.url)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    p.stdout.on('data', d => { stdout += d })
+    p.stderr.on('data', d => { stderr += d })
+    p.on('exit', code => ok({ code: code ?? -1, stdout, stderr }))
+  })
+}
