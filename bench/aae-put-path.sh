@@ -18,16 +18,16 @@ conc=${CONCURRENCY:-32}
 run() { # label dir port
   label=$1; dir=$2; port=$3
   data=$(mktemp -d)
-  (cd "$dir" && node --import tsx infra/local-cluster.ts --base-port "$port" --http-port 0 --data-dir "$data" --no-s3 >"$data/cluster.log" 2>&1) &
+  (cd "$dir" && exec node --import tsx infra/local-cluster.ts --base-port "$port" --http-port 0 --data-dir "$data" --no-s3 >"$data/cluster.log" 2>&1) &
   pid=$!
   i=0
   until curl -sf "http://127.0.0.1:$((port + 2))/health" >/dev/null 2>&1; do
-    i=$((i + 1)); [ $i -gt 120 ] && { echo "$label: cluster did not start"; kill $pid; exit 1; }
+    i=$((i + 1)); [ $i -gt 120 ] && { echo "$label: cluster did not start"; tail -5 "$data"/*.log; kill $pid; exit 1; }
     sleep 1
   done
   seeds="ws://127.0.0.1:$port,ws://127.0.0.1:$((port + 1)),ws://127.0.0.1:$((port + 2))"
   echo "== $label"
-  (cd "$new" && node --import tsx bench/ycsb.ts --workload a --records "$records" --ops "$ops" --concurrency "$conc" --no-baseline --seeds "$seeds") 2>&1 | grep -Ei 'ops/s|put|update' | head -6
+  (cd "$new" && node --import tsx bench/ycsb.ts --workload a --records "$records" --ops "$ops" --concurrency "$conc" --no-baseline --seeds "$seeds") 2>&1 | grep -E '^(phase|load|run)' | head -8
   kill -INT $pid; wait $pid 2>/dev/null || true
   rm -rf "$data"
 }

@@ -157,6 +157,15 @@ describe('ringkv repair (on demand)', () => {
     assert.equal(all.code, 0, all.stderr)
     assert.match(all.stdout, /^repaired=\d+ exchanges=\d+ failed=0 seconds=[\d.]+\n$/)
     for (const k of keys) assert.equal(await held(k), true, `n3 holds ${k} after ringkv repair`)
+    // Exchange requests from a client, against a real replica: bad ones get typed errors; a flood of
+    // good ones is answered and the replica stays healthy.
+    const shape = { width: 32, depth: 2 }
+    await assert.rejects(direct.request('aaeRoot', { partition: p, shape: { width: 64, depth: 2 } }, 5000), (e: any) => e.kind === 'BadRequest')
+    await assert.rejects(direct.request('aaeRoot', { partition: 1 << 20, shape } as never, 5000), (e: any) => e.kind === 'BadRequest')
+    await assert.rejects(direct.request('aaeKeys', { partition: 0, shape, segments: [] }, 5000), (e: any) => e.kind === 'BadRequest')
+    const flood = await Promise.all(Array.from({ length: 2000 }, (_, i) => direct.request('aaeKeys', { partition: i % 16, shape, segments: Array.from({ length: 64 }, (_, j) => j) }, 30_000)))
+    assert.equal(flood.length, 2000)
+    assert.equal((await fetch(`${victim.httpUrl}/health`)).status, 200)
     const bad = await ringkv(['repair', '--partition', '99', '--seeds', cluster.seeds.join(',')])
     assert.notEqual(bad.code, 0)
     assert.match(bad.stderr, /--partition must be an integer from 0 to 15/)

@@ -338,6 +338,8 @@ test('hostile exchange input: garbage, wrong shapes, a partition not held, a lyi
     ['too few leaves', (type, body) => type === 'aaeBranches' ? { leaves: body.leaves.subarray(4) } : body],
     ['a state whose dot is not covered', (type, body) => type === 'aaeKeys' ? { ...body, entries: body.entries.map((e: any) => ({ key: e.key, state: { vv: {}, siblings: e.state.siblings } })) } : body],
     ['a key twice', (type, body) => type === 'aaeKeys' ? { ...body, entries: [...body.entries, ...body.entries] } : body],
+    ['a counter near 2^53', (type, body) => type === 'aaeKeys' ? { ...body, entries: body.entries.map((e: any) => ({ key: e.key, state: { vv: { 'x.1': 2 ** 53 - 2 }, siblings: [{ actor: 'x.1', counter: 2 ** 53 - 2, value: null }] } })) } : body],
+    ['a next cursor outside the segments asked for', (type, body) => type === 'aaeKeys' ? { entries: body.entries.slice(0, 1), next: { segment: 1023, key: enc.encode('zzz') } } : body],
   ]
   for (const [lie, tamper] of lies) {
     world.tamper = (from, type, body) => (from === peer ? tamper(type, body) : body)
