@@ -337,6 +337,7 @@ export class AntiEntropy implements AaeHooks {
         validate(state)
         pageBytes += key.length + stateWriter(state).bytes
       }
+      if (reply.next !== undefined && !asked.has(reply.next.segment)) throw protocolError(peerNode, `continues at segment ${reply.next.segment}, not one asked for`)
       this.counters.bytes += pageBytes
       const work: Promise<boolean>[] = []
       for (const { key, state } of reply.entries) {
@@ -350,7 +351,6 @@ export class AntiEntropy implements AaeHooks {
         }
       }
       if (reply.next === undefined) break
-      if (!asked.has(reply.next.segment)) throw protocolError(peerNode, `continues at segment ${reply.next.segment}, not one asked for`)
       after = { segment: reply.next.segment, key: encoder.encode(reply.next.key) }
     }
     // Keys only this side holds: the peer lacks them.
