@@ -24,7 +24,7 @@ describe('anti-entropy repairs a replica that missed writes, with no reads', () 
   let cluster: Awaited<ReturnType<typeof testCluster>>
   let kv: KvClient
   before(async () => {
-    cluster = await testCluster(18300)
+    cluster = await testCluster(18300, { readyTimeoutMs: 90_000 })
     kv = createClient({ seeds: cluster.seeds, timeoutMs: 5000 })
   })
   after(async () => { await kv.close(); await cluster.cleanup() })
@@ -72,7 +72,7 @@ describe('tombstones with a short grace', () => {
   let cluster: Awaited<ReturnType<typeof testCluster>>
   let kv: KvClient
   before(async () => {
-    cluster = await testCluster(18310, { partitions: 16, extraArgs: ['--tombstone-grace-ms', '2000'] })
+    cluster = await testCluster(18310, { readyTimeoutMs: 90_000, partitions: 16, extraArgs: ['--tombstone-grace-ms', '2000'] })
     kv = createClient({ seeds: cluster.seeds, timeoutMs: 5000 })
   })
   after(async () => { await kv.close(); await cluster.cleanup() })
@@ -131,7 +131,7 @@ describe('ringkv repair (on demand)', () => {
   let kv: KvClient
   before(async () => {
     // The periodic loop slowed to an hour: only the on-demand repair can bring n3 its keys.
-    cluster = await testCluster(18320, { partitions: 16, extraArgs: ['--aae-interval-ms', '3600000'] })
+    cluster = await testCluster(18320, { readyTimeoutMs: 90_000, partitions: 16, extraArgs: ['--aae-interval-ms', '3600000'] })
     kv = createClient({ seeds: cluster.seeds, timeoutMs: 5000 })
   })
   after(async () => { await kv.close(); await cluster.cleanup() })
