@@ -18,13 +18,17 @@ import { limits } from '../../coordinator/limits.ts'
 import { createRing, type Ring, type RingNode } from '../../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import { ConnectionPool } from '../../coordinator/transport/connection-pool.ts'
+import { openHintLog } from '../hints/hint-log.ts'
+import { HintReplayer } from '../hints/hint-replayer.ts'
+import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { AntiEntropy, type AaePeer } from '../aae/anti-entropy.ts'
 import { Connection } from '../../coordinator/transport/connection.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
 import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
-import { mergeStates, settleStored } from '../state-codec.ts'
+import { decodeState, mergeStates, settleStored } from '../state-codec.ts'
 import { snapshotLimits } from '../snapshot/snapshot-limits.ts'
 import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
@@ -55,6 +59,8 @@ export interface ReplicaConfig {
   readonly tombstoneGraceMs: number
   /** Pause between two anti-entropy exchanges of the periodic loop. */
   readonly aaeIntervalMs: number
+  /** The hint store's bounds (limits.ts defaults, lowered by flags). */
+  readonly hintBounds: HintBounds
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -78,6 +84,9 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'memtable-bytes-max': { type: 'string' },
       'tombstone-grace-ms': { type: 'string', default: String(limits.tombstoneGraceMsDefault) },
       'aae-interval-ms': { type: 'string', default: String(limits.aaeExchangeIntervalMs) },
+      'hints-per-target-max': { type: 'string' },
+      'hints-max': { type: 'string' },
+      'hint-window-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -112,13 +121,24 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= storageLimits.memtableBytesMin && memtable <= storageLimits.memtableBytesMax)) {
     fail(`--memtable-bytes-max must be an integer from ${storageLimits.memtableBytesMin} to ${storageLimits.memtableBytesMax}`)
   }
+  const bounded = (flag: string, value: string | undefined, max: number): number => {
+    if (value === undefined) return max
+    const v = Number(value)
+    return Number.isInteger(v) && v >= 1 && v <= max ? v : fail(`--${flag} must be an integer from 1 to ${max}, got ${value}`)
+  }
+  const hintBounds: HintBounds = {
+    ...defaultHintBounds,
+    perTargetMax: bounded('hints-per-target-max', values['hints-per-target-max'], limits.hintsPerTargetMax),
+    totalMax: bounded('hints-max', values['hints-max'], limits.hintsTotalMax),
+    windowMs: bounded('hint-window-ms', values['hint-window-ms'], limits.hintWindowMs),
+  }
   const tombstoneGraceMs = Number(values['tombstone-grace-ms'])
   if (!(Number.isSafeInteger(tombstoneGraceMs) && tombstoneGraceMs >= 0)) fail(`--tombstone-grace-ms must be a non-negative integer, got ${values['tombstone-grace-ms']}`)
   const aaeIntervalMs = Number(values['aae-interval-ms'])
   if (!(Number.isSafeInteger(aaeIntervalMs) && aaeIntervalMs >= 1)) fail(`--aae-interval-ms must be a positive integer, got ${values['aae-interval-ms']}`)
   return {
     tombstoneGraceMs, aaeIntervalMs,
-    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
+    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
@@ -133,6 +153,7 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
     [--tombstone-grace-ms MS (default ${limits.tombstoneGraceMsDefault})] [--aae-interval-ms MS (default ${limits.aaeExchangeIntervalMs})]
+    [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
@@ -224,16 +245,20 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
+  // Hints for absent owners: their own log under hints/, read back before the replica serves.
+  const opened = await openHintLog(cfg.dataDir)
+  const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
+  await hints.load(opened.records, opened.problems)
   // Anti-entropy talks to the other primaries over the data plane, like any client (hello first).
   const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
-  const peers = new Map<string, Connection>()
+  const aaePeers = new Map<string, Connection>()
   const peerConnection = (node: string): Connection => {
-    let c = peers.get(node)
+    let c = aaePeers.get(node)
     if (c === undefined) {
       const url = ring.nodes.find(n => n.id === node)?.url
       if (url === undefined) throw new KvError({ kind: 'Unavailable', node }, `${node} is not in the ring`)
       c = new Connection(node, url, runtime, { client: `aae@${cfg.id}` })
-      peers.set(node, c)
+      aaePeers.set(node, c)
     }
     return c
   }
@@ -247,8 +272,25 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     applyState: (key, state) => service!.applyState(key, state),
     tombstoneGraceMs: cfg.tombstoneGraceMs, intervalMs: cfg.aaeIntervalMs,
   })
-  service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, aae })
+  service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints, aae })
   void aae.start()
+  // Replays go out on connections of their own. Reachability stand-in until membership's failure
+  // detector lands: an owner is reachable when this pool's connection to it is up (never failed, or
+  // reconnected after its backoff); swap `isReachable` for the detector's.
+  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
+  const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1 })
+  peers.setNodes(ring.nodes)
+  const replayer = new HintReplayer({
+    store: hints, ring: () => ring, isReachable: peers.isUp, logLine: log,
+    send: async (node, key, state) => {
+      const conn = peers.get(node)
+      if (conn === undefined) throw peers.whyDown(node)
+      await conn.request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
+    },
+    now: () => Date.now(),
+    setTimeout: (fn, ms) => peerRuntime.setTimeout(fn, ms, { background: true }),
+    clearTimeout: h => peerRuntime.clearTimeout(h),
+  })
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
@@ -278,13 +320,20 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,
       antiEntropy: aaeHealth(aae, Date.now()),
+      hints: hintsHealth(),
     }),
   })
+  /** Hint backlog per owner, for /health. */
+  const hintsHealth = () => {
+    const backlog: Record<string, { hints: number; bytes: number; oldestAt: string | null }> = {}
+    for (const [target, p] of hints.pending()) backlog[target] = { hints: p.hints, bytes: p.bytes, oldestAt: iso(p.oldestAt) }
+    return { ...hints.stats(), ...hints.counters, replaysInflight: replayer.replaysInflight, backlog }
+  }
   const admin: AdminCounters = { snapshotsStarted: 0, snapshotsShared: 0, snapshotsRefused: 0 }
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, aae.counters), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, hints, aae.counters), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
   // On-demand anti-entropy (`ringkv repair [--partition P]`): POST queues the exchanges of every
   // partition this replica is a primary of (or of one), GET reports how far the repair got.
@@ -328,17 +377,21 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     server.once('error', fail)
     server.listen(cfg.port, cfg.host, () => { server.off('error', fail); ok() })
   })
-  log('listening', { url: `ws://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox })
+  replayer.start()
+  log('listening', { url: `ws://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox, hints: hints.stats().hints })
   return {
     server,
     async close() {
       aae.close()
-      for (const c of peers.values()) c.close()
+      for (const c of aaePeers.values()) c.close()
+      replayer.stop()
+      peers.close()
       kv.close()
       await snapshotter?.close()
       plane.close()
       await new Promise<void>(ok => server.close(() => ok()))
       await engine.close()
+      await hints.close()
     },
   }
 }
