@@ -70,6 +70,11 @@ export const errorTable = {
   /** A peer broke the protocol; `detail` when the sender gave one (replicas say it in the message). */
   ProtocolError: { status: 500, data: z.object({ detail: text.optional() }) },
   Internal: { status: 500, data: z.object({}) },
+  /**
+   * An anti-entropy request named a partition the replica (`node`) is not a primary of: a peer with
+   * another ring, or one lying about the partitions it holds. Nothing is exchanged.
+   */
+  NotPrimary: { status: 409, data: z.object({ partition: count, node: replicaName }) },
 } as const satisfies Record<string, { readonly status: 400 | 409 | 413 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
 
 type Table = typeof errorTable

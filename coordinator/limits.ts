@@ -252,6 +252,48 @@ export const limits = {
   handoffProgressEntriesMax: 4096,
   /** Finished transfers status() keeps, the most recent ones. */
   handoffFinishedKeptMax: 4096,
+  // Anti-entropy (docs/anti-entropy.md): per-partition Tictac trees, exchanges, tombstone reaping.
+  /**
+   * Branches under a tree's root, and segments (leaves) under each branch: a tree has
+   * aaeTreeWidth^2 segments of 4 bytes (4 KiB per partition). A partition holds about 1/256 of the
+   * keys, so 1,024 segments keep a segment at ~4 keys with a million keys in the cluster.
+   */
+  aaeTreeWidth: 32,
+  /** Pause between two exchanges of the periodic loop (one (partition, peer) pair each). */
+  aaeExchangeIntervalMs: 40,
+  /** Differing segments whose keys one aaeKeys request asks for. */
+  aaeSegmentsPerFetchMax: 64,
+  /** Most keys one aaeKeys reply carries; the rest follow with its `next` cursor. */
+  aaeKeysPerReplyMax: 1024,
+  /** Most state bytes one aaeKeys reply carries (a single larger state is sent alone). */
+  aaeKeysReplyBytesMax: 4 * 1024 * 1024,
+  /**
+   * Keys one replica repairs per second (each a local merge or a push to the peer), so that repair
+   * stays a small share of what a replica writes in the foreground (tens of thousands of puts/s).
+   */
+  aaeRepairKeysPerSecond: 5000,
+  /** State bytes one replica repairs per second. */
+  aaeRepairBytesPerSecond: 16 * 1024 * 1024,
+  /** Keys the tree rebuild at start reads per event-loop slice. */
+  aaeRebuildKeysPerSlice: 512,
+  /** Pages of aaeKeys replies one fetch of segments may take (aaeKeysPerReplyMax keys each). */
+  aaePagesPerFetchMax: 4096,
+  /** Partitions /health lists by name (the oldest last full passes); the rest are summed up. */
+  aaeHealthPartitionsShown: 8,
+  /** Longest one exchange request may wait for its reply. */
+  aaeRequestTimeoutMs: 10_000,
+  /** Exchanges queued for an on-demand repair (`ringkv repair`): at most every partition with each peer. */
+  aaeRepairQueueMax: (1 << 16) * 16,
+  /** `ringkv repair` asks each replica how far its repair got this often (its progress bar). */
+  repairPollIntervalMs: 250,
+  /** `ringkv repair` gives up waiting after this long (the repairs go on in the replicas). */
+  repairWaitMsMax: 6 * 60 * 60 * 1000,
+  /** Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it landed. */
+  tombstoneGraceMsDefault: 60 * 60 * 1000,
+  /** Tombstones per partition awaiting their grace; beyond it a tombstone is kept until a restart. */
+  tombstonesTrackedPerPartitionMax: 65536,
+  /** Tombstones one replica reaps per exchange, so reaping never stalls the loop. */
+  tombstoneReapsPerRoundMax: 256,
   // The gateway on Cloudflare Workers (edge/worker.ts, docs/edge.md).
   /**
    * Durable Objects the edge gateway spreads keys over by ring position (each holds its own sockets
@@ -372,6 +414,15 @@ assert(limits.adminBodyBytesMax >= 2 * (limits.urlCharsMax + limits.nameCharsMax
 assert(limits.handoffSweepGatherMs < limits.handoffRetryBackoffMsMax, 'gathering transfers must not outlast a retry backoff')
 assert(limits.handoffProgressEntriesMax >= limits.handoffTransfersInFlightMax, 'progress must be kept for every transfer in flight')
 assert(limits.handoffScanKeysMax >= 1 && limits.handoffAttemptsMax >= 1 && limits.handoffRescansMax >= 0, 'handoff counts must be positive')
+assert(limits.aaeTreeWidth >= 2 && (limits.aaeTreeWidth & (limits.aaeTreeWidth - 1)) === 0, 'tree width must be a power of two')
+assert(Math.log2(limits.aaeTreeWidth) * 2 + Math.log2(limits.partitionsMax) <= 32, 'partition and segment bits must fit one 32-bit key hash')
+assert(limits.aaeSegmentsPerFetchMax <= limits.aaeTreeWidth * limits.aaeTreeWidth, 'a fetch asks for at most every segment')
+assert(limits.aaeKeysReplyBytesMax + limits.aaeKeysPerReplyMax * (limits.keyBytesMax + 64) < limits.frameBytesMax,
+  'an aaeKeys reply (its state budget, or one state alone, with its keys) must fit one frame')
+assert(limits.aaeRepairKeysPerSecond > 0 && limits.aaeRepairBytesPerSecond >= limits.stateBytesMax, 'repair must be able to move the largest state')
+assert(limits.aaeExchangeIntervalMs * limits.partitionsDefault * 2 < 60_000, 'a full pass over the default ring with two peers must take under a minute')
+assert(limits.aaeRequestTimeoutMs <= limits.requestTimeoutMsMax, 'exchange timeout above the request timeout max')
+assert(limits.tombstoneReapsPerRoundMax <= limits.tombstonesTrackedPerPartitionMax, 'reaps per round above tracked tombstones')
 assert(limits.hintsPerTargetMax <= limits.hintsTotalMax && limits.hintBytesPerTargetMax <= limits.hintBytesTotalMax,
   'one owner\'s hints must fit the store\'s total')
 assert(limits.hintBytesPerTargetMax >= limits.stateBytesMax, 'one hint of the largest state must fit an owner\'s bound')

@@ -16,6 +16,13 @@
 // full store refuses it with HintRefused. A `get` with `hintFor` answers with the replica's own
 // state merged with that hint, so sloppy reads see hinted writes. A fallback never stamps a hinted
 // `put` (write-quorum.ts): it refuses with HintRefused.
+//
+// Anti-entropy (docs/anti-entropy.md) hooks in narrowly: `aae.onWrite` sees every state in the turn
+// it is computed (the tree XORs the key's old hash out and the new one in), `aae.floorOf` gives the
+// dot floor a reaped key's partition left behind (a re-created key's dots start above it, and a
+// state claiming this replica's dots up to it is not a forgery), and the aae* requests are served by
+// `aae.serve`. A reaped key reads as absent (state-codec.ts barrier) and keeps its barrier when
+// written again.
 
 import { unreachable } from '../coordinator/assert.ts'
 import { badRequest, KvError } from '../coordinator/errors.ts'
@@ -26,12 +33,12 @@ import { describeIssues, isRequestType, keySchema, type ErrorBody, type ParsedRe
 import { partitionOfKey } from '../coordinator/ring/partition-hash.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { preferenceList } from '../coordinator/ring/preference-list.ts'
-import { EMPTY, sync, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
+import { EMPTY, mergeVectors, sync, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
 import { boundsError, ownDotsError, syncForWrite } from '../coordinator/version/state-bounds.ts'
 import { handoffChecksum } from './handoff/handoff-batch.ts'
 import type { Engine, ValueWriter } from './storage/engine-types.ts'
 import type { HintStore } from './hints/hint-store.ts'
-import { decodePeerState, decodeState, encodeState, stateWriter } from './state-codec.ts'
+import { decodePeerState, decodeState, decodeStored, encodeState, stateWriter, withBarrier } from './state-codec.ts'
 
 export type Reply = (message: Message, approxBytes?: number) => void
 
@@ -39,6 +46,17 @@ export type Reply = (message: Message, approxBytes?: number) => void
 type Parsed = { [T in RequestType]: { readonly type: T; readonly body: ParsedRequest<T> } }[RequestType]
 
 const supersedesStored = { supersedes: true } as const
+
+/** A reply body's size for the data plane's backlog accounting: its byte arrays (hashes, values). */
+function approxBodyBytes(body: unknown): number {
+  let n = 0
+  const walk = (v: unknown, depth: number): void => {
+    if (v instanceof Uint8Array) n += v.byteLength
+    else if (depth < 6 && typeof v === 'object' && v !== null) for (const x of Object.values(v)) walk(x, depth + 1)
+  }
+  walk(body, 0)
+  return n
+}
 
 /**
  * The stamp reply without the value the client just sent: the new sibling (this replica's actor,
@@ -53,6 +71,19 @@ function elideOwnValue(state: DvvSet, actor: string, value: Uint8Array | null): 
     state: { vv: state.vv, siblings: state.siblings.map(s => (s.actor === actor && s.counter === counter ? { actor, counter, value: null } : s)) },
     elided: { actor, counter },
   }
+}
+
+/** The anti-entropy types, served by ReplicaServiceOptions.aae. */
+export type AaeRequestType = 'aaeRoot' | 'aaeBranches' | 'aaeKeys'
+
+/** What anti-entropy plugs into the replica's write path (replica/aae/anti-entropy.ts). */
+export interface AaeHooks {
+  /** Called in the turn `next` is computed for `key`, before the engine stores it. */
+  onWrite(key: string, next: DvvSet): void
+  /** The highest counter of this replica's actor that a reaped key of `key`'s partition held (0: none). */
+  floorOf(key: string): number
+  /** Answers an anti-entropy request: its reply body, or a KvError (thrown or rejected). */
+  serve<T extends AaeRequestType>(type: T, body: ParsedRequest<T>): unknown
 }
 
 export interface ReplicaServiceOptions {
@@ -70,6 +101,8 @@ export interface ReplicaServiceOptions {
    * moving (HandoffManager.onStored). Must not throw; must return quickly.
    */
   readonly onStored?: (key: string, state: DvvSet) => void
+  /** Anti-entropy; without it the aae* requests are refused (Unavailable). */
+  readonly aae?: AaeHooks
   /** Where hinted writes for absent owners go; without one, they are stored as this replica's own data. */
   readonly hints?: HintStore
 }
@@ -149,7 +182,9 @@ export class ReplicaService {
           this.error(reply, id, { kind: 'TooLarge', message: `the key holds ${stored.byteLength} bytes, more than a reply may carry (${limits.stateBytesMax})`, bytes: stored.byteLength, bytesMax: limits.stateBytesMax })
           return
         }
-        reply(['get', id, { state: stored ? decodeState(stored) : null }], stored?.byteLength ?? 0)
+        const state = stored === undefined ? undefined : decodeStored(stored).state
+        // A reaped key (nothing after its barrier) reads as never written.
+        reply(['get', id, { state: state === undefined || state === EMPTY ? null : state }], stored?.byteLength ?? 0)
         return
       }
       case 'put': {
@@ -168,14 +203,17 @@ export class ReplicaService {
           }
         }
         if (!this.admitWrite(reply, id)) return
-        const { state: stored, bytes: storedBytes } = this.stored(key)
-        const forged = ownDotsError(context, stored, actor, 'the context')
+        const { state: stored, bytes: storedBytes, barrier } = this.stored(key)
+        const floor = this.opts.aae?.floorOf(key) ?? 0
+        const forged = ownDotsError(context, this.withFloor(stored, floor), actor, 'the context')
         if (forged) { this.fail(reply, id, forged); return }
-        const next = update(stored, context, actor, value)
+        // Above the floor: a key re-created after its reap never reuses a dot its tombstone covered.
+        const next = update(stored, floor > 0 ? mergeVectors(context, { [actor]: floor }) : context, actor, value)
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => {
+        this.opts.aae?.onWrite(key, next)
+        this.write(key, barrier ? withBarrier(encoded) : encoded, reply, id, () => {
           this.opts.onStored?.(key, next)
           reply(['put', id, elideOwnValue(next, actor, value)], encoded.bytes)
         })
@@ -196,19 +234,22 @@ export class ReplicaService {
           if (target !== undefined) { this.replicateHint(key, target, state, reply, id); return }
         }
         if (!this.admitWrite(reply, id)) return
-        const { state: stored, bytes: storedBytes } = this.stored(key)
-        const forged = ownDotsError(state.vv, stored, actor, 'the replicated state')
-        if (forged) { this.fail(reply, id, forged); return }
-        // A key this replica has never seen (every fresh write) takes the validated state as it is:
-        // sync(EMPTY, state) would only copy it.
-        const next = stored === EMPTY ? state : syncForWrite(stored, state)
-        const encoded = stateWriter(next)
-        const refused = boundsError(stored, storedBytes, next, encoded.bytes)
-        if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => {
-          this.opts.onStored?.(key, next)
-          reply(['replicate', id, {}])
-        })
+        const done = this.merge(key, state)
+        if (done instanceof KvError) { this.fail(reply, id, done); return }
+        this.pending(done, reply, id, () => reply(['replicate', id, {}]))
+        return
+      }
+      case 'aaeRoot':
+      case 'aaeBranches':
+      case 'aaeKeys': {
+        const aae = this.opts.aae
+        if (!aae) {
+          this.error(reply, id, { kind: 'Unavailable', message: 'anti-entropy is off on this replica', node: this.opts.nodeId })
+          return
+        }
+        Promise.resolve(aae.serve(req.type, req.body as never)).then(
+          body => reply([req.type, id, body], approxBodyBytes(body)),
+          e => this.fail(reply, id, e))
         return
       }
       case 'handoff':
@@ -265,17 +306,19 @@ export class ReplicaService {
           return
         }
       }
-      const { state: stored, bytes: storedBytes } = this.stored(key)
-      const forged = ownDotsError(state.vv, stored, actor, `handoff entry ${i}`)
+      const { state: stored, bytes: storedBytes, barrier } = this.stored(key)
+      const floor = this.opts.aae?.floorOf(key) ?? 0
+      const forged = ownDotsError(state.vv, this.withFloor(stored, floor), actor, `handoff entry ${i}`)
       if (forged) { this.fail(reply, id, forged); return }
       const next = stored === EMPTY ? state : syncForWrite(stored, state)
       const encoded = stateWriter(next)
       const refused = boundsError(stored, storedBytes, next, encoded.bytes)
       if (refused) { this.fail(reply, id, refused); return }
-      writes.push({ key, next, encoded })
+      writes.push({ key, next, encoded: barrier ? withBarrier(encoded) : encoded })
     }
     this.counters.pendingWrites += writes.length
-    const { engine, onStored } = this.opts
+    const { engine, onStored, aae } = this.opts
+    if (aae) for (const w of writes) aae.onWrite(w.key, w.next)
     Promise.all(writes.map(w => engine.put(w.key, w.encoded, supersedesStored))).then(() => {
       this.counters.pendingWrites -= writes.length
       this.counters.handoffBatchesIn++
@@ -342,10 +385,68 @@ export class ReplicaService {
       e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
   }
 
-  /** What the engine holds for `key`, decoded, and its encoded size (EMPTY and 0 when nothing). */
-  private stored(key: string): { state: DvvSet; bytes: number } {
+
+  /**
+   * Merges `state` (validated) into what the replica holds for `key` under the same rules as a
+   * `replicate`, and stores the result: the promise resolves once it is durable (at once when
+   * nothing changed). A KvError when the state is refused. Anti-entropy applies a peer's states here.
+   */
+  applyState(key: string, state: DvvSet): Promise<void> {
+    const gated = this.opts.writeGate?.()
+    if (gated) return Promise.reject(gated)
+    if (this.counters.pendingWrites >= limits.replicaPendingWritesMax) {
+      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: limits.overloadedRetryAfterMs }, `${this.counters.pendingWrites} writes awaiting fsync`))
+    }
+    const done = this.merge(key, state)
+    if (done instanceof KvError) return Promise.reject(done)
+    if (done === undefined) return Promise.resolve()
+    this.counters.pendingWrites++
+    return done.finally(() => { this.counters.pendingWrites-- })
+  }
+
+  /**
+   * The replicate rule: refuses a state claiming this replica's dots above what it issued for the
+   * key (its reap floor included), syncs, checks the bounds, and starts the write (undefined when
+   * the stored state already holds everything `state` has).
+   */
+  private merge(key: string, state: DvvSet): Promise<void> | KvError | undefined {
+    const { actor } = this.opts
+    const { state: stored, bytes: storedBytes, barrier } = this.stored(key)
+    const floor = this.opts.aae?.floorOf(key) ?? 0
+    const forged = ownDotsError(state.vv, this.withFloor(stored, floor), actor, 'the replicated state')
+    if (forged) return forged
+    let next: DvvSet
+    try {
+      // A key this replica has never seen (every fresh write) takes the validated state as it is:
+      // sync(EMPTY, state) would only copy it.
+      next = stored === EMPTY ? state : syncForWrite(stored, state)
+    } catch (e) {
+      if (e instanceof KvError) return e
+      throw e
+    }
+    const encoded = stateWriter(next)
+    const refused = boundsError(stored, storedBytes, next, encoded.bytes)
+    if (refused) return refused
+    this.opts.aae?.onWrite(key, next)
+    const onStored = this.opts.onStored
+    const write = this.opts.engine.put(key, barrier ? withBarrier(encoded) : encoded, supersedesStored)
+    return onStored ? write.then(() => onStored(key, next)) : write
+  }
+
+  /** `stored` as the own-dots check sees it: its vector raised to this replica's reap floor. */
+  private withFloor(stored: DvvSet, floor: number): DvvSet {
+    return floor > 0 ? { vv: mergeVectors(stored.vv, { [this.opts.actor]: floor }), siblings: stored.siblings } : stored
+  }
+
+  /**
+   * What the engine holds for `key`, decoded, its encoded size (EMPTY and 0 when nothing) and
+   * whether it sits behind a reap's barrier (kept on every later write until compaction settles it).
+   */
+  private stored(key: string): { state: DvvSet; bytes: number; barrier: boolean } {
     const bytes = this.opts.engine.get(key)
-    return bytes === undefined ? { state: EMPTY, bytes: 0 } : { state: decodeState(bytes), bytes: bytes.byteLength }
+    if (bytes === undefined) return { state: EMPTY, bytes: 0, barrier: false }
+    const { state, barrier } = decodeStored(bytes)
+    return { state: state.siblings.length === 0 && Object.keys(state.vv).length === 0 ? EMPTY : state, bytes: bytes.byteLength, barrier }
   }
 
   private admitWrite(reply: Reply, id: number): boolean {
@@ -363,8 +464,13 @@ export class ReplicaService {
    * key (stored() then update or sync), so it supersedes it: the memtable need not merge.
    */
   private write(key: string, encoded: ValueWriter, reply: Reply, id: number, done: () => void): void {
+    this.pending(this.opts.engine.put(key, encoded, supersedesStored), reply, id, done)
+  }
+
+  private pending(write: Promise<void> | undefined, reply: Reply, id: number, done: () => void): void {
+    if (write === undefined) { done(); return }
     this.counters.pendingWrites++
-    this.opts.engine.put(key, encoded, supersedesStored).then(
+    write.then(
       () => { this.counters.pendingWrites--; done() },
       e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
   }

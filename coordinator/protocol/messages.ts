@@ -91,6 +91,12 @@ export const ringSchema = z.object({
 
 const nodeIdSchema = z.string().min(1).max(limits.nameCharsMax)
 
+const partitionSchema = z.number().int().nonnegative().max(limits.partitionsMax - 1)
+/** An anti-entropy tree's shape: branches under the root and segments under each branch. */
+export const treeShapeSchema = z.object({ width: z.number().int().positive().max(limits.aaeTreeWidth * limits.aaeTreeWidth), depth: z.number().int().positive().max(8) })
+/** Hashes as big-endian 32-bit words, one per branch or segment. */
+const hashWordsSchema = (wordsMax: number) => bytesSchema.refine(b => b.byteLength % 4 === 0 && b.byteLength <= wordsMax * 4, { message: `expected at most ${wordsMax} 4-byte hashes` })
+
 /** Request bodies, coordinator -> replica. */
 export const requestSchemas = {
   hello: z.object({ protocol: z.number().int(), client: z.string().max(limits.clientNameCharsMax), token: z.string().max(limits.tokenCharsMax).optional() }),
@@ -117,6 +123,19 @@ export const requestSchemas = {
     ])).min(1).max(limits.handoffBatchKeysMax),
     checksum: z.number().int().nonnegative().max(0xffff_ffff),
   }),
+  // Anti-entropy (docs/anti-entropy.md). Each names the partition and the tree shape the sender
+  // uses; a replica with another shape (a wrong-depth tree) or that is not a primary of the
+  // partition refuses with a typed error.
+  /** The root: one 32-bit hash per branch. */
+  aaeRoot: z.object({ partition: partitionSchema, shape: treeShapeSchema }),
+  /** The leaves (segment hashes) under the named branches, in the order named. */
+  aaeBranches: z.object({ partition: partitionSchema, shape: treeShapeSchema, branches: z.array(z.number().int().nonnegative().max(limits.aaeTreeWidth - 1)).min(1).max(limits.aaeTreeWidth) }),
+  /** The keys and states of the named segments, from `after` on (a page of at most aaeKeysPerReplyMax keys). */
+  aaeKeys: z.object({
+    partition: partitionSchema, shape: treeShapeSchema,
+    segments: z.array(z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1)).min(1).max(limits.aaeSegmentsPerFetchMax),
+    after: z.object({ segment: z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1), key: keySchema }).optional(),
+  }),
 } as const
 
 /** Reply bodies, replica -> coordinator, by the request type they answer. */
@@ -132,6 +151,13 @@ export const replySchemas = {
   ring: z.object({ ring: ringSchema }),
   /** Sent once every entry of the batch is durable (the WAL fsync covering it is done). */
   handoff: z.object({ keys: z.number().int().nonnegative().max(limits.handoffBatchKeysMax) }),
+  aaeRoot: z.object({ branches: hashWordsSchema(limits.aaeTreeWidth) }),
+  aaeBranches: z.object({ leaves: hashWordsSchema(limits.aaeTreeWidth * limits.aaeTreeWidth) }),
+  /** `next`: where the following page starts; absent when the named segments are all sent. */
+  aaeKeys: z.object({
+    entries: z.array(z.object({ key: keySchema, state: stateSchema })).max(limits.aaeKeysPerReplyMax),
+    next: z.object({ segment: z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1), key: keySchema }).optional(),
+  }),
 } as const
 
 /**

@@ -27,10 +27,12 @@ import { openHintLog } from '../hints/hint-log.ts'
 import { HintReplayer } from '../hints/hint-replayer.ts'
 import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
 import { ReplicaService } from '../replica-service.ts'
+import { AntiEntropy, type AaePeer } from '../aae/anti-entropy.ts'
+import { Connection } from '../../coordinator/transport/connection.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
 import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
-import { decodeState, mergeStates } from '../state-codec.ts'
+import { decodeState, mergeStates, settleStored } from '../state-codec.ts'
 import { snapshotLimits } from '../snapshot/snapshot-limits.ts'
 import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
@@ -60,6 +62,10 @@ export interface ReplicaConfig {
   /** Handoff send rate and batch size (limits.ts defaults when undefined). */
   readonly handoffBytesPerSec: number | undefined
   readonly handoffBatchBytes: number | undefined
+  /** A tombstone every primary holds is reaped this long after it landed (docs/anti-entropy.md). */
+  readonly tombstoneGraceMs: number
+  /** Pause between two anti-entropy exchanges of the periodic loop. */
+  readonly aaeIntervalMs: number
   /** The hint store's bounds (limits.ts defaults, lowered by flags). */
   readonly hintBounds: HintBounds
 }
@@ -85,6 +91,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'memtable-bytes-max': { type: 'string' },
       'handoff-bytes-per-sec': { type: 'string' },
       'handoff-batch-bytes': { type: 'string' },
+      'tombstone-grace-ms': { type: 'string', default: String(limits.tombstoneGraceMsDefault) },
+      'aae-interval-ms': { type: 'string', default: String(limits.aaeExchangeIntervalMs) },
       'hints-per-target-max': { type: 'string' },
       'hints-max': { type: 'string' },
       'hint-window-ms': { type: 'string' },
@@ -141,8 +149,12 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
     totalMax: bounded('hints-max', values['hints-max'], limits.hintsTotalMax),
     windowMs: bounded('hint-window-ms', values['hint-window-ms'], limits.hintWindowMs),
   }
+  const tombstoneGraceMs = Number(values['tombstone-grace-ms'])
+  if (!(Number.isSafeInteger(tombstoneGraceMs) && tombstoneGraceMs >= 0)) fail(`--tombstone-grace-ms must be a non-negative integer, got ${values['tombstone-grace-ms']}`)
+  const aaeIntervalMs = Number(values['aae-interval-ms'])
+  if (!(Number.isSafeInteger(aaeIntervalMs) && aaeIntervalMs >= 1)) fail(`--aae-interval-ms must be a positive integer, got ${values['aae-interval-ms']}`)
   return {
-    handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch,
+    handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch, tombstoneGraceMs, aaeIntervalMs,
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
@@ -164,11 +176,34 @@ function iso(ms: number | null): string | null {
 const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --port PORT --data-dir DIR
     --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
+    [--tombstone-grace-ms MS (default ${limits.tombstoneGraceMsDefault})] [--aae-interval-ms MS (default ${limits.aaeExchangeIntervalMs})]
     [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
     [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES]
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
+
+/**
+ * Anti-entropy in /health, compactly: whether the trees are built, the exchange counts, and per
+ * partition this replica is a primary of, how many seconds ago its last full pass started (null:
+ * none yet), as one object keyed by partition.
+ */
+function aaeHealth(aae: AntiEntropy, now: number): Record<string, unknown> {
+  const passes = aae.lastFullPasses()
+  const agoS: Record<string, number | null> = {}
+  let never = 0
+  let oldest = 0
+  for (const [p, t] of passes) {
+    agoS[p] = t === null ? null : Math.round((now - t) / 1000)
+    if (t === null) never++
+    else oldest = Math.max(oldest, agoS[p]!)
+  }
+  return {
+    ready: aae.isReady(), ...aae.counters,
+    partitions: passes.size, partitionsNeverPassed: never, oldestFullPassAgoS: passes.size > never ? oldest : null,
+    lastFullPassAgoS: agoS,
+  }
+}
 
 /** The data dir and everything the replica creates in it are its own (files 0600 through the umask). */
 const privateDirMode = 0o700
@@ -228,7 +263,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   }
   // Not clean while this process runs; close() marks it clean once every write is durable.
   await writeIdentity(cfg.dataDir, { node: identity.node, incarnation: identity.incarnation })
-  const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, log, ...(cfg.memtableBytesMax ? { memtableBytesMax: cfg.memtableBytesMax } : {}) })
+  const engine = await openEngine({ dir: cfg.dataDir, merge: mergeStates, settle: settleStored, log, ...(cfg.memtableBytesMax ? { memtableBytesMax: cfg.memtableBytesMax } : {}) })
   const actor = actorOf(identity)
   const snapshotter = store ? new Snapshotter({
     engine, store, cluster: cfg.cluster, node: cfg.id, incarnation: identity.incarnation, dataDir: cfg.dataDir, log,
@@ -256,10 +291,33 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   const opened = await openHintLog(cfg.dataDir)
   const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
   await hints.load(opened.records, opened.problems)
-  const service = new ReplicaService({
-    nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints,
+  // Anti-entropy talks to the other primaries over the data plane, like any client (hello first).
+  const aaePeers = new Map<string, Connection>()
+  const peerConnection = (node: string): Connection => {
+    let c = aaePeers.get(node)
+    if (c === undefined) {
+      const url = ring.nodes.find(n => n.id === node)?.url
+      if (url === undefined) throw new KvError({ kind: 'Unavailable', node }, `${node} is not in the ring`)
+      c = new Connection(node, url, runtime, { client: `aae@${cfg.id}` })
+      aaePeers.set(node, c)
+    }
+    return c
+  }
+  // Stand-in until gossip membership with a phi-accrual detector lands: a peer is reachable unless
+  // its connection failed and is backing off (the transport's circuit breaker).
+  const isReachable = (node: string): boolean => peerConnection(node).isUp()
+  let service: ReplicaService | undefined
+  const aae = new AntiEntropy({
+    nodeId: cfg.id, actor, engine, ring: () => ring, runtime, isReachable, log,
+    peer: (node): AaePeer => ({ request: (type, body) => peerConnection(node).request(type, body, limits.aaeRequestTimeoutMs) }),
+    applyState: (key, state) => service!.applyState(key, state),
+    tombstoneGraceMs: cfg.tombstoneGraceMs, intervalMs: cfg.aaeIntervalMs,
+  })
+  service = new ReplicaService({
+    nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints, aae,
     onStored: (key, state) => handoff.onStored(key, state),
   })
+  void aae.start()
   // Replays go out on connections of their own. Reachability stand-in until membership's failure
   // detector lands: an owner is reachable when this pool's connection to it is up (never failed, or
   // reconnected after its backoff); swap `isReachable` for the detector's.
@@ -305,6 +363,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,
+      antiEntropy: aaeHealth(aae, Date.now()),
       hints: hintsHealth(),
     }),
   })
@@ -319,7 +378,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
     const handoffMetrics = { counters: handoff.counters, transfers: handoff.status() }
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics, aae.counters), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
   // Partition handoff (docs/handoff.md): what is streaming, and a route to start a transfer by hand
   // (membership calls HandoffManager.transfer itself; this one is for tests and operators, and will
@@ -353,6 +412,19 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     handoff.stopForwarding(parsed.data.partition, parsed.data.to)
     return c.json({ ok: true })
   })
+  // On-demand anti-entropy (`ringkv repair [--partition P]`): POST queues the exchanges of every
+  // partition this replica is a primary of (or of one), GET reports how far the repair got.
+  app.post('/admin/repair', c => {
+    const p = c.req.query('partition')
+    const partition = p === undefined ? undefined : Number(p)
+    try {
+      return c.json({ ok: true, repair: aae.repair(partition) }, 202)
+    } catch (e) {
+      const err = e instanceof KvError ? e : new KvError({ kind: 'Internal' }, String(e))
+      return c.json({ error: { kind: err.kind, message: err.message } }, err.kind === 'NotPrimary' ? 409 : 400)
+    }
+  })
+  app.get('/admin/repair', c => c.json({ ready: aae.isReady(), repair: aae.repairJob() ?? null }))
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
   // and a new one starts at most once per adminSnapshotIntervalMs; others get 429 Overloaded.
@@ -387,6 +459,8 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   return {
     server,
     async close() {
+      aae.close()
+      for (const c of aaePeers.values()) c.close()
       replayer.stop()
       peers.close()
       kv.close()

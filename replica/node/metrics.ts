@@ -2,13 +2,15 @@
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
 // so a flood or a client that does not read shows up here), admin snapshot calls, hinted handoff
 // (hints pending per owner, replayed, refused, dropped), partition handoff (keys, bytes and batches
-// each way, transfers by state, forwarding), and the process's resident memory.
+// each way, transfers by state, forwarding), anti-entropy (exchanges by outcome, keys repaired, bytes
+// moved, tombstones reaped), and the process's resident memory.
 
 import type { HandoffCounters, TransferStatus } from '../handoff/handoff-manager.ts'
 import type { HintStore } from '../hints/hint-store.ts'
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
+import type { AaeCounters } from '../aae/anti-entropy.ts'
 import { processCounters } from './process.ts'
 
 /** POST /admin/snapshot calls: started a snapshot, shared one in flight, refused (429). */
@@ -27,7 +29,7 @@ export interface HandoffMetrics {
 const transferStates: ReadonlyArray<TransferStatus['state']> = ['queued', 'streaming', 'done', 'failed']
 
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters, hints?: HintStore, handoff?: HandoffMetrics): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, hints?: HintStore, handoff?: HandoffMetrics, aae?: AaeCounters): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -97,6 +99,13 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push('# TYPE ringkv_hints_dropped_total counter', `ringkv_hints_dropped_total{${n}} ${c.dropped}`)
     lines.push('# TYPE ringkv_hints_corrupt_segments_total counter', `ringkv_hints_corrupt_segments_total{${n}} ${c.corruptSegments}`)
     lines.push('# TYPE ringkv_hints_log_segments gauge', `ringkv_hints_log_segments{${n}} ${hints.stats().segments}`)
+  }
+  if (aae) {
+    lines.push('# TYPE ringkv_aae_exchanges_total counter')
+    for (const [outcome, count] of Object.entries(aae.exchanges)) lines.push(`ringkv_aae_exchanges_total{${n},${label('outcome', outcome)}} ${count}`)
+    lines.push('# TYPE ringkv_aae_keys_repaired_total counter', `ringkv_aae_keys_repaired_total{${n}} ${aae.keysRepaired}`)
+    lines.push('# TYPE ringkv_aae_bytes_total counter', `ringkv_aae_bytes_total{${n}} ${aae.bytes}`)
+    lines.push('# TYPE ringkv_tombstones_reaped_total counter', `ringkv_tombstones_reaped_total{${n}} ${aae.tombstonesReaped}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)
