@@ -197,6 +197,20 @@ export const limits = {
    */
   healthProbeTimeoutMs: 500,
 
+  // The gateway on Cloudflare Workers (edge/worker.ts, docs/edge.md).
+  /**
+   * Durable Objects the edge gateway spreads keys over by ring position (each holds its own sockets
+   * to every replica and runs one KvCoordinator; one object is single-threaded, one global object
+   * is a bottleneck). A power of two, so each shard is a contiguous range of partitions.
+   */
+  edgeShardsDefault: 8,
+  edgeShardsMax: 256,
+  /**
+   * How long a per-request coordinator (the fallback without Durable Objects) stays open after its
+   * answer, so that its read repairs can go out before its sockets close (ctx.waitUntil).
+   */
+  edgeLingerMs: 250,
+
   // Errors.
   /** Longest error message; longer ones are cut (a failure map of many replicas can be long). */
   errorMessageCharsMax: 65_536,
@@ -282,6 +296,10 @@ assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health prob
 assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry the issues describeIssues reports')
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
+assert((limits.edgeShardsMax & (limits.edgeShardsMax - 1)) === 0 && (limits.edgeShardsDefault & (limits.edgeShardsDefault - 1)) === 0 &&
+  limits.edgeShardsDefault <= limits.edgeShardsMax && limits.edgeShardsMax <= limits.partitionsDefault,
+  'edge shards must be powers of two, at most the default partitions, so each is a range of partitions')
+assert(limits.edgeLingerMs < limits.requestTimeoutMsDefault, 'a per-request coordinator lingers less than a request may take')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
 assert(limits.hintsPerTargetMax <= limits.hintsTotalMax && limits.hintBytesPerTargetMax <= limits.hintBytesTotalMax,
