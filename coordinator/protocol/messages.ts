@@ -101,6 +101,22 @@ export const requestSchemas = {
   /** Replicate a stamped state to another preference node (or a fallback holding a hint). */
   replicate: z.object({ key: keySchema, state: stateSchema, hintFor: nodeIdSchema.optional() }),
   ring: z.object({}),
+  /**
+   * One batch of a partition handoff (docs/handoff.md): keys as UTF-8 bytes, each with its whole
+   * stored DVV state in the replica's storage encoding (replica/state-codec.ts), and a CRC32C over
+   * partition, seq and every entry (replica/handoff/handoff-batch.ts). Sizes are bounded here; the
+   * receiver checks the checksum, then each key, state and bound, before it stores anything.
+   */
+  handoff: z.object({
+    partition: z.number().int().nonnegative().max(limits.partitionsMax - 1),
+    seq: z.number().int().nonnegative().max(limits.handoffSeqMax),
+    from: nodeIdSchema,
+    entries: z.array(z.tuple([
+      bytesSchema.refine(b => b.byteLength <= limits.keyBytesMax, { message: `key over ${limits.keyBytesMax} bytes` }),
+      bytesSchema.refine(b => b.byteLength <= limits.stateBytesMax, { message: `state over ${limits.stateBytesMax} bytes` }),
+    ])).min(1).max(limits.handoffBatchKeysMax),
+    checksum: z.number().int().nonnegative().max(0xffff_ffff),
+  }),
 } as const
 
 /** Reply bodies, replica -> coordinator, by the request type they answer. */
@@ -114,6 +130,8 @@ export const replySchemas = {
   put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional() }),
   replicate: z.object({}),
   ring: z.object({ ring: ringSchema }),
+  /** Sent once every entry of the batch is durable (the WAL fsync covering it is done). */
+  handoff: z.object({ keys: z.number().int().nonnegative().max(limits.handoffBatchKeysMax) }),
 } as const
 
 /**

@@ -1,24 +1,28 @@
 // A ringkv replica process on Node: opens its storage engine, serves the Hono HTTP routes (health,
-// ring, metrics, the KV gateway) and the WebSocket data plane on one port, and shuts down cleanly
-// on SIGTERM/SIGINT. Membership is static for now: every replica is told the whole cluster and
+// ring, metrics, the KV gateway, handoff transfers) and the WebSocket data plane on one port, and
+// shuts down cleanly on SIGTERM/SIGINT. Membership is static for now: every replica is told the whole cluster and
 // computes the same ring from it (the claim is deterministic).
 //
 //   node --import tsx replica/node/main.ts --id n1 --port 7001 --data-dir .data/n1 \
 //        --nodes n1=ws://127.0.0.1:7001,n2=ws://127.0.0.1:7002,n3=ws://127.0.0.1:7003
 
 import { createAdaptorServer } from '@hono/node-server'
+import { bodyLimit } from 'hono/body-limit'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
+import { z } from 'zod'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
 import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { createRing, type Ring, type RingNode } from '../../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
-import { KvError } from '../../coordinator/errors.ts'
+import { httpStatusOf, KvError } from '../../coordinator/errors.ts'
 import { ConnectionPool } from '../../coordinator/transport/connection-pool.ts'
+import { describeIssues } from '../../coordinator/protocol/messages.ts'
+import { HandoffManager } from '../handoff/handoff-manager.ts'
 import { openHintLog } from '../hints/hint-log.ts'
 import { HintReplayer } from '../hints/hint-replayer.ts'
 import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
@@ -53,6 +57,9 @@ export interface ReplicaConfig {
   readonly snapshotBudgetBytes: number | undefined
   /** Memtable size at which it is flushed to a table (engine default when undefined). */
   readonly memtableBytesMax: number | undefined
+  /** Handoff send rate and batch size (limits.ts defaults when undefined). */
+  readonly handoffBytesPerSec: number | undefined
+  readonly handoffBatchBytes: number | undefined
   /** The hint store's bounds (limits.ts defaults, lowered by flags). */
   readonly hintBounds: HintBounds
 }
@@ -76,6 +83,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'snapshot-budget-bytes': { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
       'memtable-bytes-max': { type: 'string' },
+      'handoff-bytes-per-sec': { type: 'string' },
+      'handoff-batch-bytes': { type: 'string' },
       'hints-per-target-max': { type: 'string' },
       'hints-max': { type: 'string' },
       'hint-window-ms': { type: 'string' },
@@ -113,6 +122,14 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= storageLimits.memtableBytesMin && memtable <= storageLimits.memtableBytesMax)) {
     fail(`--memtable-bytes-max must be an integer from ${storageLimits.memtableBytesMin} to ${storageLimits.memtableBytesMax}`)
   }
+  const handoffRate = values['handoff-bytes-per-sec'] === undefined ? undefined : Number(values['handoff-bytes-per-sec'])
+  if (handoffRate !== undefined && !(Number.isInteger(handoffRate) && handoffRate >= 1 && handoffRate <= limits.handoffBytesPerSecMax)) {
+    fail(`--handoff-bytes-per-sec must be an integer from 1 to ${limits.handoffBytesPerSecMax}`)
+  }
+  const handoffBatch = values['handoff-batch-bytes'] === undefined ? undefined : Number(values['handoff-batch-bytes'])
+  if (handoffBatch !== undefined && !(Number.isInteger(handoffBatch) && handoffBatch >= limits.handoffBatchBytesMin && handoffBatch <= limits.handoffBatchBytesMax)) {
+    fail(`--handoff-batch-bytes must be an integer from ${limits.handoffBatchBytesMin} to ${limits.handoffBatchBytesMax}`)
+  }
   const bounded = (flag: string, value: string | undefined, max: number): number => {
     if (value === undefined) return max
     const v = Number(value)
@@ -125,12 +142,20 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
     windowMs: bounded('hint-window-ms', values['hint-window-ms'], limits.hintWindowMs),
   }
   return {
+    handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch,
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
   }
 }
+
+/** POST /admin/transfer's body (HandoffManager checks the values against the ring). */
+const transferRequestSchema = z.object({
+  partition: z.number().int().nonnegative().max(limits.partitionsMax - 1),
+  to: z.string().min(1).max(limits.nameCharsMax),
+  toUrl: z.string().min(1).max(limits.urlCharsMax),
+})
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString()
@@ -141,6 +166,7 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
     [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
+    [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES]
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
 
@@ -209,11 +235,20 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
+  const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
+  const handoff = new HandoffManager({
+    nodeId: cfg.id, engine, partitions: cfg.partitions, dataDir: cfg.dataDir, runtime, log,
+    ...(cfg.handoffBytesPerSec !== undefined ? { bytesPerSec: cfg.handoffBytesPerSec } : {}),
+    ...(cfg.handoffBatchBytes !== undefined ? { batchBytes: cfg.handoffBatchBytes } : {}),
+  })
   // Hints for absent owners: their own log under hints/, read back before the replica serves.
   const opened = await openHintLog(cfg.dataDir)
   const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
   await hints.load(opened.records, opened.problems)
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints })
+  const service = new ReplicaService({
+    nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints,
+    onStored: (key, state) => handoff.onStored(key, state),
+  })
   // Replays go out on connections of their own. Reachability stand-in until membership's failure
   // detector lands: an owner is reachable when this pool's connection to it is up (never failed, or
   // reconnected after its backoff); swap `isReachable` for the detector's.
@@ -272,7 +307,40 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, hints), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    const handoffMetrics = { counters: handoff.counters, transfers: handoff.status() }
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics), 200, { 'content-type': 'text/plain; version=0.0.4' })
+  })
+  // Partition handoff (docs/handoff.md): what is streaming, and a route to start a transfer by hand
+  // (membership calls HandoffManager.transfer itself; this one is for tests and operators, and will
+  // be admin-only). It answers 202 at once: progress is on GET /transfers.
+  app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status() }))
+  const adminBody = bodyLimit({
+    maxSize: limits.adminBodyBytesMax,
+    onError: c => c.json({ error: { kind: 'TooLarge', message: `body over the ${limits.adminBodyBytesMax}-byte limit`, bytes: limits.adminBodyBytesMax + 1, bytesMax: limits.adminBodyBytesMax } }, 413),
+  })
+  app.post('/admin/transfer', adminBody, async c => {
+    let body: unknown
+    try { body = await c.req.json() } catch { body = undefined }
+    const parsed = transferRequestSchema.safeParse(body)
+    if (!parsed.success) {
+      return c.json({ error: { kind: 'BadRequest', message: 'body must be {"partition": int, "to": "node id", "toUrl": "ws://host:port"}', issues: describeIssues(parsed.error) } }, 400)
+    }
+    const started = handoff.transfer(parsed.data)
+    // Refusals (bad partition, closed) come back at once as 400/503; failures later are in /transfers.
+    const refused = await Promise.race([started.then(() => undefined, (e: unknown) => e), new Promise<undefined>(ok => setImmediate(() => ok(undefined)))])
+    if (refused instanceof KvError && (refused.kind === 'BadRequest' || refused.kind === 'Unavailable' || refused.kind === 'Overloaded')) {
+      return c.json({ error: { ...refused.data, message: refused.message } }, httpStatusOf(refused.kind))
+    }
+    return c.json({ accepted: true, transfers: handoff.status().filter(t => t.partition === parsed.data.partition && t.to === parsed.data.to) }, 202)
+  })
+  // Ends the forwarding window of a transfer (what membership does once ownership has switched).
+  app.post('/admin/stop-forwarding', adminBody, async c => {
+    let body: unknown
+    try { body = await c.req.json() } catch { body = undefined }
+    const parsed = transferRequestSchema.pick({ partition: true, to: true }).safeParse(body)
+    if (!parsed.success) return c.json({ error: { kind: 'BadRequest', message: 'body must be {"partition": int, "to": "node id"}', issues: describeIssues(parsed.error) } }, 400)
+    handoff.stopForwarding(parsed.data.partition, parsed.data.to)
+    return c.json({ ok: true })
   })
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
@@ -311,6 +379,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       replayer.stop()
       peers.close()
       kv.close()
+      await handoff.close()
       await snapshotter?.close()
       plane.close()
       await new Promise<void>(ok => server.close(() => ok()))
