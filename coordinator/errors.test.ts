@@ -32,6 +32,7 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
   Corruption: { kind: 'Corruption', file: 'tables/000012.sst', offset: 40960 },
   ProtocolError: { kind: 'ProtocolError', detail: 'reply type mismatch' },
   Internal: { kind: 'Internal' },
+  NotOwner: { kind: 'NotOwner', ringVersion: 7, partition: 42 },
 }
 
 function sample(kind: KvErrorKind): KvError {
