@@ -53,6 +53,19 @@ export interface ReplicaServiceOptions {
   readonly valueBytesMax: number
   /** Returns an error when writes must be refused (e.g. the local snapshot budget is exhausted). */
   readonly writeGate?: () => KvError | undefined
+  /**
+   * Membership (replica/membership/membership-service.ts): answers gossip, and says whether a key's
+   * partition is this replica's to serve (undefined) or not (NotOwner). Without it (a replica in a
+   * test harness) every key is served and gossip is refused.
+   */
+  readonly membership?: MembershipHooks
+}
+
+export interface MembershipHooks {
+  /** NotOwner when this replica neither owns `key`'s partition, nor stands in for an owner, nor receives it by handoff. */
+  ownership(key: string, hintFor: string | undefined): KvError | undefined
+  /** A peer's gossip: the merged state to reply with, or a KvError refusing it. */
+  gossip(body: ParsedRequest<'gossip'>): ParsedRequest<'gossip'>['state']
 }
 
 export interface ReplicaCounters {
@@ -110,7 +123,14 @@ export class ReplicaService {
       case 'ring':
         reply(['ring', id, { ring: this.opts.ring() }])
         return
+      case 'gossip': {
+        const m = this.opts.membership
+        if (m === undefined) { this.error(reply, id, { kind: 'BadRequest', message: 'this replica does not gossip', issues: ['no membership'] }); return }
+        reply(['gossip', id, { state: m.gossip(req.body) }])
+        return
+      }
       case 'get': {
+        if (this.notOwner(req.body.key, undefined, reply, id)) return
         const stored = engine.get(req.body.key)
         // Only a state stored before stateBytesMax held on every path can be this large: refuse this
         // one read rather than build a frame the peer would refuse (and drop the connection for).
@@ -118,11 +138,12 @@ export class ReplicaService {
           this.error(reply, id, { kind: 'TooLarge', message: `the key holds ${stored.byteLength} bytes, more than a reply may carry (${limits.stateBytesMax})`, bytes: stored.byteLength, bytesMax: limits.stateBytesMax })
           return
         }
-        reply(['get', id, { state: stored ? decodeState(stored) : null }], stored?.byteLength ?? 0)
+        reply(['get', id, { state: stored ? decodeState(stored) : null }, this.opts.ring().version], stored?.byteLength ?? 0)
         return
       }
       case 'put': {
         const { key, context, value } = req.body
+        if (this.notOwner(key, req.body.hintFor, reply, id)) return
         if (value && value.byteLength > this.opts.valueBytesMax) {
           this.error(reply, id, { kind: 'TooLarge', message: `value is ${value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: value.byteLength, bytesMax: this.opts.valueBytesMax })
           return
@@ -135,11 +156,12 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, actor, value)], encoded.bytes))
+        this.write(key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, actor, value), this.opts.ring().version], encoded.bytes))
         return
       }
       case 'replicate': {
         const { key, state } = req.body
+        if (this.notOwner(key, req.body.hintFor, reply, id)) return
         for (const s of state.siblings) {
           if (s.value && s.value.byteLength > this.opts.valueBytesMax) {
             this.error(reply, id, { kind: 'TooLarge', message: `sibling value is ${s.value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: s.value.byteLength, bytesMax: this.opts.valueBytesMax })
@@ -157,12 +179,20 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => reply(['replicate', id, {}]))
+        this.write(key, encoded, reply, id, () => reply(['replicate', id, {}, this.opts.ring().version]))
         return
       }
       default:
         unreachable(req)
     }
+  }
+
+  /** Answers NotOwner (and returns true) when membership says `key` is not this replica's to serve. */
+  private notOwner(key: string, hintFor: string | undefined, reply: Reply, id: number): boolean {
+    const refused = this.opts.membership?.ownership(key, hintFor)
+    if (refused === undefined) return false
+    this.fail(reply, id, refused)
+    return true
   }
 
   /** What the engine holds for `key`, decoded, and its encoded size (EMPTY and 0 when nothing). */
@@ -202,6 +232,6 @@ export class ReplicaService {
 
   private error(reply: Reply, id: number, body: ErrorBody): void {
     this.counters.errors[body.kind] = (this.counters.errors[body.kind] ?? 0) + 1
-    reply(['error', id, body])
+    reply(['error', id, body, this.opts.ring().version])
   }
 }
