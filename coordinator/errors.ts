@@ -53,6 +53,11 @@ export const errorTable = {
   /** A replica whose snapshots are too far behind refuses writes. */
   StorageFull: { status: 507, data: z.object({ bytes: count, bytesMax: count }) },
   Corruption: { status: 500, data: z.object({ file: text, offset: count }) },
+  /**
+   * A handoff batch whose checksum does not match its bytes: damaged or forged on the way, so none
+   * of it is stored; the sender sends it again.
+   */
+  ChecksumMismatch: { status: 400, data: z.object({ expected: count, actual: count }) },
   /** A peer broke the protocol; `detail` when the sender gave one (replicas say it in the message). */
   ProtocolError: { status: 500, data: z.object({ detail: text.optional() }) },
   Internal: { status: 500, data: z.object({}) },

@@ -238,6 +238,54 @@ export const limits = {
   joinTimeoutMs: 30_000,
   /** A replica that has left gossips its last state to this many peers before it exits. */
   leaveFarewellPeers: 3,
+  // Handoff: moving a partition's keys to a new owner (docs/handoff.md).
+  /**
+   * Bytes of handoff batches one replica sends per second, all its transfers together, unless its
+   * --handoff-bytes-per-sec says otherwise (at most handoffBytesPerSecMax): handoff is background
+   * work and must leave the disk and the network to the foreground writes.
+   */
+  handoffBytesPerSecDefault: 16 * 1024 * 1024,
+  handoffBytesPerSecMax: 1024 * 1024 * 1024,
+  /**
+   * States' bytes in one handoff batch (riak_core's 1 MiB). A single state larger than this (up to
+   * stateBytesMax) travels alone in its batch, so that every key can move.
+   */
+  handoffBatchBytesMax: 1024 * 1024,
+  /** Smallest batch size --handoff-batch-bytes may set (tests use small batches to see progress). */
+  handoffBatchBytesMin: 1024,
+  /** Keys in one handoff batch (a receiver refuses more). */
+  handoffBatchKeysMax: 1024,
+  /** Batches of one transfer sent and not yet durably acknowledged. */
+  handoffBatchesInFlightMax: 4,
+  /**
+   * Transfers streaming at once (riak_core's handoff_concurrency is 2): they share one scan of the
+   * engine; more wait queued for the next scan.
+   */
+  handoffTransfersInFlightMax: 8,
+  /** Transfers waiting to start; more are refused with Overloaded. A leave queues every partition. */
+  handoffTransfersQueuedMax: 1 << 16,
+  /** Keys read from the engine per scan call while streaming (the scan holds this many in memory). */
+  handoffScanKeysMax: 256,
+  /** Longest wait for one batch's durable ack before the transfer is retried from its last ack. */
+  handoffAckTimeoutMs: 60_000,
+  /** Attempts of one transfer (each resumes from the last durable ack) before it is marked failed. */
+  handoffAttemptsMax: 8,
+  handoffRetryBackoffMsMin: 200,
+  handoffRetryBackoffMsMax: 10_000,
+  /** Highest batch sequence number; a transfer of more batches than this is a bug. */
+  handoffSeqMax: 2 ** 31 - 1,
+  /** Writes waiting to be forwarded to one transfer target; past it the transfer re-scans instead. */
+  handoffForwardQueueMax: 4096,
+  /** Forwarded writes (`replicate`) to one target awaiting their ack. */
+  handoffForwardInFlightMax: 64,
+  /** Timeout of one forwarded write; a failed forward makes its transfer re-scan. */
+  handoffForwardTimeoutMs: 10_000,
+  /** Full re-scans of one transfer forced by dropped forwards before the transfer is marked failed. */
+  handoffRescansMax: 4,
+  /** Transfers whose progress the progress file keeps (the oldest are forgotten: they restart from zero). */
+  handoffProgressEntriesMax: 4096,
+  /** Finished transfers status() keeps, the most recent ones. */
+  handoffFinishedKeptMax: 4096,
 
   // Errors.
   /** Longest error message; longer ones are cut (a failure map of many replicas can be long). */
@@ -295,5 +343,18 @@ assert(limits.planTransfersMax >= limits.partitionsMax * limits.nMax, 'a plan mu
 assert(limits.transfersInflightMax >= 1, 'at least one transfer must be able to run')
 assert(limits.joinTimeoutMs >= limits.gossipTimeoutMs * 2, 'a join must be able to try its seed more than once')
 assert(limits.gossipTimeoutMs <= limits.requestTimeoutMsMax, 'gossip timeout above the request timeout max')
+assert(limits.handoffBytesPerSecDefault <= limits.handoffBytesPerSecMax, 'handoff default rate above its max')
+assert(limits.handoffBatchBytesMin <= limits.handoffBatchBytesMax, 'handoff batch bounds inverted')
+assert(limits.handoffBatchBytesMax + limits.handoffBatchKeysMax * (limits.keyBytesMax + 16) <= limits.frameBytesMax,
+  'a full handoff batch must fit one frame')
+assert(limits.stateBytesMax + limits.keyBytesMax + 64 <= limits.frameBytesMax, 'a batch of one largest state must fit one frame')
+assert(limits.handoffBatchKeysMax <= limits.walGroupRecordsMax, 'one batch must fit one WAL group of records')
+assert(limits.handoffBatchKeysMax * limits.handoffBatchesInFlightMax * limits.handoffTransfersInFlightMax <= limits.replicaPendingWritesMax,
+  'a receiver must admit every batch in flight to it')
+assert(limits.handoffTransfersInFlightMax <= limits.handoffTransfersQueuedMax, 'handoff in-flight above queued bound')
+assert(limits.handoffForwardInFlightMax <= limits.inflightPerConnectionMax, 'forwards in flight above a connection\'s bound')
+assert(limits.handoffRetryBackoffMsMin <= limits.handoffRetryBackoffMsMax, 'handoff backoff min above max')
+assert(limits.handoffProgressEntriesMax >= limits.handoffTransfersInFlightMax, 'progress must be kept for every transfer in flight')
+assert(limits.handoffScanKeysMax >= 1 && limits.handoffAttemptsMax >= 1 && limits.handoffRescansMax >= 0, 'handoff counts must be positive')
 
 export type Limits = typeof limits

@@ -1,6 +1,6 @@
-// The replica's side of the data plane: answers `hello`, `ring`, `get`, `put` (stamp) and
-// `replicate` messages against the storage engine. Transport-free: the Node adapter (node/) decodes
-// frames and hands each message here with a `reply` callback, so tests and a simulator can drive it
+// The replica's side of the data plane: answers `hello`, `ring`, `get`, `put` (stamp), `replicate`
+// and `handoff` (a batch of a partition moving here, docs/handoff.md) messages against the storage
+// engine. Transport-free: the Node adapter (node/) decodes frames and hands each message here with a `reply` callback, so tests and a simulator can drive it
 // directly. Every body is validated with its zod schema; a bad message gets a typed `error` reply and
 // nothing else on the connection is affected.
 //
@@ -11,16 +11,18 @@
 // through the one rule of coordinator/version/state-bounds.ts before anything is written.
 
 import { unreachable } from '../coordinator/assert.ts'
-import { KvError } from '../coordinator/errors.ts'
+import { badRequest, KvError } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
 import { parseRequest } from '../coordinator/protocol/fast-parse.ts'
-import { describeIssues, isRequestType, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
+import { describeIssues, isRequestType, keySchema, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
+import { partitionOfKey } from '../coordinator/ring/partition-hash.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { EMPTY, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
 import { boundsError, ownDotsError, syncForWrite } from '../coordinator/version/state-bounds.ts'
+import { handoffChecksum } from './handoff/handoff-batch.ts'
 import type { Engine, ValueWriter } from './storage/engine-types.ts'
-import { decodeState, stateWriter } from './state-codec.ts'
+import { decodePeerState, decodeState, stateWriter } from './state-codec.ts'
 
 export type Reply = (message: Message, approxBytes?: number) => void
 
@@ -59,6 +61,12 @@ export interface ReplicaServiceOptions {
    * test harness) every key is served and gossip is refused.
    */
   readonly membership?: MembershipHooks
+  /**
+   * Called with each state this replica has stored and made durable (a stamp, a replicate, a
+   * handoff entry), in the turn its fsync completed: handoff forwards writes to a partition it is
+   * moving (HandoffManager.onStored). Must not throw; must return quickly.
+   */
+  readonly onStored?: (key: string, state: DvvSet) => void
 }
 
 export interface MembershipHooks {
@@ -74,10 +82,16 @@ export interface ReplicaCounters {
   requests: Record<string, number>
   errors: Record<string, number>
   pendingWrites: number
+  /** Handoff batches stored, their keys and their states' bytes (the receiving side). */
+  handoffBatchesIn: number
+  handoffKeysIn: number
+  handoffBytesIn: number
 }
 
 export class ReplicaService {
-  readonly counters: ReplicaCounters = { framesIn: 0, framesOut: 0, requests: {}, errors: {}, pendingWrites: 0 }
+  readonly counters: ReplicaCounters = {
+    framesIn: 0, framesOut: 0, requests: {}, errors: {}, pendingWrites: 0, handoffBatchesIn: 0, handoffKeysIn: 0, handoffBytesIn: 0,
+  }
 
   constructor(private readonly opts: ReplicaServiceOptions) {}
 
@@ -156,7 +170,10 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => reply(['put', id, elideOwnValue(next, actor, value), this.opts.ring().version], encoded.bytes))
+        this.write(key, encoded, reply, id, () => {
+          this.opts.onStored?.(key, next)
+          reply(['put', id, elideOwnValue(next, actor, value), this.opts.ring().version], encoded.bytes)
+        })
         return
       }
       case 'replicate': {
@@ -179,9 +196,15 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.write(key, encoded, reply, id, () => reply(['replicate', id, {}, this.opts.ring().version]))
+        this.write(key, encoded, reply, id, () => {
+          this.opts.onStored?.(key, next)
+          reply(['replicate', id, {}, this.opts.ring().version])
+        })
         return
       }
+      case 'handoff':
+        this.handoff(req.body, id, reply)
+        return
       default:
         unreachable(req)
     }
@@ -193,6 +216,76 @@ export class ReplicaService {
     if (refused === undefined) return false
     this.fail(reply, id, refused)
     return true
+  }
+
+  /**
+   * Stores one handoff batch (docs/handoff.md), all or nothing: the checksum first, then every key
+   * (valid, of the batch's partition, each once) and every state (decoded as untrusted, the same
+   * value, dot and bound checks as `replicate`), each merged with what this replica holds. Only when
+   * every entry passes is anything written, all in this same turn, and the ack goes out once the
+   * WAL fsync covering the last of them is done.
+   */
+  private handoff(body: ParsedRequest<'handoff'>, id: number, reply: Reply): void {
+    const { partition, seq, entries, checksum } = body
+    const actual = handoffChecksum(partition, seq, entries as ReadonlyArray<readonly [Uint8Array, Uint8Array]>)
+    if (actual !== checksum) {
+      this.fail(reply, id, new KvError({ kind: 'ChecksumMismatch', expected: checksum, actual },
+        `handoff batch ${seq} of partition ${partition}: checksum ${checksum} does not match its bytes (${actual}); nothing stored`))
+      return
+    }
+    const partitions = this.opts.ring().partitions
+    if (partition >= partitions) {
+      this.fail(reply, id, badRequest(`handoff of partition ${partition}, but the ring has ${partitions} partitions`))
+      return
+    }
+    let stateBytes = 0
+    for (const e of entries) stateBytes += e[1]!.byteLength
+    if (entries.length > 1 && stateBytes > limits.handoffBatchBytesMax) {
+      this.error(reply, id, { kind: 'TooLarge', message: `handoff batch of ${entries.length} states holds ${stateBytes} bytes, over the ${limits.handoffBatchBytesMax}-byte batch limit`, bytes: stateBytes, bytesMax: limits.handoffBatchBytesMax })
+      return
+    }
+    if (!this.admitWrite(reply, id)) return
+    const { actor } = this.opts
+    const keys = new Set<string>()
+    const writes: Array<{ key: string; next: DvvSet; encoded: ValueWriter }> = []
+    for (let i = 0; i < entries.length; i++) {
+      const [keyBytes, stateBytesOf] = entries[i]! as readonly [Uint8Array, Uint8Array]
+      const parsedKey = keySchema.safeParse(keyBytes)
+      if (!parsedKey.success) { this.fail(reply, id, badRequest(...describeIssues(parsedKey.error).map(m => `entry ${i}: ${m}`))); return }
+      const key = parsedKey.data
+      if (keys.has(key)) { this.fail(reply, id, badRequest(`entry ${i}: key repeated in the batch`)); return }
+      keys.add(key)
+      const p = partitionOfKey(partitions, key)
+      if (p !== partition) { this.fail(reply, id, badRequest(`entry ${i}: key belongs to partition ${p}, not ${partition}`)); return }
+      const state = decodePeerState(stateBytesOf)
+      for (const s of state.siblings) {
+        if (s.value && s.value.byteLength > this.opts.valueBytesMax) {
+          this.error(reply, id, { kind: 'TooLarge', message: `entry ${i}: sibling value is ${s.value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: s.value.byteLength, bytesMax: this.opts.valueBytesMax })
+          return
+        }
+      }
+      const { state: stored, bytes: storedBytes } = this.stored(key)
+      const forged = ownDotsError(state.vv, stored, actor, `handoff entry ${i}`)
+      if (forged) { this.fail(reply, id, forged); return }
+      const next = stored === EMPTY ? state : syncForWrite(stored, state)
+      const encoded = stateWriter(next)
+      const refused = boundsError(stored, storedBytes, next, encoded.bytes)
+      if (refused) { this.fail(reply, id, refused); return }
+      writes.push({ key, next, encoded })
+    }
+    this.counters.pendingWrites += writes.length
+    const { engine, onStored } = this.opts
+    Promise.all(writes.map(w => engine.put(w.key, w.encoded, supersedesStored))).then(() => {
+      this.counters.pendingWrites -= writes.length
+      this.counters.handoffBatchesIn++
+      this.counters.handoffKeysIn += writes.length
+      this.counters.handoffBytesIn += stateBytes
+      if (onStored) for (const w of writes) onStored(w.key, w.next)
+      reply(['handoff', id, { keys: writes.length }])
+    }, e => {
+      this.counters.pendingWrites -= writes.length
+      this.fail(reply, id, e)
+    })
   }
 
   /** What the engine holds for `key`, decoded, and its encoded size (EMPTY and 0 when nothing). */

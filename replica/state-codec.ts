@@ -12,11 +12,15 @@
 // Decoding trusts the bytes but runs msgpack-guard.ts over them first all the same: a stored state is
 // plain msgpack, so a refusal is a bug (an assert), and no stored byte string, however it got there,
 // can make msgpackr build more than one value per byte (see codec.ts for what its extensions can do).
+// States from a peer (a handoff batch) go through decodePeerState instead, which refuses rather than
+// asserts.
 
 import { Unpackr } from 'msgpackr'
 import { assert } from '../coordinator/assert.ts'
 import { msgpackIssue, plainUnpackrOptions } from '../coordinator/protocol/msgpack-guard.ts'
-import { sync, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
+import { badRequest, badRequestCausedBy } from '../coordinator/errors.ts'
+import { limits } from '../coordinator/limits.ts'
+import { sync, validate, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
 import type { ValueWriter } from './storage/engine-types.ts'
 
 // Decoded sibling values are views into the stored buffer, which the engine never mutates; a state
@@ -119,6 +123,43 @@ export function decodeState(bytes: Uint8Array): DvvSet {
     siblings.push({ actor: flatSibs[i] as string, counter: flatSibs[i + 1] as number, value: flatSibs[i + 2] as Uint8Array | null })
   }
   return { vv, siblings }
+}
+
+/**
+ * Decodes a state in this encoding that came from outside (a peer's handoff batch), where decodeState
+ * would assert: refuses with BadRequest anything that is not plain msgpack of exactly this shape,
+ * and any state dvv.ts validate() refuses (counters, dot coverage, canonical order, actors).
+ */
+export function decodePeerState(bytes: Uint8Array): DvvSet {
+  const issue = msgpackIssue(bytes)
+  if (issue !== null) throw badRequest(`state is not plain msgpack: ${issue}`)
+  let decoded: unknown
+  try {
+    decoded = unpackr.unpack(bytes)
+  } catch (e) {
+    throw badRequestCausedBy(e, `state could not be decoded: ${(e as Error)?.message ?? String(e)}`)
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 2 || !Array.isArray(decoded[0]) || !Array.isArray(decoded[1])) {
+    throw badRequest('state is not [vector, siblings]')
+  }
+  const [flatVv, flatSibs] = decoded as [unknown[], unknown[]]
+  if (flatVv.length % 2 !== 0 || flatSibs.length % 3 !== 0) throw badRequest('state has a torn vector or sibling list')
+  if (flatVv.length / 2 > limits.vectorActorsMax) throw badRequest(`state names over ${limits.vectorActorsMax} actors`)
+  if (flatSibs.length / 3 > limits.siblingsReadMax) throw badRequest(`state holds over ${limits.siblingsReadMax} siblings`)
+  const vv: Record<string, number> = {}
+  for (let i = 0; i < flatVv.length; i += 2) {
+    const actor = flatVv[i]
+    // An own `__proto__` would set the object's prototype rather than name an actor.
+    if (typeof actor !== 'string' || actor === '__proto__' || Object.hasOwn(vv, actor)) throw badRequest(`state vector entry ${i / 2}: bad or repeated actor`)
+    vv[actor] = flatVv[i + 1] as number
+  }
+  const siblings: Sibling[] = []
+  for (let i = 0; i < flatSibs.length; i += 3) {
+    siblings.push({ actor: flatSibs[i] as string, counter: flatSibs[i + 1] as number, value: flatSibs[i + 2] as Uint8Array | null })
+  }
+  const state = { vv, siblings }
+  validate(state)
+  return state
 }
 
 /** The engine's merge: DVV sync of two stored states (commutative, associative, idempotent). */

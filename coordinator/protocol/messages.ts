@@ -137,6 +137,22 @@ export const requestSchemas = {
   ring: z.object({}),
   /** Push-pull gossip: the sender's cluster state; the reply is the receiver's, merged. */
   gossip: z.object({ from: nodeIdSchema, state: clusterStateSchema }),
+  /**
+   * One batch of a partition handoff (docs/handoff.md): keys as UTF-8 bytes, each with its whole
+   * stored DVV state in the replica's storage encoding (replica/state-codec.ts), and a CRC32C over
+   * partition, seq and every entry (replica/handoff/handoff-batch.ts). Sizes are bounded here; the
+   * receiver checks the checksum, then each key, state and bound, before it stores anything.
+   */
+  handoff: z.object({
+    partition: z.number().int().nonnegative().max(limits.partitionsMax - 1),
+    seq: z.number().int().nonnegative().max(limits.handoffSeqMax),
+    from: nodeIdSchema,
+    entries: z.array(z.tuple([
+      bytesSchema.refine(b => b.byteLength <= limits.keyBytesMax, { message: `key over ${limits.keyBytesMax} bytes` }),
+      bytesSchema.refine(b => b.byteLength <= limits.stateBytesMax, { message: `state over ${limits.stateBytesMax} bytes` }),
+    ])).min(1).max(limits.handoffBatchKeysMax),
+    checksum: z.number().int().nonnegative().max(0xffff_ffff),
+  }),
 } as const
 
 /** Reply bodies, replica -> coordinator, by the request type they answer. */
@@ -151,6 +167,8 @@ export const replySchemas = {
   replicate: z.object({}),
   ring: z.object({ ring: ringSchema }),
   gossip: z.object({ state: clusterStateSchema }),
+  /** Sent once every entry of the batch is durable (the WAL fsync covering it is done). */
+  handoff: z.object({ keys: z.number().int().nonnegative().max(limits.handoffBatchKeysMax) }),
 } as const
 
 /**

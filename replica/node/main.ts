@@ -1,5 +1,5 @@
 // A ringkv replica process on Node: opens its storage engine, serves the Hono HTTP routes (health,
-// ring, metrics, the KV gateway) and the WebSocket data plane on one port, and shuts down cleanly
+// ring, metrics, the KV gateway, handoff transfers) and the WebSocket data plane on one port, and shuts down cleanly
 // on SIGTERM/SIGINT. Membership (docs/membership.md) starts either static, every replica told the
 // whole cluster with `--nodes` and computing the same first ring from it (the claim is
 // deterministic), or by `--join URL` of any member; from then on it changes by gossip (join, leave,
@@ -15,6 +15,7 @@ import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import WebSocket from 'ws'
+import { z } from 'zod'
 import { createGatewayApp } from '../../coordinator/http/gateway.ts'
 import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
@@ -22,6 +23,7 @@ import { createRing, type Ring, type RingNode } from '../../coordinator/ring/rin
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import type { Context } from 'hono'
 import { asKvError, errorBody, httpStatusOf, KvError } from '../../coordinator/errors.ts'
+import { describeIssues } from '../../coordinator/protocol/messages.ts'
 import { HandoffManager } from '../handoff/handoff-manager.ts'
 import { MembershipService } from '../membership/membership-service.ts'
 import { ReplicaService } from '../replica-service.ts'
@@ -60,6 +62,9 @@ export interface ReplicaConfig {
   readonly snapshotBudgetBytes: number | undefined
   /** Memtable size at which it is flushed to a table (engine default when undefined). */
   readonly memtableBytesMax: number | undefined
+  /** Handoff send rate and batch size (limits.ts defaults when undefined). */
+  readonly handoffBytesPerSec: number | undefined
+  readonly handoffBatchBytes: number | undefined
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -84,6 +89,8 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'snapshot-budget-bytes': { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
       'memtable-bytes-max': { type: 'string' },
+      'handoff-bytes-per-sec': { type: 'string' },
+      'handoff-batch-bytes': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -126,13 +133,29 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= storageLimits.memtableBytesMin && memtable <= storageLimits.memtableBytesMax)) {
     fail(`--memtable-bytes-max must be an integer from ${storageLimits.memtableBytesMin} to ${storageLimits.memtableBytesMax}`)
   }
+  const handoffRate = values['handoff-bytes-per-sec'] === undefined ? undefined : Number(values['handoff-bytes-per-sec'])
+  if (handoffRate !== undefined && !(Number.isInteger(handoffRate) && handoffRate >= 1 && handoffRate <= limits.handoffBytesPerSecMax)) {
+    fail(`--handoff-bytes-per-sec must be an integer from 1 to ${limits.handoffBytesPerSecMax}`)
+  }
+  const handoffBatch = values['handoff-batch-bytes'] === undefined ? undefined : Number(values['handoff-batch-bytes'])
+  if (handoffBatch !== undefined && !(Number.isInteger(handoffBatch) && handoffBatch >= limits.handoffBatchBytesMin && handoffBatch <= limits.handoffBatchBytesMax)) {
+    fail(`--handoff-batch-bytes must be an integer from ${limits.handoffBatchBytesMin} to ${limits.handoffBatchBytesMax}`)
+  }
   return {
+    handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch,
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
     id, host: values.host!, port, nodes, join: values.join, gossipIntervalMs, phiThreshold,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
   }
 }
+
+/** POST /admin/transfer's body (HandoffManager checks the values against the ring). */
+const transferRequestSchema = z.object({
+  partition: z.number().int().nonnegative().max(limits.partitionsMax - 1),
+  to: z.string().min(1).max(limits.nameCharsMax),
+  toUrl: z.string().min(1).max(limits.urlCharsMax),
+})
 
 function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString()
@@ -143,6 +166,7 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     [--partitions 256] [--n 3] [--gossip-interval-ms 1000] [--phi-threshold 8]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
+    [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES]
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
 
@@ -218,13 +242,20 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   }
   const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
   const selfUrl = cfg.nodes.find(n => n.id === cfg.id)?.url ?? `ws://${cfg.host}:${cfg.port}`
-  const handoff = new HandoffManager({ nodeId: cfg.id, engine, partitions: cfg.partitions, dataDir: cfg.dataDir, runtime, log })
+  const handoff = new HandoffManager({
+    nodeId: cfg.id, engine, partitions: cfg.partitions, dataDir: cfg.dataDir, runtime, log,
+    ...(cfg.handoffBytesPerSec !== undefined ? { bytesPerSec: cfg.handoffBytesPerSec } : {}),
+    ...(cfg.handoffBatchBytes !== undefined ? { batchBytes: cfg.handoffBatchBytes } : {}),
+  })
   let onGone: (status: 'left' | 'removed') => void = () => undefined
   const members = new MembershipService({
     self: cfg.id, url: selfUrl, runtime, gossipIntervalMs: cfg.gossipIntervalMs, phiThreshold: cfg.phiThreshold,
     ...(firstRing ? { ring: firstRing } : {}), handoff, log, onGone: status => onGone(status),
   })
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members })
+  const service = new ReplicaService({
+    nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members,
+    onStored: (key, state) => handoff.onStored(key, state),
+  })
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
@@ -263,7 +294,29 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin) + renderMembershipMetrics(cfg.id, members), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    const handoffMetrics = { counters: handoff.counters, transfers: handoff.status() }
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, handoffMetrics) + renderMembershipMetrics(cfg.id, members), 200, { 'content-type': 'text/plain; version=0.0.4' })
+  })
+  // Partition handoff (docs/handoff.md): what is streaming, and a route to start a transfer by hand
+  // (membership calls HandoffManager.transfer itself; this one is for tests and operators, and will
+  // be admin-only). It answers 202 at once: progress is on GET /transfers.
+  // `transfers`: this replica's own (handoff's view); `plan`: every transfer of the membership
+  // plan in progress and whether its sender reported it done (ringkv transfers prints both).
+  app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status(), ring: members.ringSummary(), plan: members.transfers() }))
+  app.post('/admin/transfer', async c => {
+    let body: unknown
+    try { body = await c.req.json() } catch { body = undefined }
+    const parsed = transferRequestSchema.safeParse(body)
+    if (!parsed.success) {
+      return c.json({ error: { kind: 'BadRequest', message: 'body must be {"partition": int, "to": "node id", "toUrl": "ws://host:port"}', issues: describeIssues(parsed.error) } }, 400)
+    }
+    const started = handoff.transfer(parsed.data)
+    // Refusals (bad partition, closed) come back at once as 400/503; failures later are in /transfers.
+    const refused = await Promise.race([started.then(() => undefined, (e: unknown) => e), new Promise<undefined>(ok => setImmediate(() => ok(undefined)))])
+    if (refused instanceof KvError && (refused.kind === 'BadRequest' || refused.kind === 'Unavailable' || refused.kind === 'Overloaded')) {
+      return c.json({ error: { ...refused.data, message: refused.message } }, httpStatusOf(refused.kind))
+    }
+    return c.json({ accepted: true, transfers: handoff.status().filter(t => t.partition === parsed.data.partition && t.to === parsed.data.to) }, 202)
   })
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
@@ -291,7 +344,6 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // Membership: the members as this replica sees them, the transfers of the plan in progress, and
   // the operator's leave and remove (docs/membership.md).
   app.get('/members', c => c.json({ ring: members.ringSummary(), members: members.members() }))
-  app.get('/transfers', c => c.json({ ring: members.ringSummary(), transfers: members.transfers(), local: handoff.status() }))
   const adminMember = (status: 'leaving' | 'removed') => (c: Context) => {
     const node = c.req.param('node') ?? ''
     try {

@@ -1,10 +1,12 @@
 // Prometheus text exposition of a replica's counters (GET /metrics): requests, frames and errors,
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
-// so a flood or a client that does not read shows up here), admin snapshot calls, and the
+// so a flood or a client that does not read shows up here), admin snapshot calls, partition
+// handoff (keys, bytes and batches each way, transfers by state, forwarding), and the
 // process's resident memory.
 
 import { memberStatuses } from '../../coordinator/membership/cluster-state.ts'
 import type { MembershipService } from '../membership/membership-service.ts'
+import type { HandoffCounters, TransferStatus } from '../handoff/handoff-manager.ts'
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
@@ -17,8 +19,16 @@ export interface AdminCounters {
   snapshotsRefused: number
 }
 
+/** The handoff manager's view for /metrics: its counters and its transfers. */
+export interface HandoffMetrics {
+  readonly counters: HandoffCounters
+  readonly transfers: readonly TransferStatus[]
+}
+
+const transferStates: ReadonlyArray<TransferStatus['state']> = ['queued', 'streaming', 'done', 'failed']
+
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, handoff?: HandoffMetrics): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -49,6 +59,31 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'started')}} ${admin.snapshotsStarted}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'shared')}} ${admin.snapshotsShared}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'refused')}} ${admin.snapshotsRefused}`)
+  }
+  // Handoff: both directions of keys and bytes (sent: acknowledged durable by the target; received:
+  // stored here), transfers by state, and what forwarding did.
+  lines.push('# TYPE ringkv_handoff_keys_total counter')
+  lines.push(`ringkv_handoff_keys_total{${n},${label('direction', 'received')}} ${c.handoffKeysIn}`)
+  lines.push('# TYPE ringkv_handoff_bytes_total counter')
+  lines.push(`ringkv_handoff_bytes_total{${n},${label('direction', 'received')}} ${c.handoffBytesIn}`)
+  lines.push('# TYPE ringkv_handoff_batches_total counter')
+  lines.push(`ringkv_handoff_batches_total{${n},${label('direction', 'received')}} ${c.handoffBatchesIn}`)
+  if (handoff) {
+    const h = handoff.counters
+    lines.push(`ringkv_handoff_keys_total{${n},${label('direction', 'sent')}} ${h.keysSent}`)
+    lines.push(`ringkv_handoff_bytes_total{${n},${label('direction', 'sent')}} ${h.bytesSent}`)
+    lines.push(`ringkv_handoff_batches_total{${n},${label('direction', 'sent')}} ${h.batchesSent}`)
+    lines.push(`ringkv_handoff_batches_total{${n},${label('direction', 'failed')}} ${h.batchesFailed}`)
+    lines.push('# TYPE ringkv_handoff_transfers gauge')
+    for (const state of transferStates) {
+      lines.push(`ringkv_handoff_transfers{${n},${label('state', state)}} ${handoff.transfers.filter(t => t.state === state).length}`)
+    }
+    lines.push('# TYPE ringkv_handoff_forwards_total counter')
+    lines.push(`ringkv_handoff_forwards_total{${n},${label('outcome', 'sent')}} ${h.forwarded}`)
+    lines.push(`ringkv_handoff_forwards_total{${n},${label('outcome', 'failed')}} ${h.forwardsFailed}`)
+    lines.push(`ringkv_handoff_forwards_total{${n},${label('outcome', 'dropped')}} ${h.forwardsDropped}`)
+    lines.push('# TYPE ringkv_handoff_rescans_total counter', `ringkv_handoff_rescans_total{${n}} ${h.rescans}`)
+    lines.push('# TYPE ringkv_handoff_retries_total counter', `ringkv_handoff_retries_total{${n}} ${h.retries}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)

@@ -7,6 +7,7 @@
 //   MANIFEST.json        EngineManifest, the commit point (manifest.ts)
 //   tables/<id>.sst      SSTables named in the manifest; <id> is 6+ zero-padded digits
 //   wal/<seq>.log        WAL segments; <seq> is 8+ zero-padded digits
+//   HANDOFF.json         progress of outgoing partition handoffs (replica/handoff/handoff-progress.ts)
 //   <name>.tmp           a file being written; renamed over <name> once durable (file-util.ts)
 
 import { join } from 'node:path'
@@ -15,6 +16,7 @@ import type { TableInfo } from './engine-types.ts'
 
 export const identityFileName = 'NODE.json'
 export const manifestFileName = 'MANIFEST.json'
+export const handoffFileName = 'HANDOFF.json'
 export const tablesDirName = 'tables'
 export const walDirName = 'wal'
 /** Suffix of a file being written before its rename (write-then-rename). */
@@ -29,6 +31,10 @@ export function identityPath(dir: string): string {
 
 export function manifestPath(dir: string): string {
   return join(dir, manifestFileName)
+}
+
+export function handoffPath(dir: string): string {
+  return join(dir, handoffFileName)
 }
 
 export function tablesDir(dir: string): string {
