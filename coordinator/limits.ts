@@ -212,6 +212,8 @@ export const limits = {
   /** Phi above which a peer is unreachable (Hayashibara 2004; Cassandra's and Akka's default 8). */
   phiThresholdDefault: 8,
   phiThresholdMax: 64,
+  /** phi as /members shows it is capped here (a long-silent peer's phi is Infinity, which JSON cannot say). */
+  phiShownMax: 1000,
   /** Heartbeat intervals a phi detector remembers (Akka's max-sample-size). */
   phiSamplesMax: 1000,
   /** Floor of the standard deviation of heartbeat intervals: a too-regular peer is not convicted for one late beat. */
@@ -336,7 +338,7 @@ assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must c
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
 assert(limits.gossipIntervalMsMin <= limits.gossipIntervalMsDefault && limits.gossipIntervalMsDefault <= limits.gossipIntervalMsMax, 'gossip interval default outside its range')
-assert(limits.phiThresholdDefault > 0 && limits.phiThresholdDefault <= limits.phiThresholdMax, 'phi threshold default outside its range')
+assert(limits.phiThresholdDefault > 0 && limits.phiThresholdDefault <= limits.phiThresholdMax && limits.phiThresholdMax < limits.phiShownMax, 'phi threshold default outside its range')
 assert(limits.phiAcceptablePauseMs >= limits.gossipIntervalMsDefault, 'a peer must be allowed to miss a gossip round before phi rises')
 assert(Number.isSafeInteger(limits.membershipCounterMax * 2) && limits.ringVersionGapMax < limits.membershipCounterMax, 'membership counters must stay far below 2^53')
 assert(limits.planTransfersMax >= limits.partitionsMax * limits.nMax, 'a plan must be able to move every partition into every preference list')

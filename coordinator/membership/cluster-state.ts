@@ -215,9 +215,9 @@ export function ringOf(state: ClusterState): Ring | undefined {
 
 /**
  * Checks a state that arrived by gossip against what this replica holds, beyond its schema: bounds
- * of counters, sorted unique ids, a ring whose owners and plan name members that are neither left
- * nor removed, a version that does not leap, and no node unknown here that claims partitions the
- * local ring and plan never gave it. Throws KvError BadRequest naming every problem. `trusting`: the
+ * of counters, sorted unique ids, a ring whose owners and plan name members only, a version that
+ * does not leap, and no node unknown here that claims partitions the local ring and plan never gave
+ * it. Throws KvError BadRequest naming every problem. `trusting`: the
  * replica has no state of its own yet (a join, a fresh start), so it takes the peer's view whole.
  */
 export function checkIncoming(local: ClusterState, incoming: ClusterState, trusting: boolean): void {
@@ -239,19 +239,20 @@ export function checkIncoming(local: ClusterState, incoming: ClusterState, trust
       }
       if (r.partitions !== lr.partitions) issues.push(`ring partitions cannot change from ${lr.partitions} to ${r.partitions}`)
     }
-    const usable = (id: string): boolean => {
-      const m = memberOf(merged, id)
-      return m !== undefined && m.status !== 'left' && m.status !== 'removed'
-    }
+    // Owners and plan nodes must be members. A removed or left one is fine: the ring keeps a removed
+    // node's partitions until the plan that refills them switches, and a plan names it until the
+    // claimant drops the plan.
     const bad = new Set<string>()
-    for (const o of r.owners) if (!usable(o)) bad.add(o)
+    for (const o of r.owners) if (memberOf(merged, o) === undefined) bad.add(o)
     if (r.plan) {
       if (r.plan.owners.length !== r.partitions) issues.push('plan owners must list one owner per partition')
+      for (const o of r.plan.owners) if (memberOf(merged, o) === undefined) bad.add(o)
       for (const t of r.plan.transfers) {
         if (!(t.partition < r.partitions)) issues.push(`plan transfer of partition ${t.partition} outside 0..${r.partitions - 1}`)
+        for (const id of [t.from, t.to]) if (memberOf(merged, id) === undefined) bad.add(id)
       }
     }
-    if (bad.size > 0) issues.push(`ring owners must be members neither left nor removed: ${[...bad].slice(0, 8).join(', ')}`)
+    if (bad.size > 0) issues.push(`the ring and its plan must name members only: ${[...bad].slice(0, 8).join(', ')} are not`)
     if (lr !== null && !trusting && compareRings(r, lr) > 0) {
       // A node this replica has never heard of may not arrive owning partitions: a join goes through
       // `joining` and the claimant's plan first, and both reach every replica by gossip.

@@ -360,6 +360,7 @@ export class MembershipService implements MembershipHooks {
 
 const msPerSecond = 1000
 
+/** phi for JSON: two decimals, and a long-dead peer's Infinity as limits.phiShownMax. */
 function round(x: number): number {
-  return Number.isFinite(x) ? Math.round(x * 100) / 100 : x
+  return Number.isFinite(x) ? Math.min(limits.phiShownMax, Math.round(x * 100) / 100) : limits.phiShownMax
 }
