@@ -232,8 +232,11 @@ export const limits = {
   ringVersionGapMax: 1000,
   /** Transfers one plan may list (every partition entering every preference list at once). */
   planTransfersMax: (1 << 16) * 16,
-  /** Partition transfers one replica runs at once (Riak's handoff_concurrency is 2). */
-  transfersInflightMax: 2,
+  /**
+   * Partition transfers membership hands to handoff at once, per sending replica: as many as one
+   * handoff sweep streams together (handoffTransfersInFlightMax), so they share one engine scan.
+   */
+  transfersInflightMax: 8,
   /** Wait between retries of a failed transfer. */
   transferRetryMs: 1000,
   /** A joining replica asks its seed for the cluster state this long before giving up. */
@@ -342,7 +345,7 @@ assert(limits.phiThresholdDefault > 0 && limits.phiThresholdDefault <= limits.ph
 assert(limits.phiAcceptablePauseMs >= limits.gossipIntervalMsDefault, 'a peer must be allowed to miss a gossip round before phi rises')
 assert(Number.isSafeInteger(limits.membershipCounterMax * 2) && limits.ringVersionGapMax < limits.membershipCounterMax, 'membership counters must stay far below 2^53')
 assert(limits.planTransfersMax >= limits.partitionsMax * limits.nMax, 'a plan must be able to move every partition into every preference list')
-assert(limits.transfersInflightMax >= 1, 'at least one transfer must be able to run')
+assert(limits.transfersInflightMax >= 1 && limits.transfersInflightMax <= limits.handoffTransfersInFlightMax, 'membership starts at most as many transfers as one handoff sweep streams')
 assert(limits.joinTimeoutMs >= limits.gossipTimeoutMs * 2, 'a join must be able to try its seed more than once')
 assert(limits.gossipTimeoutMs <= limits.requestTimeoutMsMax, 'gossip timeout above the request timeout max')
 assert(limits.handoffBytesPerSecDefault <= limits.handoffBytesPerSecMax, 'handoff default rate above its max')
