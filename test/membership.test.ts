@@ -4,7 +4,8 @@
 // by the others while writes keep their W acks; a killed replica is removed and its partitions are
 // re-replicated to N copies; a replica leaves under load and exits 0 by itself. After each phase
 // every acknowledged write is read back. One cluster goes through the phases in order (each is
-// slow on a busy machine). Ports 18010-18019.
+// slow on a busy machine): join (4 nodes), NotOwner, SIGSTOP, leave (3), a second join (4), remove
+// (3). Ports 18010-18019.
 
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
@@ -20,6 +21,7 @@ const longMs = 180_000
 
 let cluster: Awaited<ReturnType<typeof testCluster>>
 let joined: Cluster | undefined
+let joined2: Cluster | undefined
 const acked = new Map<string, string>()
 
 interface MembersBody { ring: { version: number; plan: unknown }; members: Array<{ node: string; status: string; reachable: boolean; phi: number; partitions: number }> }
@@ -71,6 +73,7 @@ before(async () => {
 
 after(async () => {
   await joined?.stop()
+  await joined2?.stop()
   await cluster?.cleanup()
 })
 
@@ -162,12 +165,38 @@ test('SIGSTOP: the others mark the replica unreachable; writes keep their W acks
   }, 'reachable again after SIGCONT', 60_000)
 })
 
+test('leave under a write load: the node hands everything off and exits 0; nothing is lost', { timeout: longMs * 2 }, async () => {
+  const leaver = cluster.replicas[1]!
+  const kv = createClient({ seeds: [cluster.seeds[0]!] })
+  const load = writeLoad(kv, 'leave')
+  const exited = leaver.exited()
+  const res = await fetch(`${cluster.replicas[0]!.httpUrl}/admin/leave/${leaver.id}`, { method: 'POST' })
+  assert.equal(res.status, 200)
+  const code = await Promise.race([exited, new Promise<string>(ok => setTimeout(() => ok('timeout'), longMs))])
+  const { ok, failed } = await load.stop()
+  console.log(`leave: ${ok} writes acknowledged during the leave, ${failed} failed`)
+  await kv.close()
+  assert.equal(code, 0, 'the leaving node exits 0 by itself')
+  const m = await members(cluster.replicas[0]!.httpUrl)
+  assert.equal(m.members.find(x => x.node === leaver.id)!.status, 'left')
+  await checkAllAcked([cluster.seeds[0]!, joined!.replicas[0]!.url])
+  // The leaving node's partitions went to the others: the three left hold 64 between them.
+  const owned = m.members.filter(x => x.status === 'valid').map(x => x.partitions)
+  assert.equal(owned.reduce((a, b) => a + b, 0), 64)
+  assert.equal(owned.length, 3)
+})
+
 test('remove a killed replica: its partitions are re-replicated to N copies', { timeout: longMs * 2 }, async () => {
   const dead = cluster.replicas[2]!
+  // A fourth node again first (the leave took the cluster to three), so N=3 copies can be had of three survivors.
+  joined2 = await startCluster({
+    dataDir: join(cluster.dir, 'joined2'), basePort: base + 4, replicas: 1, httpPort: 0, partitions,
+    join: cluster.seeds[0]!, extraArgs: gossip, readyTimeoutMs: longMs,
+  })
   await dead.kill('SIGKILL')
   const res = await fetch(`${cluster.replicas[0]!.httpUrl}/admin/remove/${dead.id}`, { method: 'POST' })
   assert.equal(res.status, 200)
-  const survivors = [cluster.replicas[0]!, cluster.replicas[1]!, joined!.replicas[0]!]
+  const survivors = [cluster.replicas[0]!, joined!.replicas[0]!, joined2.replicas[0]!]
   await eventually(async () => {
     for (const r of survivors) {
       const m = await members(r.httpUrl)
@@ -191,19 +220,3 @@ test('remove a killed replica: its partitions are re-replicated to N copies', { 
   await checkAllAcked(survivors.map(r => r.url))
 })
 
-test('leave under a write load: the node hands everything off and exits 0; nothing is lost', { timeout: longMs * 2 }, async () => {
-  const leaver = cluster.replicas[1]!
-  const kv = createClient({ seeds: [cluster.seeds[0]!] })
-  const load = writeLoad(kv, 'leave')
-  const exited = leaver.exited()
-  const res = await fetch(`${cluster.replicas[0]!.httpUrl}/admin/leave/${leaver.id}`, { method: 'POST' })
-  assert.equal(res.status, 200)
-  const code = await Promise.race([exited, new Promise<string>(ok => setTimeout(() => ok('timeout'), longMs))])
-  const { ok, failed } = await load.stop()
-  console.log(`leave: ${ok} writes acknowledged during the leave, ${failed} failed`)
-  await kv.close()
-  assert.equal(code, 0, 'the leaving node exits 0 by itself')
-  const m = await members(cluster.replicas[0]!.httpUrl)
-  assert.equal(m.members.find(x => x.node === leaver.id)!.status, 'left')
-  await checkAllAcked([cluster.seeds[0]!, joined!.replicas[0]!.url])
-})
