@@ -325,6 +325,9 @@ export class ReplicaService {
 
   private error(reply: Reply, id: number, body: ErrorBody): void {
     this.counters.errors[body.kind] = (this.counters.errors[body.kind] ?? 0) + 1
-    reply(['error', id, body, this.opts.ring().version])
+    // A joining replica has no ring until its seed answered: its errors then carry no version.
+    let ringVersion: number | undefined
+    try { ringVersion = this.opts.ring().version } catch { ringVersion = undefined }
+    reply(ringVersion === undefined ? ['error', id, body] : ['error', id, body, ringVersion])
   }
 }
