@@ -164,6 +164,8 @@ export const limits = {
    * node's default of 30 s would let a request that never finishes its headers live up to 40 s.
    */
   httpTimeoutCheckMs: 1000,
+  /** Largest body an admin route that takes JSON (POST /admin/transfer, /admin/stop-forwarding) reads; past it 413. */
+  adminBodyBytesMax: 32 * 1024,
   /** POST /admin/snapshot: calls while one runs share it; a new one starts at most this often. */
   adminSnapshotIntervalMs: 10_000,
   /** retryAfterMs of an Overloaded reply from a replica whose pending writes are at their bound. */
@@ -266,9 +268,14 @@ export const limits = {
    * Transfers streaming at once (riak_core's handoff_concurrency is 2): they share one scan of the
    * engine; more wait queued for the next scan.
    */
-  handoffTransfersInFlightMax: 8,
+  handoffTransfersInFlightMax: 16,
   /** Transfers waiting to start; more are refused with Overloaded. A leave queues every partition. */
   handoffTransfersQueuedMax: 1 << 16,
+  /**
+   * A sweep starts this long after the first transfer is queued, so that transfers asked for in one
+   * burst (a join asks for many partitions at once) share one scan instead of one scan each.
+   */
+  handoffSweepGatherMs: 100,
   /** Keys read from the engine per scan call while streaming (the scan holds this many in memory). */
   handoffScanKeysMax: 256,
   /** Longest wait for one batch's durable ack before the transfer is retried from its last ack. */
@@ -359,6 +366,8 @@ assert(limits.handoffBatchKeysMax * limits.handoffBatchesInFlightMax * limits.ha
 assert(limits.handoffTransfersInFlightMax <= limits.handoffTransfersQueuedMax, 'handoff in-flight above queued bound')
 assert(limits.handoffForwardInFlightMax <= limits.inflightPerConnectionMax, 'forwards in flight above a connection\'s bound')
 assert(limits.handoffRetryBackoffMsMin <= limits.handoffRetryBackoffMsMax, 'handoff backoff min above max')
+assert(limits.adminBodyBytesMax >= 2 * (limits.urlCharsMax + limits.nameCharsMax) * 4, 'an admin transfer request with the longest URL and id must fit')
+assert(limits.handoffSweepGatherMs < limits.handoffRetryBackoffMsMax, 'gathering transfers must not outlast a retry backoff')
 assert(limits.handoffProgressEntriesMax >= limits.handoffTransfersInFlightMax, 'progress must be kept for every transfer in flight')
 assert(limits.handoffScanKeysMax >= 1 && limits.handoffAttemptsMax >= 1 && limits.handoffRescansMax >= 0, 'handoff counts must be positive')
 

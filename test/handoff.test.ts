@@ -7,6 +7,7 @@
 // partitions, oversized batches) are refused with typed errors and store nothing. Ports 18100-18119.
 
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { createClient, type KvClient } from '../client/index.ts'
@@ -121,10 +122,14 @@ describe('partition handoff', () => {
     assert.ok(ofMoved.length > keyCount / 8, `partition ${moved} holds ${ofMoved.length} keys`)
     await startTransfer(n1, n3)
     const killAt = Math.floor(ofMoved.length / 4)
-    await eventually(async () => {
+    // Kill once the progress file (saved after acks, asynchronously) says a quarter is durable there.
+    const savedAtKill = await eventually(async () => {
       const t = (await transfers(n1)).find(x => x.partition === moved)
-      assert.ok(t && t.keysSent >= killAt, `keysSent ${t?.keysSent}`)
-      assert.equal(t.state, 'streaming', 'killed before it finished')
+      assert.equal(t?.state, 'streaming', 'killed before it finished')
+      const saved = JSON.parse(await readFile(join(n1.dataDir, 'HANDOFF.json'), 'utf8')) as { transfers: Array<{ partition: number; keysSent: number }> }
+      const keysSaved = saved.transfers.find(x => x.partition === moved)?.keysSent ?? 0
+      assert.ok(keysSaved >= killAt, `saved ${keysSaved}`)
+      return keysSaved
     }, 'transfer under way', 60_000)
     await n1.kill('SIGKILL')
     const atKill = (await statesOn(n3, ofMoved))
@@ -150,7 +155,7 @@ describe('partition handoff', () => {
       assert.equal(t.state, 'done', `state ${t.state} ${t.error ?? ''}`)
       return t
     }, 'transfer done', 120_000)
-    assert.ok((resumed.resumedKeys ?? 0) >= killAt, `resumed from ${resumed.resumedKeys} acknowledged keys, not from zero`)
+    assert.ok((resumed.resumedKeys ?? 0) >= savedAtKill, `resumed from ${resumed.resumedKeys} acknowledged keys (${savedAtKill} saved before the kill), not from zero`)
     assert.equal(done.resumedKeys, resumed.resumedKeys)
     assert.ok(done.keysSent - (done.resumedKeys ?? 0) < ofMoved.length, 'the second run did not send the whole partition again')
 
@@ -186,6 +191,11 @@ describe('partition handoff', () => {
       assert.equal(res.status, 400, JSON.stringify(body))
       assert.equal(((await res.json()) as { error: { kind: string } }).error.kind, 'BadRequest')
     }
+    const huge = await fetch(`${n1.httpUrl}/admin/transfer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ partition: 0, to: 'n3', toUrl: n3.url, pad: 'x'.repeat(limits.adminBodyBytesMax) }) })
+    assert.equal(huge.status, 413)
+    const garbage = await fetch(`${n1.httpUrl}/admin/transfer`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"partition": 0,' })
+    assert.equal(garbage.status, 400)
+    assert.deepEqual((await transfers(n1)).filter(t => t.partition !== moved), [], 'nothing started')
   })
 
   test('hostile handoff batches are refused with typed errors and store nothing', async () => {

@@ -164,6 +164,8 @@ export class HandoffManager {
   private readonly targets = new Map<string, Target>()
   private readonly ready: Promise<void>
   private sweeping: Promise<void> | undefined
+  private gathering = false
+  private gatherTimer: unknown
   private closed = false
   /** GCRA theoretical arrival time of the next byte (ms). */
   private tat = 0
@@ -281,6 +283,7 @@ export class HandoffManager {
     if (this.closed) return
     this.closed = true
     this.rt.clearTimeout(this.sleepTimer)
+    this.rt.clearTimeout(this.gatherTimer)
     this.sleepWake?.()
     for (const t of this.transfers.values()) {
       this.rt.clearTimeout(t.retryTimer)
@@ -365,9 +368,23 @@ export class HandoffManager {
     this.pump()
   }
 
-  /** Starts a sweep for the queued transfers when none runs. */
+  /**
+   * Starts a sweep for the queued transfers when none runs, after handoffSweepGatherMs (or at once
+   * when a sweep's worth is queued already), so that a burst of requests shares one scan.
+   */
   private pump(): void {
-    if (this.sweeping || this.closed || this.queue.length === 0) return
+    if (this.sweeping || this.gathering || this.closed || this.queue.length === 0) return
+    if (this.queue.length >= limits.handoffTransfersInFlightMax) { this.startSweep(); return }
+    this.gathering = true
+    this.gatherTimer = this.rt.setTimeout(() => {
+      this.gathering = false
+      if (!this.sweeping && !this.closed && this.queue.length > 0) this.startSweep()
+    }, limits.handoffSweepGatherMs)
+  }
+
+  private startSweep(): void {
+    this.rt.clearTimeout(this.gatherTimer)
+    this.gathering = false
     const batch = this.queue.splice(0, limits.handoffTransfersInFlightMax)
     this.sweeping = this.sweep(batch).catch(e => {
       // A bug (an assert, a scan failing): fail these transfers rather than the process.

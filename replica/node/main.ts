@@ -10,6 +10,7 @@
 //   node --import tsx replica/node/main.ts --id n4 --port 7004 --data-dir .data/n4 --join ws://127.0.0.1:7001
 
 import { createAdaptorServer } from '@hono/node-server'
+import { bodyLimit } from 'hono/body-limit'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
@@ -303,7 +304,11 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // `transfers`: this replica's own (handoff's view); `plan`: every transfer of the membership
   // plan in progress and whether its sender reported it done (ringkv transfers prints both).
   app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status(), ring: members.ringSummary(), plan: members.transfers() }))
-  app.post('/admin/transfer', async c => {
+  const adminBody = bodyLimit({
+    maxSize: limits.adminBodyBytesMax,
+    onError: c => c.json({ error: { kind: 'TooLarge', message: `body over the ${limits.adminBodyBytesMax}-byte limit`, bytes: limits.adminBodyBytesMax + 1, bytesMax: limits.adminBodyBytesMax } }, 413),
+  })
+  app.post('/admin/transfer', adminBody, async c => {
     let body: unknown
     try { body = await c.req.json() } catch { body = undefined }
     const parsed = transferRequestSchema.safeParse(body)
@@ -317,6 +322,15 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       return c.json({ error: { ...refused.data, message: refused.message } }, httpStatusOf(refused.kind))
     }
     return c.json({ accepted: true, transfers: handoff.status().filter(t => t.partition === parsed.data.partition && t.to === parsed.data.to) }, 202)
+  })
+  // Ends the forwarding window of a transfer (what membership does once ownership has switched).
+  app.post('/admin/stop-forwarding', adminBody, async c => {
+    let body: unknown
+    try { body = await c.req.json() } catch { body = undefined }
+    const parsed = transferRequestSchema.pick({ partition: true, to: true }).safeParse(body)
+    if (!parsed.success) return c.json({ error: { kind: 'BadRequest', message: 'body must be {"partition": int, "to": "node id"}', issues: describeIssues(parsed.error) } }, 400)
+    handoff.stopForwarding(parsed.data.partition, parsed.data.to)
+    return c.json({ ok: true })
   })
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
