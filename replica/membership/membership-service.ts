@@ -82,7 +82,7 @@ export class MembershipService implements MembershipHooks {
   private ownershipCache: { state: ClusterState; ring: Ring | undefined; planRing: Ring | undefined; receiving: Set<number> } | undefined
 
   constructor(private readonly opts: MembershipServiceOptions) {
-    const phi = { samplesMax: limits.phiSamplesMax, minStdMs: limits.phiMinStdMs, acceptablePauseMs: limits.phiAcceptablePauseMs, firstIntervalMs: opts.gossipIntervalMs }
+    const phi = { samplesMax: limits.phiSamplesMax, minStdMs: limits.phiMinStdMs, acceptablePauseMs: limits.phiAcceptablePauseMs, firstIntervalMs: opts.gossipIntervalMs || limits.gossipIntervalMsDefault }
     const initial: ClusterState = opts.ring
       ? initialState(opts.ring)
       : { members: [{ id: opts.self, url: opts.url, status: 'joining', gen: 1, done: null }], heartbeats: [], ring: null }
@@ -104,8 +104,9 @@ export class MembershipService implements MembershipHooks {
 
   readonly isReachable = (node: string): boolean => this.membership.isReachable(node)
 
+  /** Starts the gossip loop (not when gossipIntervalMs is 0: gossip off, membership as started). */
   start(): void {
-    this.schedule()
+    if (this.opts.gossipIntervalMs > 0) this.schedule()
   }
 
   /**

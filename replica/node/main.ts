@@ -113,8 +113,9 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   })
   if (values.join === undefined && !nodes.some(n => n.id === id)) fail(`--nodes does not name this replica (${id})`)
   const gossipIntervalMs = Number(values['gossip-interval-ms'])
-  if (!(Number.isInteger(gossipIntervalMs) && gossipIntervalMs >= limits.gossipIntervalMsMin && gossipIntervalMs <= limits.gossipIntervalMsMax)) {
-    fail(`--gossip-interval-ms must be an integer from ${limits.gossipIntervalMsMin} to ${limits.gossipIntervalMsMax}`)
+  // 0 turns gossip off (membership stays as started; tests that count connections exactly use it).
+  if (!(Number.isInteger(gossipIntervalMs) && (gossipIntervalMs === 0 || (gossipIntervalMs >= limits.gossipIntervalMsMin && gossipIntervalMs <= limits.gossipIntervalMsMax)))) {
+    fail(`--gossip-interval-ms must be 0 (off) or an integer from ${limits.gossipIntervalMsMin} to ${limits.gossipIntervalMsMax}`)
   }
   const phiThreshold = Number(values['phi-threshold'])
   if (!(Number.isFinite(phiThreshold) && phiThreshold > 0 && phiThreshold <= limits.phiThresholdMax)) fail(`--phi-threshold must be a number above 0 and at most ${limits.phiThresholdMax}`)
