@@ -24,14 +24,18 @@ import { createRing, type Ring, type RingNode } from '../../coordinator/ring/rin
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import type { Context } from 'hono'
 import { asKvError, errorBody, httpStatusOf, KvError } from '../../coordinator/errors.ts'
+import { ConnectionPool } from '../../coordinator/transport/connection-pool.ts'
 import { describeIssues } from '../../coordinator/protocol/messages.ts'
 import { HandoffManager } from '../handoff/handoff-manager.ts'
+import { openHintLog } from '../hints/hint-log.ts'
+import { HintReplayer } from '../hints/hint-replayer.ts'
+import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
 import { MembershipService } from '../membership/membership-service.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
 import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
-import { mergeStates } from '../state-codec.ts'
+import { decodeState, mergeStates } from '../state-codec.ts'
 import { snapshotLimits } from '../snapshot/snapshot-limits.ts'
 import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
@@ -66,6 +70,8 @@ export interface ReplicaConfig {
   /** Handoff send rate and batch size (limits.ts defaults when undefined). */
   readonly handoffBytesPerSec: number | undefined
   readonly handoffBatchBytes: number | undefined
+  /** The hint store's bounds (limits.ts defaults, lowered by flags). */
+  readonly hintBounds: HintBounds
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -92,6 +98,9 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'memtable-bytes-max': { type: 'string' },
       'handoff-bytes-per-sec': { type: 'string' },
       'handoff-batch-bytes': { type: 'string' },
+      'hints-per-target-max': { type: 'string' },
+      'hints-max': { type: 'string' },
+      'hint-window-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -143,9 +152,20 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (handoffBatch !== undefined && !(Number.isInteger(handoffBatch) && handoffBatch >= limits.handoffBatchBytesMin && handoffBatch <= limits.handoffBatchBytesMax)) {
     fail(`--handoff-batch-bytes must be an integer from ${limits.handoffBatchBytesMin} to ${limits.handoffBatchBytesMax}`)
   }
+  const bounded = (flag: string, value: string | undefined, max: number): number => {
+    if (value === undefined) return max
+    const v = Number(value)
+    return Number.isInteger(v) && v >= 1 && v <= max ? v : fail(`--${flag} must be an integer from 1 to ${max}, got ${value}`)
+  }
+  const hintBounds: HintBounds = {
+    ...defaultHintBounds,
+    perTargetMax: bounded('hints-per-target-max', values['hints-per-target-max'], limits.hintsPerTargetMax),
+    totalMax: bounded('hints-max', values['hints-max'], limits.hintsTotalMax),
+    windowMs: bounded('hint-window-ms', values['hint-window-ms'], limits.hintWindowMs),
+  }
   return {
     handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch,
-    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
+    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes, join: values.join, gossipIntervalMs, phiThreshold,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
@@ -167,6 +187,7 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     (--nodes n1=ws://host:port,n2=ws://host:port,... | --join ws://host:port) [--host 127.0.0.1]
     [--partitions 256] [--n 3] [--gossip-interval-ms 1000] [--phi-threshold 8]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
+    [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
     [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES]
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
@@ -254,9 +275,29 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     self: cfg.id, url: selfUrl, runtime, gossipIntervalMs: cfg.gossipIntervalMs, phiThreshold: cfg.phiThreshold,
     ...(firstRing ? { ring: firstRing } : {}), handoff, log, onGone: status => onGone(status),
   })
+  // Hints for absent owners: their own log under hints/, read back before the replica serves.
+  const opened = await openHintLog(cfg.dataDir)
+  const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
+  await hints.load(opened.records, opened.problems)
   const service = new ReplicaService({
-    nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members,
+    nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members, hints,
     onStored: (key, state) => handoff.onStored(key, state),
+  })
+  // Replays go out on connections of their own, to the nodes of the live ring; an owner is
+  // reachable when membership's phi-accrual detector says so.
+  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
+  const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1 })
+  const replayer = new HintReplayer({
+    store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log,
+    send: async (node, key, state) => {
+      if (peers.get(node) === undefined) peers.setNodes(members.ring().nodes)
+      const conn = peers.get(node)
+      if (conn === undefined) throw peers.whyDown(node)
+      await conn.request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
+    },
+    now: () => Date.now(),
+    setTimeout: (fn, ms) => peerRuntime.setTimeout(fn, ms, { background: true }),
+    clearTimeout: h => peerRuntime.clearTimeout(h),
   })
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
@@ -290,14 +331,21 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       dataDir: cfg.dataDir, storage: engine.stats(),
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,
+      hints: hintsHealth(),
     }),
   })
+  /** Hint backlog per owner, for /health. */
+  const hintsHealth = () => {
+    const backlog: Record<string, { hints: number; bytes: number; oldestAt: string | null }> = {}
+    for (const [target, p] of hints.pending()) backlog[target] = { hints: p.hints, bytes: p.bytes, oldestAt: iso(p.oldestAt) }
+    return { ...hints.stats(), ...hints.counters, replaysInflight: replayer.replaysInflight, backlog }
+  }
   const admin: AdminCounters = { snapshotsStarted: 0, snapshotsShared: 0, snapshotsRefused: 0 }
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
     const handoffMetrics = { counters: handoff.counters, transfers: handoff.status() }
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, handoffMetrics) + renderMembershipMetrics(cfg.id, members), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics) + renderMembershipMetrics(cfg.id, members), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
   // Partition handoff (docs/handoff.md): what is streaming, and a route to start a transfer by hand
   // (membership calls HandoffManager.transfer itself; this one is for tests and operators, and will
@@ -391,17 +439,21 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     log('joining', { seed: cfg.join, ringVersion: members.membership.state.ring?.version })
   }
   members.start()
+  replayer.start()
   const running: RunningReplica = {
     server,
     onGone(fn) { onGone = fn },
     async close() {
       members.close()
+      replayer.stop()
+      peers.close()
       await handoff.close()
       kv.close()
       await snapshotter?.close()
       plane.close()
       await new Promise<void>(ok => server.close(() => ok()))
       await engine.close()
+      await hints.close()
     },
   }
   return running

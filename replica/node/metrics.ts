@@ -1,12 +1,13 @@
 // Prometheus text exposition of a replica's counters (GET /metrics): requests, frames and errors,
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
-// so a flood or a client that does not read shows up here), admin snapshot calls, partition
-// handoff (keys, bytes and batches each way, transfers by state, forwarding), and the
-// process's resident memory.
+// so a flood or a client that does not read shows up here), admin snapshot calls, hinted handoff
+// (hints pending per owner, replayed, refused, dropped), partition handoff (keys, bytes and batches
+// each way, transfers by state, forwarding), and the process's resident memory.
 
 import { memberStatuses } from '../../coordinator/membership/cluster-state.ts'
 import type { MembershipService } from '../membership/membership-service.ts'
 import type { HandoffCounters, TransferStatus } from '../handoff/handoff-manager.ts'
+import type { HintStore } from '../hints/hint-store.ts'
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
@@ -28,7 +29,7 @@ export interface HandoffMetrics {
 const transferStates: ReadonlyArray<TransferStatus['state']> = ['queued', 'streaming', 'done', 'failed']
 
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters, handoff?: HandoffMetrics): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, hints?: HintStore, handoff?: HandoffMetrics): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -84,6 +85,20 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_handoff_forwards_total{${n},${label('outcome', 'dropped')}} ${h.forwardsDropped}`)
     lines.push('# TYPE ringkv_handoff_rescans_total counter', `ringkv_handoff_rescans_total{${n}} ${h.rescans}`)
     lines.push('# TYPE ringkv_handoff_retries_total counter', `ringkv_handoff_retries_total{${n}} ${h.retries}`)
+  }
+  if (hints) {
+    const pending = hints.pending()
+    lines.push('# TYPE ringkv_hints_pending gauge')
+    for (const [target, p] of pending) lines.push(`ringkv_hints_pending{${n},${label('target', target)}} ${p.hints}`)
+    lines.push('# TYPE ringkv_hints_pending_bytes gauge')
+    for (const [target, p] of pending) lines.push(`ringkv_hints_pending_bytes{${n},${label('target', target)}} ${p.bytes}`)
+    const c = hints.counters
+    lines.push('# TYPE ringkv_hints_accepted_total counter', `ringkv_hints_accepted_total{${n}} ${c.accepted}`)
+    lines.push('# TYPE ringkv_hints_replayed_total counter', `ringkv_hints_replayed_total{${n}} ${c.replayed}`)
+    lines.push('# TYPE ringkv_hints_refused_total counter', `ringkv_hints_refused_total{${n}} ${c.refused}`)
+    lines.push('# TYPE ringkv_hints_dropped_total counter', `ringkv_hints_dropped_total{${n}} ${c.dropped}`)
+    lines.push('# TYPE ringkv_hints_corrupt_segments_total counter', `ringkv_hints_corrupt_segments_total{${n}} ${c.corruptSegments}`)
+    lines.push('# TYPE ringkv_hints_log_segments gauge', `ringkv_hints_log_segments{${n}} ${hints.stats().segments}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)
