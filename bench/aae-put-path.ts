@@ -73,7 +73,7 @@ const after = async (dir: string) => {
   await aae.start()
   aae.close()
   service = new ReplicaService({ nodeId: 'A', actor: 'A.1', engine, ring: () => ring, valueBytesMax: limits.valueBytesDefault, aae })
-  return { service: service as Service, close: () => engine.close() }
+  return { service: service as unknown as Service, close: () => engine.close() }
 }
 
 const root = await mkdtemp(join(tmpdir(), 'ringkv-bench-putpath-'))

@@ -16,14 +16,14 @@
 
 import { badRequest, badRequestCausedBy, isKvError, KvError, QuorumError } from '../coordinator/errors.ts'
 import {
-  callOptionChecks, coordinatorOptionIssues, KvCoordinator, optionIssues, runtimeIssue, show, type ReadResult,
+  callOptionChecks, coordinatorOptionIssues, KvCoordinator, optionIssues, runtimeIssue, show, type Endpoints, type ReadResult,
 } from '../coordinator/kv-coordinator.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime, type Runtime, type WebSocketCtor } from '../coordinator/runtime.ts'
 
 export { KvError, QuorumError, isKvError }
-export type { Ring }
+export type { Endpoints, Ring }
 
 export type Value = string | Uint8Array
 /** Merges siblings into one value. Must be deterministic; it may be given tombstone-free values only. */
@@ -175,6 +175,14 @@ export class KvClient {
 
   async ring(): Promise<Ring> {
     return (await this.coordinator).getRing()
+  }
+
+  /**
+   * The preference list of `key` on the ring this client knows (Cassandra's getendpoints): its
+   * partition, primaries then fallbacks, each with its url and whether this client finds it up.
+   */
+  async endpoints(key: string): Promise<Endpoints> {
+    return (await this.coordinator).endpoints(key)
   }
 
   /** The transport's view: is this replica reachable right now? */

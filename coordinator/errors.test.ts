@@ -35,6 +35,7 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
   ProtocolError: { kind: 'ProtocolError', detail: 'reply type mismatch' },
   Internal: { kind: 'Internal' },
   NotPrimary: { kind: 'NotPrimary', partition: 17, node: 'n2' },
+  NotOwner: { kind: 'NotOwner', ringVersion: 7, partition: 42 },
 }
 
 function sample(kind: KvErrorKind): KvError {

@@ -199,6 +199,52 @@ export const limits = {
    */
   healthProbeTimeoutMs: 500,
 
+  // Membership (docs/membership.md): gossip, the phi-accrual failure detector, ring changes.
+  /** How often a replica gossips its cluster state to one random peer (default; --gossip-interval-ms). */
+  gossipIntervalMsDefault: 1000,
+  gossipIntervalMsMin: 10,
+  gossipIntervalMsMax: 60_000,
+  /** Longest a gossip exchange (request and reply) may take before it counts as failed. */
+  gossipTimeoutMs: 2000,
+  /**
+   * Gossip messages a replica answers per second; more get Overloaded. A peer gossips once per
+   * interval, so this leaves room for a whole cluster of peers gossiping at the fastest interval.
+   */
+  gossipReceivedPerSecMax: 200,
+  /** Phi above which a peer is unreachable (Hayashibara 2004; Cassandra's and Akka's default 8). */
+  phiThresholdDefault: 8,
+  phiThresholdMax: 64,
+  /** phi as /members shows it is capped here (a long-silent peer's phi is Infinity, which JSON cannot say). */
+  phiShownMax: 1000,
+  /** Heartbeat intervals a phi detector remembers (Akka's max-sample-size). */
+  phiSamplesMax: 1000,
+  /** Floor of the standard deviation of heartbeat intervals: a too-regular peer is not convicted for one late beat. */
+  phiMinStdMs: 200,
+  /**
+   * Pause a peer may take before phi starts to rise (Akka's acceptable-heartbeat-pause): heartbeats
+   * travel by gossip, so a gap of a few intervals is ordinary, and so is a GC or event-loop stall.
+   */
+  phiAcceptablePauseMs: 2000,
+  /** Highest ring version, member generation or heartbeat accepted: far below 2^53, so +1 never overflows. */
+  membershipCounterMax: 2 ** 48,
+  /**
+   * Largest jump a gossiped ring version may make past the local one: each membership change adds a
+   * few versions, so a jump of thousands is forged (or a bug), not news.
+   */
+  ringVersionGapMax: 1000,
+  /** Transfers one plan may list (every partition entering every preference list at once). */
+  planTransfersMax: (1 << 16) * 16,
+  /**
+   * Partition transfers membership hands to handoff at once, per sending replica: as many as one
+   * handoff sweep streams together (handoffTransfersInFlightMax), so they share one engine scan.
+   */
+  transfersInflightMax: 8,
+  /** Wait between retries of a failed transfer. */
+  transferRetryMs: 1000,
+  /** A joining replica asks its seed for the cluster state this long before giving up. */
+  joinTimeoutMs: 30_000,
+  /** A replica that has left gossips its last state to this many peers before it exits. */
+  leaveFarewellPeers: 3,
   // Handoff: moving a partition's keys to a new owner (docs/handoff.md).
   /**
    * Bytes of handoff batches one replica sends per second, all its transfers together, unless its
@@ -399,6 +445,14 @@ assert((limits.edgeShardsMax & (limits.edgeShardsMax - 1)) === 0 && (limits.edge
 assert(limits.edgeLingerMs < limits.requestTimeoutMsDefault, 'a per-request coordinator lingers less than a request may take')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
+assert(limits.gossipIntervalMsMin <= limits.gossipIntervalMsDefault && limits.gossipIntervalMsDefault <= limits.gossipIntervalMsMax, 'gossip interval default outside its range')
+assert(limits.phiThresholdDefault > 0 && limits.phiThresholdDefault <= limits.phiThresholdMax && limits.phiThresholdMax < limits.phiShownMax, 'phi threshold default outside its range')
+assert(limits.phiAcceptablePauseMs >= limits.gossipIntervalMsDefault, 'a peer must be allowed to miss a gossip round before phi rises')
+assert(Number.isSafeInteger(limits.membershipCounterMax * 2) && limits.ringVersionGapMax < limits.membershipCounterMax, 'membership counters must stay far below 2^53')
+assert(limits.planTransfersMax >= limits.partitionsMax * limits.nMax, 'a plan must be able to move every partition into every preference list')
+assert(limits.transfersInflightMax >= 1 && limits.transfersInflightMax <= limits.handoffTransfersInFlightMax, 'membership starts at most as many transfers as one handoff sweep streams')
+assert(limits.joinTimeoutMs >= limits.gossipTimeoutMs * 2, 'a join must be able to try its seed more than once')
+assert(limits.gossipTimeoutMs <= limits.requestTimeoutMsMax, 'gossip timeout above the request timeout max')
 assert(limits.handoffBytesPerSecDefault <= limits.handoffBytesPerSecMax, 'handoff default rate above its max')
 assert(limits.handoffBatchBytesMin <= limits.handoffBatchBytesMax, 'handoff batch bounds inverted')
 assert(limits.handoffBatchBytesMax + limits.handoffBatchKeysMax * (limits.keyBytesMax + 16) <= limits.frameBytesMax,

@@ -96,6 +96,12 @@ export interface ReplicaServiceOptions {
   /** Returns an error when writes must be refused (e.g. the local snapshot budget is exhausted). */
   readonly writeGate?: () => KvError | undefined
   /**
+   * Membership (replica/membership/membership-service.ts): answers gossip, and says whether a key's
+   * partition is this replica's to serve (undefined) or not (NotOwner). Without it (a replica in a
+   * test harness) every key is served and gossip is refused.
+   */
+  readonly membership?: MembershipHooks
+  /**
    * Called with each state this replica has stored and made durable (a stamp, a replicate, a
    * handoff entry), in the turn its fsync completed: handoff forwards writes to a partition it is
    * moving (HandoffManager.onStored). Must not throw; must return quickly.
@@ -105,6 +111,13 @@ export interface ReplicaServiceOptions {
   readonly aae?: AaeHooks
   /** Where hinted writes for absent owners go; without one, they are stored as this replica's own data. */
   readonly hints?: HintStore
+}
+
+export interface MembershipHooks {
+  /** NotOwner when this replica neither owns `key`'s partition, nor stands in for an owner, nor receives it by handoff. */
+  ownership(key: string, hintFor: string | undefined): KvError | undefined
+  /** A peer's gossip: the merged state to reply with, or a KvError refusing it. */
+  gossip(body: ParsedRequest<'gossip'>): ParsedRequest<'gossip'>['state']
 }
 
 export interface ReplicaCounters {
@@ -168,8 +181,15 @@ export class ReplicaService {
       case 'ring':
         reply(['ring', id, { ring: this.opts.ring() }])
         return
+      case 'gossip': {
+        const m = this.opts.membership
+        if (m === undefined) { this.error(reply, id, { kind: 'BadRequest', message: 'this replica does not gossip', issues: ['no membership'] }); return }
+        reply(['gossip', id, { state: m.gossip(req.body) }])
+        return
+      }
       case 'get': {
         const { key, hintFor } = req.body
+        if (this.notOwner(key, hintFor, reply, id)) return
         if (hintFor !== undefined && this.opts.hints) {
           const target = this.hintTarget(key, hintFor, reply, id)
           if (target === null) return
@@ -184,11 +204,12 @@ export class ReplicaService {
         }
         const state = stored === undefined ? undefined : decodeStored(stored).state
         // A reaped key (nothing after its barrier) reads as never written.
-        reply(['get', id, { state: state === undefined || state === EMPTY ? null : state }], stored?.byteLength ?? 0)
+        reply(['get', id, { state: state === undefined || state === EMPTY ? null : state }, this.opts.ring().version], stored?.byteLength ?? 0)
         return
       }
       case 'put': {
         const { key, context, value } = req.body
+        if (this.notOwner(key, req.body.hintFor, reply, id)) return
         if (value && value.byteLength > this.opts.valueBytesMax) {
           this.error(reply, id, { kind: 'TooLarge', message: `value is ${value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: value.byteLength, bytesMax: this.opts.valueBytesMax })
           return
@@ -215,12 +236,13 @@ export class ReplicaService {
         this.opts.aae?.onWrite(key, next)
         this.write(key, barrier ? withBarrier(encoded) : encoded, reply, id, () => {
           this.opts.onStored?.(key, next)
-          reply(['put', id, elideOwnValue(next, actor, value)], encoded.bytes)
+          reply(['put', id, elideOwnValue(next, actor, value), this.opts.ring().version], encoded.bytes)
         })
         return
       }
       case 'replicate': {
         const { key, state } = req.body
+        if (this.notOwner(key, req.body.hintFor, reply, id)) return
         for (const s of state.siblings) {
           if (s.value && s.value.byteLength > this.opts.valueBytesMax) {
             this.error(reply, id, { kind: 'TooLarge', message: `sibling value is ${s.value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: s.value.byteLength, bytesMax: this.opts.valueBytesMax })
@@ -236,7 +258,7 @@ export class ReplicaService {
         if (!this.admitWrite(reply, id)) return
         const done = this.merge(key, state)
         if (done instanceof KvError) { this.fail(reply, id, done); return }
-        this.pending(done, reply, id, () => reply(['replicate', id, {}]))
+        this.pending(done, reply, id, () => reply(['replicate', id, {}, this.opts.ring().version]))
         return
       }
       case 'aaeRoot':
@@ -258,6 +280,14 @@ export class ReplicaService {
       default:
         unreachable(req)
     }
+  }
+
+  /** Answers NotOwner (and returns true) when membership says `key` is not this replica's to serve. */
+  private notOwner(key: string, hintFor: string | undefined, reply: Reply, id: number): boolean {
+    const refused = this.opts.membership?.ownership(key, hintFor)
+    if (refused === undefined) return false
+    this.fail(reply, id, refused)
+    return true
   }
 
   /**
@@ -485,6 +515,9 @@ export class ReplicaService {
 
   private error(reply: Reply, id: number, body: ErrorBody): void {
     this.counters.errors[body.kind] = (this.counters.errors[body.kind] ?? 0) + 1
-    reply(['error', id, body])
+    // A joining replica has no ring until its seed answered: its errors then carry no version.
+    let ringVersion: number | undefined
+    try { ringVersion = this.opts.ring().version } catch { ringVersion = undefined }
+    reply(ringVersion === undefined ? ['error', id, body] : ['error', id, body, ringVersion])
   }
 }

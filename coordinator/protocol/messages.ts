@@ -9,6 +9,7 @@
 import { z } from 'zod'
 import { errorKinds, errorTable, type ErrorFields, type KvErrorBody, type KvErrorKind } from '../errors.ts'
 import { limits } from '../limits.ts'
+import { memberStatuses } from '../membership/cluster-state.ts'
 import { compareStrings } from '../version/dvv.ts'
 
 /**
@@ -82,7 +83,7 @@ export const ringNodeSchema = z.object({
 })
 
 export const ringSchema = z.object({
-  version: z.number().int().nonnegative(),
+  version: z.number().int().nonnegative().max(limits.membershipCounterMax),
   partitions: z.number().int().positive().max(limits.partitionsMax),
   n: z.number().int().positive().max(limits.nMax),
   nodes: z.array(ringNodeSchema).min(1).max(limits.ringNodesMax),
@@ -96,6 +97,38 @@ const partitionSchema = z.number().int().nonnegative().max(limits.partitionsMax 
 export const treeShapeSchema = z.object({ width: z.number().int().positive().max(limits.aaeTreeWidth * limits.aaeTreeWidth), depth: z.number().int().positive().max(8) })
 /** Hashes as big-endian 32-bit words, one per branch or segment. */
 const hashWordsSchema = (wordsMax: number) => bytesSchema.refine(b => b.byteLength % 4 === 0 && b.byteLength <= wordsMax * 4, { message: `expected at most ${wordsMax} 4-byte hashes` })
+// Membership gossip (coordinator/membership/cluster-state.ts, docs/membership.md): the whole
+// cluster state, bounded by the ring's own bounds (members as nodes, owners as partitions, a plan's
+// transfers as every partition entering every preference list).
+const membershipCounterSchema = z.number().int().nonnegative().max(limits.membershipCounterMax)
+export const memberSchema = z.object({
+  id: nodeIdSchema,
+  url: z.string().min(1).max(limits.urlCharsMax),
+  status: z.enum(memberStatuses),
+  gen: membershipCounterSchema,
+  done: z.object({
+    plan: membershipCounterSchema,
+    transfers: z.array(z.number().int().nonnegative().max(limits.planTransfersMax - 1)).max(limits.planTransfersMax),
+  }).nullable(),
+})
+const ownersSchema = z.array(nodeIdSchema).min(1).max(limits.partitionsMax)
+export const ringStateSchema = z.object({
+  version: membershipCounterSchema,
+  claimant: nodeIdSchema,
+  partitions: z.number().int().positive().max(limits.partitionsMax),
+  n: z.number().int().positive().max(limits.nMax),
+  owners: ownersSchema,
+  plan: z.object({
+    version: membershipCounterSchema,
+    owners: ownersSchema,
+    transfers: z.array(z.object({ partition: partitionSchema, from: nodeIdSchema, to: nodeIdSchema })).max(limits.planTransfersMax),
+  }).nullable(),
+})
+export const clusterStateSchema = z.object({
+  members: z.array(memberSchema).max(limits.ringNodesMax),
+  heartbeats: z.array(z.tuple([nodeIdSchema, membershipCounterSchema])).max(limits.ringNodesMax),
+  ring: ringStateSchema.nullable(),
+})
 
 /** Request bodies, coordinator -> replica. */
 export const requestSchemas = {
@@ -107,6 +140,8 @@ export const requestSchemas = {
   /** Replicate a stamped state to another preference node (or a fallback holding a hint). */
   replicate: z.object({ key: keySchema, state: stateSchema, hintFor: nodeIdSchema.optional() }),
   ring: z.object({}),
+  /** Push-pull gossip: the sender's cluster state; the reply is the receiver's, merged. */
+  gossip: z.object({ from: nodeIdSchema, state: clusterStateSchema }),
   /**
    * One batch of a partition handoff (docs/handoff.md): keys as UTF-8 bytes, each with its whole
    * stored DVV state in the replica's storage encoding (replica/state-codec.ts), and a CRC32C over
@@ -149,6 +184,7 @@ export const replySchemas = {
   put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional() }),
   replicate: z.object({}),
   ring: z.object({ ring: ringSchema }),
+  gossip: z.object({ state: clusterStateSchema }),
   /** Sent once every entry of the batch is durable (the WAL fsync covering it is done). */
   handoff: z.object({ keys: z.number().int().nonnegative().max(limits.handoffBatchKeysMax) }),
   aaeRoot: z.object({ branches: hashWordsSchema(limits.aaeTreeWidth) }),

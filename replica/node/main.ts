@@ -1,10 +1,13 @@
 // A ringkv replica process on Node: opens its storage engine, serves the Hono HTTP routes (health,
-// ring, metrics, the KV gateway, handoff transfers) and the WebSocket data plane on one port, and
-// shuts down cleanly on SIGTERM/SIGINT. Membership is static for now: every replica is told the whole cluster and
-// computes the same ring from it (the claim is deterministic).
+// ring, metrics, the KV gateway, handoff transfers) and the WebSocket data plane on one port, and shuts down cleanly
+// on SIGTERM/SIGINT. Membership (docs/membership.md) starts either static, every replica told the
+// whole cluster with `--nodes` and computing the same first ring from it (the claim is
+// deterministic), or by `--join URL` of any member; from then on it changes by gossip (join, leave,
+// remove), driven by replica/membership/membership-service.ts, and partitions move by handoff.
 //
 //   node --import tsx replica/node/main.ts --id n1 --port 7001 --data-dir .data/n1 \
 //        --nodes n1=ws://127.0.0.1:7001,n2=ws://127.0.0.1:7002,n3=ws://127.0.0.1:7003
+//   node --import tsx replica/node/main.ts --id n4 --port 7004 --data-dir .data/n4 --join ws://127.0.0.1:7001
 
 import { createAdaptorServer } from '@hono/node-server'
 import { bodyLimit } from 'hono/body-limit'
@@ -19,13 +22,15 @@ import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { createRing, type Ring, type RingNode } from '../../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
-import { httpStatusOf, KvError } from '../../coordinator/errors.ts'
+import type { Context } from 'hono'
+import { asKvError, errorBody, httpStatusOf, KvError } from '../../coordinator/errors.ts'
 import { ConnectionPool } from '../../coordinator/transport/connection-pool.ts'
 import { describeIssues } from '../../coordinator/protocol/messages.ts'
 import { HandoffManager } from '../handoff/handoff-manager.ts'
 import { openHintLog } from '../hints/hint-log.ts'
 import { HintReplayer } from '../hints/hint-replayer.ts'
 import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
+import { MembershipService } from '../membership/membership-service.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { AntiEntropy, type AaePeer } from '../aae/anti-entropy.ts'
 import { Connection } from '../../coordinator/transport/connection.ts'
@@ -39,7 +44,7 @@ import { openEngine } from '../storage/engine.ts'
 import { storageLimits } from '../storage/storage-limits.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
 import { hardenHttpServer, httpServerOptions } from './http-server.ts'
-import { renderMetrics, type AdminCounters } from './metrics.ts'
+import { renderMembershipMetrics, renderMetrics, type AdminCounters } from './metrics.ts'
 import { installLastResort, isEntryPoint } from './process.ts'
 import { attachDataPlane } from './ws-data-plane.ts'
 
@@ -48,7 +53,12 @@ export interface ReplicaConfig {
   readonly host: string
   readonly port: number
   readonly dataDir: string
+  /** Static start: every node of the first ring. Empty when `join` is set. */
   readonly nodes: readonly RingNode[]
+  /** Join the cluster of this member's URL instead of a static start. */
+  readonly join: string | undefined
+  readonly gossipIntervalMs: number
+  readonly phiThreshold: number
   readonly partitions: number
   readonly n: number
   readonly valueBytesMax: number
@@ -79,6 +89,9 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       port: { type: 'string' },
       'data-dir': { type: 'string' },
       nodes: { type: 'string' },
+      join: { type: 'string' },
+      'gossip-interval-ms': { type: 'string', default: String(limits.gossipIntervalMsDefault) },
+      'phi-threshold': { type: 'string', default: String(limits.phiThresholdDefault) },
       partitions: { type: 'string', default: String(limits.partitionsDefault) },
       n: { type: 'string', default: String(limits.nDefault) },
       'value-bytes-max': { type: 'string', default: String(limits.valueBytesDefault) },
@@ -108,12 +121,21 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   const id = values.id ?? fail('--id is required')
   const port = Number(values.port ?? fail('--port is required'))
   if (!Number.isInteger(port) || port < 1 || port > 65535) fail(`--port must be 1..65535, got ${values.port}`)
-  const nodes = (values.nodes ?? fail('--nodes is required (id=ws://host:port,...)')).split(',').map(part => {
+  if (values.nodes !== undefined && values.join !== undefined) fail('give either --nodes (a static start) or --join URL, not both')
+  if (values.join !== undefined && !/^wss?:\/\/[^\s]+$/.test(values.join)) fail(`--join must be a ws://host:port URL, got ${JSON.stringify(values.join)}`)
+  const nodes = values.join !== undefined ? [] : (values.nodes ?? fail('--nodes (id=ws://host:port,...) or --join ws://host:port is required')).split(',').map(part => {
     const eq = part.indexOf('=')
     if (eq <= 0) fail(`--nodes entry ${JSON.stringify(part)} is not id=ws://host:port`)
     return { id: part.slice(0, eq), url: part.slice(eq + 1) }
   })
-  if (!nodes.some(n => n.id === id)) fail(`--nodes does not name this replica (${id})`)
+  if (values.join === undefined && !nodes.some(n => n.id === id)) fail(`--nodes does not name this replica (${id})`)
+  const gossipIntervalMs = Number(values['gossip-interval-ms'])
+  // 0 turns gossip off (membership stays as started; tests that count connections exactly use it).
+  if (!(Number.isInteger(gossipIntervalMs) && (gossipIntervalMs === 0 || (gossipIntervalMs >= limits.gossipIntervalMsMin && gossipIntervalMs <= limits.gossipIntervalMsMax)))) {
+    fail(`--gossip-interval-ms must be 0 (off) or an integer from ${limits.gossipIntervalMsMin} to ${limits.gossipIntervalMsMax}`)
+  }
+  const phiThreshold = Number(values['phi-threshold'])
+  if (!(Number.isFinite(phiThreshold) && phiThreshold > 0 && phiThreshold <= limits.phiThresholdMax)) fail(`--phi-threshold must be a number above 0 and at most ${limits.phiThresholdMax}`)
   const valueBytesMax = Number(values['value-bytes-max'])
   if (!(Number.isInteger(valueBytesMax) && valueBytesMax > 0 && valueBytesMax <= limits.valueBytesMax)) fail(`--value-bytes-max must be 1..${limits.valueBytesMax}`)
   const s3Flags = {
@@ -156,7 +178,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   return {
     handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch, tombstoneGraceMs, aaeIntervalMs,
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
-    id, host: values.host!, port, nodes,
+    id, host: values.host!, port, nodes, join: values.join, gossipIntervalMs, phiThreshold,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
   }
@@ -174,7 +196,8 @@ function iso(ms: number | null): string | null {
 }
 
 const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --port PORT --data-dir DIR
-    --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
+    (--nodes n1=ws://host:port,n2=ws://host:port,... | --join ws://host:port) [--host 127.0.0.1]
+    [--partitions 256] [--n 3] [--gossip-interval-ms 1000] [--phi-threshold 8]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
     [--tombstone-grace-ms MS (default ${limits.tombstoneGraceMsDefault})] [--aae-interval-ms MS (default ${limits.aaeExchangeIntervalMs})]
     [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
@@ -208,10 +231,15 @@ function aaeHealth(aae: AntiEntropy, now: number): Record<string, unknown> {
 /** The data dir and everything the replica creates in it are its own (files 0600 through the umask). */
 const privateDirMode = 0o700
 
-export interface RunningReplica { readonly server: Server; close(): Promise<void> }
+export interface RunningReplica {
+  readonly server: Server
+  close(): Promise<void>
+  /** Called once this replica has left the cluster (or was removed); main exits 0 after closing. */
+  onGone(fn: (status: 'left' | 'removed') => void): void
+}
 
 export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> {
-  const ring: Ring = createRing({ nodes: cfg.nodes, partitions: cfg.partitions, n: cfg.n })
+  const firstRing: Ring | undefined = cfg.join === undefined ? createRing({ nodes: cfg.nodes, partitions: cfg.partitions, n: cfg.n }) : undefined
   const log = (msg: string, fields: Record<string, unknown> = {}) =>
     process.stderr.write(JSON.stringify({ t: new Date().toISOString(), node: cfg.id, msg, ...fields }) + '\n')
   await mkdir(cfg.dataDir, { recursive: true, mode: privateDirMode })
@@ -282,51 +310,53 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     return gate
   }
   const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
+  const selfUrl = cfg.nodes.find(n => n.id === cfg.id)?.url ?? `ws://${cfg.host}:${cfg.port}`
   const handoff = new HandoffManager({
     nodeId: cfg.id, engine, partitions: cfg.partitions, dataDir: cfg.dataDir, runtime, log,
     ...(cfg.handoffBytesPerSec !== undefined ? { bytesPerSec: cfg.handoffBytesPerSec } : {}),
     ...(cfg.handoffBatchBytes !== undefined ? { batchBytes: cfg.handoffBatchBytes } : {}),
   })
+  let onGone: (status: 'left' | 'removed') => void = () => undefined
+  const members = new MembershipService({
+    self: cfg.id, url: selfUrl, runtime, gossipIntervalMs: cfg.gossipIntervalMs, phiThreshold: cfg.phiThreshold,
+    ...(firstRing ? { ring: firstRing } : {}), handoff, log, onGone: status => onGone(status),
+  })
   // Hints for absent owners: their own log under hints/, read back before the replica serves.
   const opened = await openHintLog(cfg.dataDir)
   const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
   await hints.load(opened.records, opened.problems)
-  // Anti-entropy talks to the other primaries over the data plane, like any client (hello first).
+  // Anti-entropy talks to the other primaries over the data plane, like any client (hello first),
+  // over the live ring; a peer is reachable when membership's phi-accrual detector says so.
   const aaePeers = new Map<string, Connection>()
   const peerConnection = (node: string): Connection => {
     let c = aaePeers.get(node)
     if (c === undefined) {
-      const url = ring.nodes.find(n => n.id === node)?.url
+      const url = members.ring().nodes.find(n => n.id === node)?.url
       if (url === undefined) throw new KvError({ kind: 'Unavailable', node }, `${node} is not in the ring`)
       c = new Connection(node, url, runtime, { client: `aae@${cfg.id}` })
       aaePeers.set(node, c)
     }
     return c
   }
-  // Stand-in until gossip membership with a phi-accrual detector lands: a peer is reachable unless
-  // its connection failed and is backing off (the transport's circuit breaker).
-  const isReachable = (node: string): boolean => peerConnection(node).isUp()
   let service: ReplicaService | undefined
   const aae = new AntiEntropy({
-    nodeId: cfg.id, actor, engine, ring: () => ring, runtime, isReachable, log,
+    nodeId: cfg.id, actor, engine, ring: () => members.ring(), runtime, isReachable: members.isReachable, log,
     peer: (node): AaePeer => ({ request: (type, body) => peerConnection(node).request(type, body, limits.aaeRequestTimeoutMs) }),
     applyState: (key, state) => service!.applyState(key, state),
     tombstoneGraceMs: cfg.tombstoneGraceMs, intervalMs: cfg.aaeIntervalMs,
   })
   service = new ReplicaService({
-    nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints, aae,
+    nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members, hints, aae,
     onStored: (key, state) => handoff.onStored(key, state),
   })
-  void aae.start()
-  // Replays go out on connections of their own. Reachability stand-in until membership's failure
-  // detector lands: an owner is reachable when this pool's connection to it is up (never failed, or
-  // reconnected after its backoff); swap `isReachable` for the detector's.
+  // Replays go out on connections of their own, to the nodes of the live ring; an owner is
+  // reachable when membership's phi-accrual detector says so.
   const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
   const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1 })
-  peers.setNodes(ring.nodes)
   const replayer = new HintReplayer({
-    store: hints, ring: () => ring, isReachable: peers.isUp, logLine: log,
+    store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log,
     send: async (node, key, state) => {
+      if (peers.get(node) === undefined) peers.setNodes(members.ring().nodes)
       const conn = peers.get(node)
       if (conn === undefined) throw peers.whyDown(node)
       await conn.request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
@@ -339,7 +369,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
   // The replica's own HTTP gateway coordinates like any client, over the data plane.
-  const kv = new KvCoordinator({ seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax)), valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
+  const kv = new KvCoordinator({ seeds: cfg.join !== undefined ? [cfg.join] : cfg.nodes.map(n => n.url), runtime, valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
   // What /health leads with: 'read-only' (503, so load balancers stop sending writes) while storage
   // refuses writes; 'degraded' (200: it serves, but needs attention) while snapshots fail or the
   // restore at start failed; each with the reasons.
@@ -360,7 +390,11 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     kv, role: 'replica',
     health: () => ({
       ...condition(),
-      node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
+      node: cfg.id, incarnation: identity.incarnation, actor,
+      ring: { version: members.membership.state.ring?.version ?? 0 },
+      member: members.isMember(),
+      members: { total: members.members().filter(m => m.status !== 'left' && m.status !== 'removed').length, reachable: members.members().filter(m => m.reachable).length },
+      dataDir: cfg.dataDir, storage: engine.stats(),
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,
       antiEntropy: aaeHealth(aae, Date.now()),
@@ -378,12 +412,14 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
     const handoffMetrics = { counters: handoff.counters, transfers: handoff.status() }
-    return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics, aae.counters), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics, aae.counters) + renderMembershipMetrics(cfg.id, members), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
   // Partition handoff (docs/handoff.md): what is streaming, and a route to start a transfer by hand
   // (membership calls HandoffManager.transfer itself; this one is for tests and operators, and will
   // be admin-only). It answers 202 at once: progress is on GET /transfers.
-  app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status() }))
+  // `transfers`: this replica's own (handoff's view); `plan`: every transfer of the membership
+  // plan in progress and whether its sender reported it done (ringkv transfers prints both).
+  app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status(), ring: members.ringSummary(), plan: members.transfers() }))
   const adminBody = bodyLimit({
     maxSize: limits.adminBodyBytesMax,
     onError: c => c.json({ error: { kind: 'TooLarge', message: `body over the ${limits.adminBodyBytesMax}-byte limit`, bytes: limits.adminBodyBytesMax + 1, bytesMax: limits.adminBodyBytesMax } }, 413),
@@ -448,23 +484,55 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     const summary = await snapshotInFlight
     return c.json({ ok: true, ...summary, createdAt: new Date(summary.createdAt).toISOString() })
   })
+  // Membership: the members as this replica sees them, the transfers of the plan in progress, and
+  // the operator's leave and remove (docs/membership.md).
+  app.get('/members', c => c.json({ ring: members.ringSummary(), members: members.members() }))
+  const adminMember = (status: 'leaving' | 'removed') => (c: Context) => {
+    const node = c.req.param('node') ?? ''
+    try {
+      members.setStatus(node, status)
+      return c.json({ ok: true, node, status })
+    } catch (e) {
+      const k = asKvError(e, status)
+      return c.json({ error: errorBody(k) }, httpStatusOf(k.kind))
+    }
+  }
+  app.post('/admin/leave/:node', adminMember('leaving'))
+  app.post('/admin/remove/:node', adminMember('removed'))
   const server = hardenHttpServer(createAdaptorServer({ fetch: app.fetch, serverOptions: httpServerOptions() }) as Server)
   const plane = attachDataPlane(server, service)
   await new Promise<void>((ok, fail) => {
     server.once('error', fail)
     server.listen(cfg.port, cfg.host, () => { server.off('error', fail); ok() })
   })
+  log('listening', { url: `ws://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox })
+  if (cfg.join !== undefined) {
+    try {
+      await members.join(cfg.join)
+    } catch (e) {
+      members.close()
+      plane.close()
+      await new Promise<void>(ok => server.close(() => ok()))
+      await engine.close()
+      throw e
+    }
+    log('joining', { seed: cfg.join, ringVersion: members.membership.state.ring?.version })
+  }
+  members.start()
   replayer.start()
-  log('listening', { url: `ws://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox, hints: hints.stats().hints })
-  return {
+  // Trees are rebuilt over the ring's partitions, which a joining replica knows only now.
+  void aae.start()
+  const running: RunningReplica = {
     server,
+    onGone(fn) { onGone = fn },
     async close() {
+      members.close()
       aae.close()
       for (const c of aaePeers.values()) c.close()
       replayer.stop()
       peers.close()
-      kv.close()
       await handoff.close()
+      kv.close()
       await snapshotter?.close()
       plane.close()
       await new Promise<void>(ok => server.close(() => ok()))
@@ -474,6 +542,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       if (engine.failure() === undefined) await writeIdentity(cfg.dataDir, { node: identity.node, incarnation: identity.incarnation, clean: true })
     },
   }
+  return running
 }
 
 /**
@@ -490,6 +559,7 @@ if (isEntryPoint(import.meta.url)) {
   installLastResort(cfg.id)
   startReplica(cfg).then(replica => {
     const stop = () => { replica.close().then(() => process.exit(0), () => process.exit(1)) }
+    replica.onGone(stop)
     process.once('SIGTERM', stop)
     process.once('SIGINT', stop)
   }, e => {

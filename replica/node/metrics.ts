@@ -5,6 +5,8 @@
 // each way, transfers by state, forwarding), anti-entropy (exchanges by outcome, keys repaired, bytes
 // moved, tombstones reaped), and the process's resident memory.
 
+import { memberStatuses } from '../../coordinator/membership/cluster-state.ts'
+import type { MembershipService } from '../membership/membership-service.ts'
 import type { HandoffCounters, TransferStatus } from '../handoff/handoff-manager.ts'
 import type { HintStore } from '../hints/hint-store.ts'
 import type { ReplicaCounters } from '../replica-service.ts'
@@ -112,3 +114,29 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
   return lines.join('\n') + '\n'
 }
 
+
+/**
+ * Membership (docs/membership.md): gossip sent, failed, answered, refused and shed; transfers this
+ * replica started, finished and failed; the ring version; members by status, and those this
+ * replica's failure detector finds unreachable.
+ */
+export function renderMembershipMetrics(node: string, m: MembershipService): string {
+  const n = `node="${node.replace(/["\\\n]/g, '_')}"`
+  const c = m.counters
+  const lines: string[] = []
+  const counter = (name: string, v: number) => lines.push(`# TYPE ${name} counter`, `${name}{${n}} ${v}`)
+  counter('ringkv_gossip_sent_total', c.gossipSent)
+  counter('ringkv_gossip_failed_total', c.gossipFailed)
+  counter('ringkv_gossip_received_total', c.gossipReceived)
+  counter('ringkv_gossip_refused_total', c.gossipRefused)
+  counter('ringkv_gossip_overloaded_total', c.gossipOverloaded)
+  counter('ringkv_transfers_started_total', c.transfersStarted)
+  counter('ringkv_transfers_done_total', c.transfersDone)
+  counter('ringkv_transfers_failed_total', c.transfersFailed)
+  lines.push('# TYPE ringkv_ring_version gauge', `ringkv_ring_version{${n}} ${m.membership.state.ring?.version ?? 0}`)
+  const members = m.members()
+  lines.push('# TYPE ringkv_members gauge')
+  for (const status of memberStatuses) lines.push(`ringkv_members{${n},status="${status}"} ${members.filter(x => x.status === status).length}`)
+  lines.push('# TYPE ringkv_members_unreachable gauge', `ringkv_members_unreachable{${n}} ${members.filter(x => !x.reachable && x.status !== 'left' && x.status !== 'removed').length}`)
+  return lines.join('\n') + '\n'
+}
