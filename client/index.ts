@@ -16,7 +16,7 @@
 
 import { badRequest, badRequestCausedBy, isKvError, KvError, QuorumError } from '../coordinator/errors.ts'
 import {
-  callOptionChecks, coordinatorOptionIssues, KvCoordinator, optionIssues, runtimeIssue, show, type ReadResult,
+  callOptionChecks, coordinatorOptionIssues, KvCoordinator, optionIssues, runtimeIssue, show, type Endpoints, type ReadResult,
 } from '../coordinator/kv-coordinator.ts'
 import { limits } from '../coordinator/limits.ts'
 import type { ClientStats } from '../coordinator/metrics/op-stats.ts'
@@ -24,7 +24,7 @@ import type { Ring } from '../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime, type Runtime, type WebSocketCtor } from '../coordinator/runtime.ts'
 
 export { KvError, QuorumError, isKvError }
-export type { Ring, ClientStats }
+export type { ClientStats, Endpoints, Ring }
 
 export type Value = string | Uint8Array
 /** Merges siblings into one value. Must be deterministic; it may be given tombstone-free values only. */
@@ -190,6 +190,14 @@ export class KvClient {
     const s = c.opStats.stats()
     if (opts?.reset === true) c.opStats.reset()
     return s
+  }
+
+  /**
+   * The preference list of `key` on the ring this client knows (Cassandra's getendpoints): its
+   * partition, primaries then fallbacks, each with its url and whether this client finds it up.
+   */
+  async endpoints(key: string): Promise<Endpoints> {
+    return (await this.coordinator).endpoints(key)
   }
 
   /** The transport's view: is this replica reachable right now? */

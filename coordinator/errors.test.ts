@@ -34,6 +34,8 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
   ChecksumMismatch: { kind: 'ChecksumMismatch', expected: 0xdeadbeef, actual: 12 },
   ProtocolError: { kind: 'ProtocolError', detail: 'reply type mismatch' },
   Internal: { kind: 'Internal' },
+  NotPrimary: { kind: 'NotPrimary', partition: 17, node: 'n2' },
+  NotOwner: { kind: 'NotOwner', ringVersion: 7, partition: 42 },
 }
 
 function sample(kind: KvErrorKind): KvError {

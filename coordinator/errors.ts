@@ -70,7 +70,18 @@ export const errorTable = {
   /** A peer broke the protocol; `detail` when the sender gave one (replicas say it in the message). */
   ProtocolError: { status: 500, data: z.object({ detail: text.optional() }) },
   Internal: { status: 500, data: z.object({}) },
-} as const satisfies Record<string, { readonly status: 400 | 409 | 413 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
+  /**
+   * An anti-entropy request named a partition the replica (`node`) is not a primary of: a peer with
+   * another ring, or one lying about the partitions it holds. Nothing is exchanged.
+   */
+  NotPrimary: { status: 409, data: z.object({ partition: count, node: replicaName }) },
+  /**
+   * The replica neither owns the key's partition, nor stands in for an owner (a hint), nor is
+   * receiving it by handoff, under the ring `ringVersion` it answered with: the caller's ring is
+   * stale (or ahead); fetch the ring and retry (the SDK does, once).
+   */
+  NotOwner: { status: 421, data: z.object({ ringVersion: count, partition: count }) },
+} as const satisfies Record<string, { readonly status: 400 | 409 | 421 | 413 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
 
 type Table = typeof errorTable
 export type KvErrorKind = keyof Table

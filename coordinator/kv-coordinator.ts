@@ -9,7 +9,7 @@
 // can end the process: the drivers catch what the quorum, merge or context encoding throw from
 // inside reply callbacks and reject the call with it, instead of leaving an unhandled rejection.
 
-import { asKvError, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
+import { asKvError, badRequest, failureRecord, KvError, QuorumError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
 import { OpStats } from './metrics/op-stats.ts'
 import { turnCachedClock } from './metrics/turn-clock.ts'
@@ -59,6 +59,21 @@ export interface WriteResult {
   readonly context: string
   readonly state: DvvSet
   readonly acked: readonly string[]
+}
+
+/** A key's replicas (kv.endpoints, `ringkv endpoints KEY`). */
+export interface Endpoints {
+  readonly ringVersion: number
+  readonly partition: number
+  readonly primaries: ReadonlyArray<{ readonly node: string; readonly url: string; readonly up: boolean }>
+  readonly fallbacks: ReadonlyArray<{ readonly node: string; readonly url: string; readonly up: boolean }>
+}
+
+/** True when `e` (or a replica's failure inside a QuorumError) is NotOwner: the caller's ring is stale. */
+export function isNotOwner(e: unknown): boolean {
+  if (!(e instanceof KvError)) return false
+  if (e.kind === 'NotOwner') return true
+  return e instanceof QuorumError && [...e.failures.values()].some(f => f instanceof KvError && f.kind === 'NotOwner')
 }
 
 /** What /health reports: how many replicas of the ring answered a probe just now, and why not the others. */
@@ -182,6 +197,7 @@ export class KvCoordinator {
   private ring: Ring | undefined
   private discovery: RingDiscovery | undefined
   private probing: Promise<Reachability> | undefined
+  private refreshing: Promise<Ring | undefined> | undefined
   private closed = false
   /** Read repairs in flight, shared by every read (bounded by limits.readRepairsInflightMax). */
   private readonly repairs = { inflight: 0 }
@@ -203,7 +219,12 @@ export class KvCoordinator {
       r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault,
       sloppy: opts.sloppy ?? true, valueBytesMax: opts.valueBytesMax ?? limits.valueBytesDefault,
     }
-    const connOpts = { client: opts.client ?? 'ringkv', perReplica: opts.connectionsPerReplica ?? limits.connectionsPerReplicaDefault, onHello: (h: ReplyBody<'hello'>) => this.learnRing(h.ring), ...(opts.token !== undefined ? { token: opts.token } : {}) }
+    const connOpts = {
+      client: opts.client ?? 'ringkv', perReplica: opts.connectionsPerReplica ?? limits.connectionsPerReplicaDefault,
+      onHello: (h: ReplyBody<'hello'>) => this.learnRing(h.ring),
+      onRingVersion: this.noteRingVersion,
+      ...(opts.token !== undefined ? { token: opts.token } : {}),
+    }
     this.pool = new ConnectionPool(opts.runtime, connOpts)
     this.seedPool = new ConnectionPool(opts.runtime, { ...connOpts, perReplica: 1 })
     this.seedPool.setNodes(this.seeds.map((url, i) => ({ id: `seed${i}`, url })))
@@ -249,6 +270,58 @@ export class KvCoordinator {
     })
   }
 
+  /**
+   * A reply said which ring version it was served under: a newer one than ours means the ring
+   * changed (a join, a leave), so fetch it from that replica. One fetch at a time; cheap when the
+   * version is ours (one comparison per reply).
+   */
+  private readonly noteRingVersion = (version: number, node: string): void => {
+    if (this.ring === undefined || version <= this.ring.version || this.refreshing !== undefined || this.closed) return
+    void this.refreshRing(this.opts.runtime.now() + this.defaults.timeoutMs, node)
+  }
+
+  /**
+   * Fetches the ring from `prefer` (the replica that showed a newer version or refused as NotOwner)
+   * and up to limits.seedsAskedAtOnce other nodes of the ring; resolves once one answered (or all
+   * failed) with the newest ring known. Shared by concurrent callers.
+   */
+  refreshRing(until: number, prefer?: string): Promise<Ring | undefined> {
+    this.refreshing ??= (async () => {
+      const ring = this.ring
+      if (ring === undefined) return undefined
+      const nodes = [...new Set([...(prefer !== undefined ? [prefer] : []), ...ring.nodes.map(n => n.id)])].slice(0, limits.seedsAskedAtOnce + 1)
+      const left = Math.max(1, until - this.opts.runtime.now())
+      await new Promise<void>(done => {
+        let pending = nodes.length
+        const settle = () => { if (--pending <= 0) done() }
+        for (const node of nodes) {
+          const conn = this.pool.get(node)
+          if (conn === undefined) { settle(); continue }
+          conn.request('ring', {}, left).then(reply => {
+            try { this.learnRing(reply.ring) } catch { /* a ring we refuse: another node answers */ }
+            done()
+          }, settle)
+        }
+      })
+      return this.ring
+    })().finally(() => { this.refreshing = undefined })
+    return this.refreshing
+  }
+
+  /**
+   * The preference list of `key` on the ring this coordinator knows: its partition, primaries and
+   * fallbacks, each with its url and whether the transport finds it up (Cassandra's getendpoints).
+   */
+  async endpoints(key: string): Promise<Endpoints> {
+    this.checkOpen()
+    this.checkKey(key)
+    const ring = await this.getRing()
+    const pl = preferenceList(ring, key)
+    const url = new Map(ring.nodes.map(n => [n.id, n.url]))
+    const view = (node: string) => ({ node, url: url.get(node) ?? '', up: this.pool.isUp(node) })
+    return { ringVersion: ring.version, partition: pl.partition, primaries: pl.primaries.map(view), fallbacks: pl.fallbacks.map(view) }
+  }
+
   private learnRing(wire: ReplyBody<'ring'>['ring']): Ring {
     if (this.ring && this.ring.version >= wire.version) return this.ring
     const ring: Ring = { version: wire.version, partitions: wire.partitions, n: wire.n, nodes: wire.nodes as RingNode[], owners: wire.owners }
@@ -258,8 +331,33 @@ export class KvCoordinator {
     return ring
   }
 
-  /** Write `value` (null = delete, as a tombstone) under `key`. */
-  async put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
+  /**
+   * Write `value` (null = delete, as a tombstone) under `key`. A replica that answers NotOwner says
+   * our ring is stale: fetch the ring and try once more, within the same deadline.
+   */
+  put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
+    const startedAt = this.opts.runtime.now()
+    return this.putOnce(key, value, opts).catch(e =>
+      this.againIfNotOwner(e, opts, startedAt, deadline => this.putOnce(key, value, { ...opts, deadline })))
+  }
+
+  /**
+   * After a NotOwner: refresh the ring and run `again` once, by the call's own deadline (counted
+   * from `startedAt`). Only reached once the first attempt has validated the options.
+   */
+  private async againIfNotOwner<T>(e: unknown, opts: { readonly timeoutMs?: number | undefined; readonly deadline?: Deadline | undefined },
+    startedAt: number, again: (deadline: Deadline) => Promise<T>): Promise<T> {
+    if (!isNotOwner(e) || this.closed) throw e
+    const timeoutMs = opts.timeoutMs ?? this.defaults.timeoutMs
+    const deadline = opts.deadline ?? { at: startedAt + timeoutMs, timeoutMs }
+    const before = this.ring?.version
+    const prefer = e instanceof QuorumError ? [...e.failures].find(([, f]) => f instanceof KvError && f.kind === 'NotOwner')?.[0] : undefined
+    await this.refreshRing(deadline.at, prefer)
+    if (this.ring?.version === before) throw e
+    return again(deadline)
+  }
+
+  private async putOnce(key: string, value: Uint8Array | null, opts: WriteOptions): Promise<WriteResult> {
     this.checkOpen()
     const keyBytes = this.checkKey(key)
     if (value !== null && !(value instanceof Uint8Array)) throw badRequest(`value must be bytes (a Uint8Array), got ${show(value)}`)
@@ -302,7 +400,12 @@ export class KvCoordinator {
     return this.put(key, null, { context, w: opts.w, sloppy: opts.sloppy, deadline })
   }
 
-  async get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
+  get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
+    const startedAt = this.opts.runtime.now()
+    return this.getOnce(key, opts).catch(e => this.againIfNotOwner(e, opts, startedAt, deadline => this.getOnce(key, { ...opts, deadline })))
+  }
+
+  private async getOnce(key: string, opts: ReadOptions): Promise<ReadResult> {
     this.checkOpen()
     const keyBytes = this.checkKey(key)
     this.checkOptions('get', opts)
@@ -671,10 +774,13 @@ class WriteDriver {
    */
   private onStampFailed(node: string, e: unknown): void {
     if (this.settled) return
-    if (!isRefusal(e) && (neverSent(e) || refusedBeforeWriting(e))) { this.onFailed(node, e); return }
+    // NotOwner: the replica stored nothing, and the caller's ring is stale: the write ends with it and
+    // the SDK refreshes its ring and retries once.
+    const notOwner = e instanceof KvError && e.kind === 'NotOwner'
+    if (!isRefusal(e) && !notOwner && (neverSent(e) || refusedBeforeWriting(e))) { this.onFailed(node, e); return }
     this.settled = true
     this.rt.clearTimeout(this.timer)
-    if (isRefusal(e)) { this.reject(e); return }
+    if (isRefusal(e) || notOwner) { this.reject(e); return }
     const k = asKvError(e, `stamp at ${node}`)
     this.reject(new KvError(k.data, `the write's stamp at ${node} failed after it was sent, so it may be stored there (outcome unknown; read before writing again): ${k.message}`, { cause: e }))
   }

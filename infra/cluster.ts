@@ -62,6 +62,13 @@ export interface ClusterOptions {
   readonly s3?: 'embedded' | 'none' | S3Config
   /** Port of the embedded S3 server (0 = any free port). */
   readonly s3Port?: number
+  /**
+   * Join the cluster of this member (ws://host:port) instead of starting a new one: the replicas
+   * are named n<port> (so they cannot clash with n1, n2, ...) and start with --join.
+   */
+  readonly join?: string
+  /** With `join`: wait until each replica owns partitions (its join completed); default true. */
+  readonly waitMember?: boolean
 }
 
 export class ReplicaProcess {
@@ -73,7 +80,7 @@ export class ReplicaProcess {
   get httpUrl(): string { return `http://127.0.0.1:${this.port}` }
   get pid(): number | undefined { return this.proc?.pid }
 
-  async start(timeoutMs = 20_000): Promise<void> {
+  async start(timeoutMs = 20_000, member = false): Promise<void> {
     // 0700 (every directory it creates): data and logs are the replica's alone; the replica itself
     // also runs with umask 077 and closes an existing data dir to 0700.
     await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
@@ -89,7 +96,15 @@ export class ReplicaProcess {
     proc.stderr!.pipe(this.logStream, { end: false })
     const exited = new Promise<never>((_, fail) => proc.once('exit', code => fail(new Error(`replica ${this.id} exited with ${code} during start; see ${join(dirname(this.dataDir), this.id + '.log')}`))))
     exited.catch(() => undefined)
-    await Promise.race([waitHealthy(this.httpUrl, timeoutMs), exited])
+    await Promise.race([waitHealthy(this.httpUrl, timeoutMs, member), exited])
+  }
+
+  /** Resolves with the exit code once the process has exited (at once if it already has). */
+  exited(): Promise<number | null> {
+    const proc = this.proc
+    if (!proc) return Promise.resolve(null)
+    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode)
+    return new Promise(ok => proc.once('exit', code => ok(code)))
   }
 
   /** Signal the process; resolves when it has exited (or immediately for SIGSTOP/SIGCONT). */
@@ -121,7 +136,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const basePort = opts.basePort ?? 7001
   if (!(Number.isInteger(count) && count >= 1 && count <= 64)) throw new Error(`--replicas must be 1..64, got ${opts.replicas}`)
   const dataDir = resolve(opts.dataDir)
-  const nodes = Array.from({ length: count }, (_, i) => ({ id: `n${i + 1}`, port: basePort + i }))
+  const nodes = Array.from({ length: count }, (_, i) => ({ id: opts.join ? `n${basePort + i}` : `n${i + 1}`, port: basePort + i }))
   const nodesArg = nodes.map(n => `${n.id}=ws://127.0.0.1:${n.port}`).join(',')
   let s3: EmbeddedS3 | undefined
   let s3Config: S3Config | undefined
@@ -138,7 +153,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     S3_ACCESS_KEY_ID: s3Config.accessKeyId, S3_SECRET_ACCESS_KEY: s3Config.secretAccessKey,
   } : { S3_ENDPOINT: '' }
   const replicas = nodes.map(n => new ReplicaProcess(n.id, n.port, join(dataDir, n.id), [
-    '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), '--nodes', nodesArg,
+    '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), ...(opts.join ? ['--join', opts.join] : ['--nodes', nodesArg]),
     '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...(opts.extraArgs ?? []),
   ], { ...s3Env, ...(opts.env ?? {}) }))
   const cluster: Cluster = {
@@ -160,7 +175,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     },
   }
   try {
-    await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs)))
+    await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs, opts.join !== undefined && opts.waitMember !== false)))
     if (opts.httpPort !== 0) {
       (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({ seeds: cluster.seeds, port: opts.httpPort ?? 8080 })
     }
@@ -171,14 +186,15 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   return cluster
 }
 
-export async function waitHealthy(httpUrl: string, timeoutMs: number): Promise<void> {
+/** Waits until the replica answers /health (and, with `member`, until it owns partitions in the ring). */
+export async function waitHealthy(httpUrl: string, timeoutMs: number, member = false): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
     try {
       const res = await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(1000) })
-      if (res.ok) return
-      last = new Error(`status ${res.status}`)
+      if (res.ok && (!member || ((await res.json()) as { member?: boolean }).member === true)) return
+      last = new Error(res.ok ? 'not a ring member yet' : `status ${res.status}`)
     } catch (e) {
       last = e
     }

@@ -15,20 +15,24 @@ const { values } = parseArgs({
   options: {
     replicas: { type: 'string', default: '3' },
     'base-port': { type: 'string', default: '7001' },
-    'http-port': { type: 'string', default: '8080' },
+    'http-port': { type: 'string' },
     'data-dir': { type: 'string', default: '.data' },
     partitions: { type: 'string', default: '256' },
     n: { type: 'string', default: '3' },
     's3-port': { type: 'string', default: '0' },
     'no-s3': { type: 'boolean', default: false },
+    join: { type: 'string' },
     help: { type: 'boolean', short: 'h' },
   },
 })
 if (values.help) {
-  process.stdout.write('usage: npm start -- [--replicas 3] [--base-port 7001] [--http-port 8080] [--data-dir .data] [--partitions 256] [--n 3] [--s3-port 0] [--no-s3]\n' +
+  process.stdout.write('usage: npm start -- [--replicas 3] [--base-port 7001] [--http-port 8080] [--data-dir .data] [--partitions 256] [--n 3] [--s3-port 0] [--no-s3] [--join ws://host:port]\n' +
+    '  --join: start replicas (named n<port>) that join the cluster of that member; ready once they own partitions.\n' +
     '  Snapshots go to an embedded S3 server (data under DIR/s3) unless S3_ENDPOINT names another one, or --no-s3.\n')
   process.exit(0)
 }
+/** Joining replicas are ready once their partitions have been handed to them, which takes a while. */
+const joinReadyTimeoutMs = 600_000
 const num = (name: string, v: string | undefined) => {
   const n = Number(v)
   if (!Number.isInteger(n) || n < 0) { process.stderr.write(`--${name} must be a whole number, got ${v}\n`); process.exit(2) }
@@ -37,10 +41,11 @@ const num = (name: string, v: string | undefined) => {
 try {
   const cluster = await startCluster({
     replicas: num('replicas', values.replicas), basePort: num('base-port', values['base-port']),
-    httpPort: num('http-port', values['http-port']), dataDir: values['data-dir']!,
+    httpPort: num('http-port', values['http-port'] ?? (values.join !== undefined ? '0' : '8080')), dataDir: values['data-dir']!,
     partitions: num('partitions', values.partitions), n: num('n', values.n),
     s3: values['no-s3'] ? 'none' : process.env.S3_ENDPOINT ? s3ConfigFromEnv(process.env) : 'embedded',
     s3Port: num('s3-port', values['s3-port']),
+    ...(values.join !== undefined ? { join: values.join, readyTimeoutMs: joinReadyTimeoutMs } : {}),
   })
   process.stdout.write(`ready seeds=${cluster.seeds.join(',')} http=${cluster.gateway?.url ?? 'none'} s3=${cluster.s3Config?.endpoint ?? 'off'}\n`)
   const stop = () => { cluster.stop().then(() => process.exit(0), () => process.exit(1)) }

@@ -20,7 +20,7 @@ import { assert } from '../coordinator/assert.ts'
 import { msgpackIssue, plainUnpackrOptions } from '../coordinator/protocol/msgpack-guard.ts'
 import { badRequest, badRequestCausedBy } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
-import { sync, validate, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
+import { EMPTY, sync, validate, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
 import type { ValueWriter } from './storage/engine-types.ts'
 
 // Decoded sibling values are views into the stored buffer, which the engine never mutates; a state
@@ -162,7 +162,63 @@ export function decodePeerState(bytes: Uint8Array): DvvSet {
   return state
 }
 
-/** The engine's merge: DVV sync of two stored states (commutative, associative, idempotent). */
+// Reaped keys (docs/anti-entropy.md). A reaped tombstone must vanish, but the engine merges every
+// version of a key it holds (DVV sync is a union), so a plain "empty" state written over a tombstone
+// would merge with the tombstone still in an older table and bring it back. A stored value may
+// therefore start with a barrier byte, 0xc1 (the one byte msgpack never uses, so no plain state
+// starts with it): versions older than a barrier are forgotten. The engine folds versions oldest
+// first everywhere (memtable, reads, scans, compaction), so "older" is always known.
+//   stored = state | 0xc1 | 0xc1 state
+// [0xc1] alone is a reaped key; 0xc1 state is a key written again after its reap (the barrier stays
+// until a compaction that includes the oldest table settles it: `settleStored` drops the barrier,
+// and the whole key when nothing follows it).
+
+const barrierByte = 0xc1
+
+/** What a reap stores: a barrier and no state. */
+export const reapedValue: Uint8Array = Uint8Array.of(barrierByte)
+
+export function hasBarrier(bytes: Uint8Array): boolean {
+  return bytes.byteLength > 0 && bytes[0] === barrierByte
+}
+
+/** A stored value's state (EMPTY for a reaped key) and whether it carries a barrier. */
+export function decodeStored(bytes: Uint8Array): { state: DvvSet; barrier: boolean } {
+  if (!hasBarrier(bytes)) return { state: decodeState(bytes), barrier: false }
+  return { state: bytes.byteLength === 1 ? EMPTY : decodeState(bytes.subarray(1)), barrier: true }
+}
+
+/** `w` behind a barrier byte: how a key written again after its reap keeps its barrier. */
+export function withBarrier(w: ValueWriter): ValueWriter {
+  return {
+    bytes: w.bytes + 1,
+    write(buf: Buffer, offset: number): void {
+      buf[offset] = barrierByte
+      w.write(buf, offset + 1)
+    },
+  }
+}
+
+/**
+ * The engine's merge, `older` first: DVV sync of two stored states (commutative, associative,
+ * idempotent), except that a barrier in `newer` forgets `older`, and a barrier in `older` is kept
+ * in front of the merged state.
+ */
 export function mergeStates(older: Uint8Array, newer: Uint8Array): Uint8Array {
-  return encodeState(sync(decodeState(older), decodeState(newer)))
+  if (hasBarrier(newer)) return newer
+  if (!hasBarrier(older)) return encodeState(sync(decodeState(older), decodeState(newer)))
+  const merged = older.byteLength === 1 ? decodeState(newer) : sync(decodeState(older.subarray(1)), decodeState(newer))
+  const w = withBarrier(stateWriter(merged))
+  const buf = Buffer.allocUnsafe(w.bytes)
+  w.write(buf, 0)
+  return buf
+}
+
+/**
+ * A value as a compaction that includes the oldest table writes it: nothing older remains, so a
+ * barrier has nothing left to hide. undefined drops the key (a reaped key with nothing after it).
+ */
+export function settleStored(bytes: Uint8Array): Uint8Array | undefined {
+  if (!hasBarrier(bytes)) return bytes
+  return bytes.byteLength === 1 ? undefined : bytes.subarray(1)
 }

@@ -62,6 +62,8 @@ export interface ConnectionOptions {
   readonly client: string
   readonly token?: string
   readonly onHello?: (hello: ReplyBody<'hello'>) => void
+  /** A reply named the ring version it was served under (called for each such reply). */
+  readonly onRingVersion?: (version: number, node: string) => void
 }
 
 type State = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed'
@@ -158,7 +160,7 @@ export class Connection {
     return new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms waiting for the connection`)
   }
 
-  private readonly tooLarge = (m: readonly [string, number, unknown], frameBytes: number): undefined => {
+  private readonly tooLarge = (m: readonly [string, number, unknown, number?], frameBytes: number): undefined => {
     const p = this.pending.get(m[1])
     if (p) {
       this.pending.delete(m[1])
@@ -312,7 +314,8 @@ export class Connection {
     }
     for (const m of messages) {
       if ('bad' in m) continue
-      const [type, id, body] = m
+      const [type, id, body, rv] = m
+      if (rv !== undefined) this.opts.onRingVersion?.(rv, this.node)
       const p = this.pending.get(id)
       if (!p) continue
       this.pending.delete(id)

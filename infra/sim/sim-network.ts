@@ -10,7 +10,7 @@
 // delays instead of dropping. A paused replica (SIGSTOP) accepts nothing and answers nothing until
 // it resumes; a crashed one resets its connections.
 
-import { decodeFrame } from '../../coordinator/protocol/codec.ts'
+import { decodeFrame, type Message } from '../../coordinator/protocol/codec.ts'
 import { FrameBatcher } from '../../coordinator/protocol/frame-batcher.ts'
 import type { SocketLike, SocketFactory } from '../../coordinator/runtime.ts'
 import type { ReplicaService } from '../../replica/replica-service.ts'
@@ -87,7 +87,7 @@ class SimConn {
     const service = this.host.service()
     const batcher = this.batcher
     if (!service || !batcher) return
-    const reply = (m: readonly [string, number, unknown], bytes?: number) => {
+    const reply = (m: Message, bytes?: number) => {
       if (this.closed || this.host.generation() !== this.hostGeneration) return
       batcher.push(m, bytes ?? 0)
     }

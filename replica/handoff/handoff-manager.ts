@@ -35,6 +35,7 @@ import type { DvvSet } from '../../coordinator/version/dvv.ts'
 import type { Engine, Log } from '../storage/engine-types.ts'
 import { handoffChecksum } from './handoff-batch.ts'
 import { decodeProgress, encodeProgress, fileProgressStore, type ProgressEntry, type ProgressStore } from './handoff-progress.ts'
+import { hasBarrier } from '../state-codec.ts'
 
 export interface TransferRequest {
   readonly partition: number
@@ -416,9 +417,13 @@ export class HandoffManager {
     for (;;) {
       if (this.closed || transfers.every(t => t.failedWith)) break
       const page = this.opts.engine.scan('', { limit: limits.handoffScanKeysMax, ...(after !== undefined ? { after } : {}) })
-      for (const [key, value] of page.entries) {
+      for (const [key, stored] of page.entries) {
         const list = byPartition.get(partitionOfKey(this.opts.partitions, key))
         if (!list) continue
+        // A reaped key (a barrier alone, docs/anti-entropy.md) has nothing to hand off; a key written
+        // again after its reap travels as the state behind its barrier.
+        if (hasBarrier(stored) && stored.byteLength === 1) continue
+        const value = hasBarrier(stored) ? stored.subarray(1) : stored
         for (const t of list) {
           if (t.failedWith || (t.from !== undefined && key <= t.from)) continue
           await this.add(t, key, value)

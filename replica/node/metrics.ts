@@ -2,7 +2,8 @@
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
 // so a flood or a client that does not read shows up here), admin snapshot calls, hinted handoff
 // (hints pending per owner, replayed, refused, dropped), partition handoff (keys, bytes and batches
-// each way, transfers by state, forwarding), and the process's resident memory. And where time goes
+// each way, transfers by state, forwarding), anti-entropy (exchanges by outcome, keys repaired, bytes
+// moved, tombstones reaped), and the process's resident memory. And where time goes
 // (docs/performance.md): latency histograms of the replica's requests (stamp, replicate, get) and of
 // its storage (WAL fsync, memtable flush, compaction, and the slices of flush and compaction work
 // between event-loop yields), plus the process's event-loop delay.
@@ -10,11 +11,14 @@
 import type { IntervalHistogram } from 'node:perf_hooks'
 import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 import { limits } from '../../coordinator/limits.ts'
+import { memberStatuses } from '../../coordinator/membership/cluster-state.ts'
+import type { MembershipService } from '../membership/membership-service.ts'
 import type { HandoffCounters, TransferStatus } from '../handoff/handoff-manager.ts'
 import type { HintStore } from '../hints/hint-store.ts'
 import type { ReplicaCounters, ReplicaLatency } from '../replica-service.ts'
 import type { EngineStats, StorageLatency } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
+import type { AaeCounters } from '../aae/anti-entropy.ts'
 import { processCounters } from './process.ts'
 
 /** POST /admin/snapshot calls: started a snapshot, shared one in flight, refused (429). */
@@ -62,7 +66,7 @@ export interface HandoffMetrics {
 const transferStates: ReadonlyArray<TransferStatus['state']> = ['queued', 'streaming', 'done', 'failed']
 
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters, hints?: HintStore, handoff?: HandoffMetrics, latency?: LatencyMetrics): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, hints?: HintStore, handoff?: HandoffMetrics, aae?: AaeCounters, latency?: LatencyMetrics): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -153,8 +157,41 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
       lines.push(...eventLoopLines('ringkv_event_loop_delay_seconds', n, latency.eventLoop))
     }
   }
+  if (aae) {
+    lines.push('# TYPE ringkv_aae_exchanges_total counter')
+    for (const [outcome, count] of Object.entries(aae.exchanges)) lines.push(`ringkv_aae_exchanges_total{${n},${label('outcome', outcome)}} ${count}`)
+    lines.push('# TYPE ringkv_aae_keys_repaired_total counter', `ringkv_aae_keys_repaired_total{${n}} ${aae.keysRepaired}`)
+    lines.push('# TYPE ringkv_aae_bytes_total counter', `ringkv_aae_bytes_total{${n}} ${aae.bytes}`)
+    lines.push('# TYPE ringkv_tombstones_reaped_total counter', `ringkv_tombstones_reaped_total{${n}} ${aae.tombstonesReaped}`)
+  }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)
   return lines.join('\n') + '\n'
 }
 
+
+/**
+ * Membership (docs/membership.md): gossip sent, failed, answered, refused and shed; transfers this
+ * replica started, finished and failed; the ring version; members by status, and those this
+ * replica's failure detector finds unreachable.
+ */
+export function renderMembershipMetrics(node: string, m: MembershipService): string {
+  const n = `node="${node.replace(/["\\\n]/g, '_')}"`
+  const c = m.counters
+  const lines: string[] = []
+  const counter = (name: string, v: number) => lines.push(`# TYPE ${name} counter`, `${name}{${n}} ${v}`)
+  counter('ringkv_gossip_sent_total', c.gossipSent)
+  counter('ringkv_gossip_failed_total', c.gossipFailed)
+  counter('ringkv_gossip_received_total', c.gossipReceived)
+  counter('ringkv_gossip_refused_total', c.gossipRefused)
+  counter('ringkv_gossip_overloaded_total', c.gossipOverloaded)
+  counter('ringkv_transfers_started_total', c.transfersStarted)
+  counter('ringkv_transfers_done_total', c.transfersDone)
+  counter('ringkv_transfers_failed_total', c.transfersFailed)
+  lines.push('# TYPE ringkv_ring_version gauge', `ringkv_ring_version{${n}} ${m.membership.state.ring?.version ?? 0}`)
+  const members = m.members()
+  lines.push('# TYPE ringkv_members gauge')
+  for (const status of memberStatuses) lines.push(`ringkv_members{${n},status="${status}"} ${members.filter(x => x.status === status).length}`)
+  lines.push('# TYPE ringkv_members_unreachable gauge', `ringkv_members_unreachable{${n}} ${members.filter(x => !x.reachable && x.status !== 'left' && x.status !== 'removed').length}`)
+  return lines.join('\n') + '\n'
+}

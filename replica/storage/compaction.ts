@@ -71,13 +71,15 @@ export function sliceYielder(sliceMs: number, checkAbort: () => void, slices?: L
  * Merges `inputs` (newest first) into one table. Versions of one key are folded oldest first with
  * `merge`. Returns the table's bytes, verified by the builder's order asserts and checksums.
  */
-export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldIfDue: YieldIfDue): Promise<{ buf: Buffer; builder: TableBuilder }> {
+export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldIfDue: YieldIfDue,
+  settle?: (value: Uint8Array) => Uint8Array | undefined): Promise<{ buf: Buffer; builder: TableBuilder }> {
   assert(inputs.length >= 1, 'compaction without inputs')
   let capacity = 0
   for (const t of inputs) capacity += t.bytes
   const builder = new TableBuilder(capacity)
   const its: TableIterator[] = inputs.map((t) => t.iterator())
   let n = 0
+  let droppedFirst: [string, Uint8Array] | undefined
   for (;;) {
     let min: string | undefined
     for (const it of its) {
@@ -94,12 +96,17 @@ export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldI
         it.next()
       }
     }
-    builder.add(min, value!)
+    // `settle` (only when the oldest table is an input) may rewrite a value or drop the key; one
+    // dropped key is kept aside so that a table never ends up empty.
+    const settled = settle === undefined ? value! : settle(value!)
+    if (settled !== undefined) builder.add(min, settled)
+    else if (builder.keys === 0) droppedFirst = [min, value!]
     if ((++n & 63) === 0) {
       const y = yieldIfDue()
       if (y !== undefined) await y
     }
   }
+  if (builder.keys === 0 && droppedFirst !== undefined) builder.add(droppedFirst[0], droppedFirst[1])
   const buf = await trimSliced(await builder.finishSliced(yieldIfDue), yieldIfDue)
   return { buf, builder }
 }

@@ -17,6 +17,12 @@ export interface EngineOptions {
   dir: string
   /** Combine two versions of one key, `older` first. Commutative, associative, idempotent. */
   merge: (older: Uint8Array, newer: Uint8Array) => Uint8Array
+  /**
+   * Applied to each value a compaction writes when its inputs include the oldest table (so no
+   * older version of the key remains): returns the value to keep, or undefined to drop the key.
+   * The replica settles reaped keys this way (state-codec.ts settleStored). Default: keep as is.
+   */
+  settle?: (value: Uint8Array) => Uint8Array | undefined
   /** Freeze and flush the memtable when it holds this many bytes. */
   memtableBytesMax?: number
   /** false only in benchmarks that measure the cost of fsync itself. */

@@ -120,7 +120,7 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes, preallocate)
   log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
   const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal,
-    opts.obsoleteTableGraceMs ?? storageLimits.obsoleteTableGraceMs)
+    opts.obsoleteTableGraceMs ?? storageLimits.obsoleteTableGraceMs, opts.settle)
   if (active.bytes >= memtableBytesMax) engine.freezeInBackground()
   return engine
 }
@@ -191,6 +191,7 @@ class LsmEngine implements Engine {
     active: Memtable,
     private readonly wal: WalWriter,
     private readonly obsoleteGraceMs: number,
+    private readonly settle: ((value: Uint8Array) => Uint8Array | undefined) | undefined,
   ) {
     this.durableManifest = manifest
     this.tables = tables
@@ -375,7 +376,9 @@ class LsmEngine implements Engine {
     const started = performance.now()
     const inputs = this.tables.slice(pick.start, pick.start + pick.count)
     this.log('storage: compaction started', { tier: pick.tier, inputs: inputs.map((t) => t.info.file) })
-    const { buf, builder } = await mergeTables(inputs.map((t) => t.table), this.merge, this.yielder(this.latency.compactionSlice))
+    // Only a round that includes the oldest table may settle values: nothing older is left for them.
+    const oldest = pick.start + pick.count === this.tables.length
+    const { buf, builder } = await mergeTables(inputs.map((t) => t.table), this.merge, this.yielder(this.latency.compactionSlice), oldest ? this.settle : undefined)
     const info = await this.writeTable(buf, builder, pick.tier + 1)
     // Flushes may have added newer tables meanwhile; the inputs are still adjacent because only
     // compaction removes tables and one runs at a time.
