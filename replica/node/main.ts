@@ -532,6 +532,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     onGone(fn) { onGone = fn },
     async close() {
       members.close()
+      eventLoop.disable()
       aae.close()
       for (const c of aaePeers.values()) c.close()
       replayer.stop()
