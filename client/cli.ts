@@ -6,14 +6,16 @@
 //                                                  --json a JSON object), then context=<C> on stderr
 //   ringkv del KEY [--context C] [--w N]           prints: ok context=<C>
 //   ringkv status                                  prints the ring: node, url, partitions, up/down
-// --seeds ws://host:port,... (default $RINGKV_SEEDS or ws://127.0.0.1:7001). A failure prints
+// --seeds ws://host:port,... (default $RINGKV_SEEDS or ws://127.0.0.1:7001); --token T (default
+// $RINGKV_TOKEN) for a cluster with an auth file; --ca FILE (PEM) to trust a self-signed wss:// cluster. A failure prints
 // `error <kind>: <message>` and, for a quorum or discovery failure, each replica and why, one a line.
 
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createClient, isKvError, type KvClient } from './index.ts'
 
 const usage = `usage: ringkv <put KEY VALUE | get KEY | del KEY | status> [--seeds ws://127.0.0.1:7001,...]
-  [--context C] [--r N] [--w N] [--timeout-ms N] [--json]`
+  [--context C] [--r N] [--w N] [--timeout-ms N] [--json] [--token T (or RINGKV_TOKEN)] [--ca PEM-FILE]`
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -21,7 +23,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       seeds: { type: 'string', default: process.env.RINGKV_SEEDS ?? 'ws://127.0.0.1:7001' },
       context: { type: 'string' }, r: { type: 'string' }, w: { type: 'string' },
-      'timeout-ms': { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' },
+      'timeout-ms': { type: 'string' }, token: { type: 'string' }, ca: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' },
     },
   })
   const [cmd, ...args] = positionals
@@ -30,7 +32,11 @@ async function main(argv: string[]): Promise<number> {
   const wopts = { ...(values.context ? { context: values.context } : {}), ...(values.w ? { w: num(values.w)! } : {}) }
   let kv: KvClient | undefined
   try {
-    kv = createClient({ seeds: values.seeds!.split(','), ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}) })
+    const token = values.token ?? (process.env.RINGKV_TOKEN || undefined)
+    kv = createClient({
+      seeds: values.seeds!.split(','), ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}),
+      ...(token !== undefined ? { token } : {}), ...(values.ca !== undefined ? { ca: readFileSync(values.ca) } : {}),
+    })
     switch (cmd) {
       case 'put': {
         if (args.length !== 2) throw new Error('put takes KEY VALUE')

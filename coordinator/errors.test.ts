@@ -32,6 +32,9 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
   Corruption: { kind: 'Corruption', file: 'tables/000012.sst', offset: 40960 },
   ProtocolError: { kind: 'ProtocolError', detail: 'reply type mismatch' },
   Internal: { kind: 'Internal' },
+  Unauthorized: { kind: 'Unauthorized' },
+  Forbidden: { kind: 'Forbidden', role: 'read', required: 'write' },
+  SessionNotMet: { kind: 'SessionNotMet', replied: 1, timeoutMs: 1000 },
 }
 
 function sample(kind: KvErrorKind): KvError {

@@ -9,7 +9,7 @@
 // can end the process: the drivers catch what the quorum, merge or context encoding throw from
 // inside reply callbacks and reject the call with it, instead of leaving an unhandled rejection.
 
-import { asKvError, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
+import { asKvError, authFailureOf, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
@@ -43,7 +43,14 @@ export interface CoordinatorOptions {
 export interface Deadline { readonly at: number; readonly timeoutMs: number }
 
 export interface WriteOptions { readonly context?: string | undefined; readonly w?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined }
-export interface ReadOptions { readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined }
+export interface ReadOptions {
+  readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined
+  /**
+   * What the answer must have seen (a causal session's vector for the key, http/session.ts): the read
+   * waits for more replicas until their merge covers it, and fails SessionNotMet if none do in time.
+   */
+  readonly floor?: VersionVector | undefined
+}
 
 export interface ReadResult {
   readonly found: boolean
@@ -134,6 +141,7 @@ export const callOptionChecks: Record<string, Check> = {
   w: isQuorum,
   timeoutMs: isTimeout,
   sloppy: isBoolean,
+  floor: v => typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : `must be a version vector, got ${show(v)}`,
   deadline: v => {
     const d = v as Deadline | null
     return typeof d === 'object' && d !== null && Number.isFinite(d.at) && isTimeout(d.timeoutMs) === undefined ? undefined : `must be a Deadline, got ${show(v)}`
@@ -289,7 +297,7 @@ export class KvCoordinator {
     this.checkOptions('delete', opts)
     const deadline = this.deadlineOf(opts)
     let context = opts.context
-    if (!context) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline })).context
+    if (!context) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline, floor: opts.floor })).context
     return this.put(key, null, { context, w: opts.w, sloppy: opts.sloppy, deadline })
   }
 
@@ -312,7 +320,7 @@ export class KvCoordinator {
       else (skipped ??= new Map()).set(p, this.pool.whyDown(p))
     }
     if (sloppy) for (const f of pl.fallbacks) { if (targets.length >= pl.primaries.length) break; if (this.pool.isUp(f)) targets.push(f) }
-    const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}) })
+    const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor })
     return new Promise<ReadResult>((resolve, reject) => {
       new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, left, this.repairs, resolve, reject).start()
     })
@@ -439,8 +447,8 @@ class RingDiscovery {
       else failures.set(url, new KvError({ kind: 'Unavailable' }, 'not asked: the deadline came first'))
     })
     const listed = [...failures].map(([url, e]) => `${url}: ${e instanceof KvError ? e.kind + ': ' : ''}${e.message}`)
-    return new KvError({ kind: 'Unavailable', failures: failureRecord(failures) },
-      `no seed answered with the ring ${why}: ${listed.join('; ')}`, { cause: [...failures.values()][0] })
+    return authFailureOf(new KvError({ kind: 'Unavailable', failures: failureRecord(failures) },
+      `no seed answered with the ring ${why}: ${listed.join('; ')}`, { cause: [...failures.values()][0] }))
   }
 
   private askNext(): boolean {
@@ -547,7 +555,7 @@ class WriteDriver {
     if (o.status === 'pending') return
     this.settled = true
     this.rt.clearTimeout(this.timer)
-    if (o.status === 'failed') { this.reject(o.error); return }
+    if (o.status === 'failed') { this.reject(authFailureOf(o.error)); return }
     let context: string
     try {
       context = encodeContext(contextOf(o.state))
@@ -635,9 +643,12 @@ class WriteDriver {
   }
 }
 
-/** Errors that say the request itself cannot be stored, on any replica. */
+/**
+ * Errors that say the request itself cannot be stored, on any replica; Forbidden too: every replica
+ * holds the same auth file, so a token that may not write here may not write anywhere.
+ */
 function isRefusal(e: unknown): e is KvError {
-  return e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'TooLarge' || e.kind === 'TooManySiblings')
+  return e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'TooLarge' || e.kind === 'TooManySiblings' || e.kind === 'Forbidden')
 }
 
 class ReadDriver {
@@ -706,7 +717,7 @@ class ReadDriver {
       const o = this.q.outcome
       if (o.status === 'pending') return
       this.settled = true
-      if (o.status === 'failed') { this.rt.clearTimeout(this.timer); this.repaired = true; this.reject(o.error); return }
+      if (o.status === 'failed') { this.rt.clearTimeout(this.timer); this.repaired = true; this.reject(authFailureOf(o.error)); return }
       const state = o.state
       let context = ''
       try {

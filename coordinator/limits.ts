@@ -197,6 +197,27 @@ export const limits = {
    */
   healthProbeTimeoutMs: 500,
 
+  // Authentication and sessions (docs/security.md).
+  /** Most tokens one auth file may list (every hello compares against each, in constant time). */
+  authTokensMax: 256,
+  /** Shortest token an auth file may list: a guessable token is a configuration error. */
+  authTokenCharsMin: 16,
+  /** Shortest cluster secret: replicas hold it, clients never do. */
+  clusterSecretCharsMin: 32,
+  /** Largest auth file or secret file read at start (bytes). */
+  authFileBytesMax: 1024 * 1024,
+  /**
+   * Most keys a causal session remembers (the most recent ones: older keys drop out and lose the
+   * read-your-writes guarantee, as the docs say).
+   */
+  sessionKeysMax: 32,
+  /** Longest session token, in characters (header or cookie); keys drop out oldest first to fit. */
+  sessionCharsMax: 6144,
+  /** Bytes of a key's hash that name it in a session (64 bits: a collision needs ~2^32 keys in one session). */
+  sessionKeyTagBytes: 8,
+  /** Bytes of the session's HMAC-SHA-256 tag that it carries. */
+  sessionMacBytes: 16,
+
   // Errors.
   /** Longest error message; longer ones are cut (a failure map of many replicas can be long). */
   errorMessageCharsMax: 65_536,
@@ -244,5 +265,9 @@ assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
+
+assert(limits.authTokenCharsMin <= limits.tokenCharsMax && limits.clusterSecretCharsMin <= limits.tokenCharsMax, 'a token and the cluster secret must fit a hello')
+assert(limits.sessionCharsMax >= limits.contextBytesMax + 512, 'a session must hold the largest context of one key')
+assert(limits.sessionKeysMax >= 1 && limits.sessionKeyTagBytes >= 8 && limits.sessionMacBytes >= 16, 'a session names at least one key, by 64 bits, under a 128-bit tag')
 
 export type Limits = typeof limits

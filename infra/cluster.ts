@@ -5,13 +5,15 @@
 import * as esbuild from 'esbuild'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { createHash } from 'node:crypto'
-import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { request as httpsRequest } from 'node:https'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
 import { startEmbeddedS3, type EmbeddedS3 } from '../replica/snapshot/embedded-s3.ts'
 import type { S3Config } from '../replica/snapshot/s3-store.ts'
+import { loadSecurity } from '../replica/node/security.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const replicaMain = join(root, 'replica', 'node', 'main.ts')
@@ -62,15 +64,26 @@ export interface ClusterOptions {
   readonly s3?: 'embedded' | 'none' | S3Config
   /** Port of the embedded S3 server (0 = any free port). */
   readonly s3Port?: number
+  /**
+   * An auth file (docs/security.md): replicas and the gateway require its tokens. The cluster secret
+   * is made here (random, dataDir/cluster-secret, 0600) unless `clusterSecretFile` names one; the
+   * in-process gateway presents it to the replicas (it is part of the cluster, not a client).
+   */
+  readonly authFile?: string
+  readonly clusterSecretFile?: string
+  /** PEM files: replicas and the gateway serve https:// and wss://; `ca` (default: the cert) checks them. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string }
 }
 
 export class ReplicaProcess {
   proc: ChildProcess | undefined
   private logStream: WriteStream | undefined
-  constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>) {}
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>,
+    /** The CA to trust when it serves TLS (wss://, https://); undefined = plain ws:// and http://. */
+    private readonly ca?: Buffer) {}
 
-  get url(): string { return `ws://127.0.0.1:${this.port}` }
-  get httpUrl(): string { return `http://127.0.0.1:${this.port}` }
+  get url(): string { return `${this.ca ? 'wss' : 'ws'}://127.0.0.1:${this.port}` }
+  get httpUrl(): string { return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.port}` }
   get pid(): number | undefined { return this.proc?.pid }
 
   async start(timeoutMs = 20_000): Promise<void> {
@@ -89,7 +102,7 @@ export class ReplicaProcess {
     proc.stderr!.pipe(this.logStream, { end: false })
     const exited = new Promise<never>((_, fail) => proc.once('exit', code => fail(new Error(`replica ${this.id} exited with ${code} during start; see ${join(dirname(this.dataDir), this.id + '.log')}`))))
     exited.catch(() => undefined)
-    await Promise.race([waitHealthy(this.httpUrl, timeoutMs), exited])
+    await Promise.race([waitHealthy(this.httpUrl, timeoutMs, this.ca), exited])
   }
 
   /** Signal the process; resolves when it has exited (or immediately for SIGSTOP/SIGCONT). */
@@ -122,7 +135,25 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   if (!(Number.isInteger(count) && count >= 1 && count <= 64)) throw new Error(`--replicas must be 1..64, got ${opts.replicas}`)
   const dataDir = resolve(opts.dataDir)
   const nodes = Array.from({ length: count }, (_, i) => ({ id: `n${i + 1}`, port: basePort + i }))
-  const nodesArg = nodes.map(n => `${n.id}=ws://127.0.0.1:${n.port}`).join(',')
+  const nodesArg = nodes.map(n => `${n.id}=${opts.tls ? 'wss' : 'ws'}://127.0.0.1:${n.port}`).join(',')
+  const securityArgs: string[] = []
+  let clusterSecretFile = opts.clusterSecretFile
+  if (opts.authFile !== undefined) {
+    if (clusterSecretFile === undefined) {
+      clusterSecretFile = join(dataDir, 'cluster-secret')
+      await mkdir(dataDir, { recursive: true, mode: 0o700 })
+      // Kept across restarts: replicas started later must present the same one.
+      const existing = await readFile(clusterSecretFile, 'utf8').catch(() => undefined)
+      if (existing === undefined) await writeFile(clusterSecretFile, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 })
+    }
+    securityArgs.push('--auth-file', resolve(opts.authFile), '--cluster-secret-file', resolve(clusterSecretFile))
+  }
+  const tlsCa = opts.tls ? resolve(opts.tls.ca ?? opts.tls.cert) : undefined
+  if (opts.tls) securityArgs.push('--tls-cert', resolve(opts.tls.cert), '--tls-key', resolve(opts.tls.key), '--tls-ca', tlsCa!)
+  // The gateway holds what the replicas hold (the same files, read the same way).
+  const security = loadSecurity({
+    authFile: opts.authFile, clusterSecretFile, tlsCert: opts.tls?.cert, tlsKey: opts.tls?.key, tlsCa,
+  }, 'replica', 'ringkv')
   let s3: EmbeddedS3 | undefined
   let s3Config: S3Config | undefined
   if (opts.s3 === 'embedded') {
@@ -139,8 +170,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   } : { S3_ENDPOINT: '' }
   const replicas = nodes.map(n => new ReplicaProcess(n.id, n.port, join(dataDir, n.id), [
     '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), '--nodes', nodesArg,
-    '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...(opts.extraArgs ?? []),
-  ], { ...s3Env, ...(opts.env ?? {}) }))
+    '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...securityArgs, ...(opts.extraArgs ?? []),
+  ], { ...s3Env, ...(opts.env ?? {}) }, security.ca))
   const cluster: Cluster = {
     replicas,
     seeds: replicas.map(r => r.url),
@@ -162,7 +193,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   try {
     await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs)))
     if (opts.httpPort !== 0) {
-      (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({ seeds: cluster.seeds, port: opts.httpPort ?? 8080 })
+      (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({
+        seeds: cluster.seeds, port: opts.httpPort ?? 8080,
+        auth: security.auth, token: security.clusterSecret, sessionKey: security.sessionKey, tls: security.tls, ca: security.ca,
+      })
     }
   } catch (e) {
     await cluster.stop()
@@ -171,18 +205,29 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   return cluster
 }
 
-export async function waitHealthy(httpUrl: string, timeoutMs: number): Promise<void> {
+/** Polls /health until it answers 200 (over https:// checked against `ca` when given). */
+export async function waitHealthy(httpUrl: string, timeoutMs: number, ca?: Buffer): Promise<void> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(1000) })
-      if (res.ok) return
-      last = new Error(`status ${res.status}`)
+      const status = ca ? await httpsStatus(`${httpUrl}/health`, ca) : (await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(1000) })).status
+      if (status === 200) return
+      last = new Error(`status ${status}`)
     } catch (e) {
       last = e
     }
     await new Promise(r => setTimeout(r, 50))
   }
   throw new Error(`${httpUrl} not healthy after ${timeoutMs} ms: ${(last as Error)?.message}`)
+}
+
+/** The status of a GET over https://, checked against `ca` (fetch cannot be given a CA). */
+function httpsStatus(url: string, ca: Buffer): Promise<number> {
+  return new Promise((ok, fail) => {
+    const req = httpsRequest(url, { ca, timeout: 1000 }, res => { res.resume(); ok(res.statusCode ?? 0) })
+    req.on('timeout', () => req.destroy(new Error('timed out')))
+    req.on('error', fail)
+    req.end()
+  })
 }

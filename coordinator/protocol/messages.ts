@@ -7,6 +7,7 @@
 // silently substitute U+FFFD; values travel as bytes; a null value is a tombstone (delete).
 
 import { z } from 'zod'
+import type { Requirement } from '../auth/auth.ts'
 import { errorKinds, errorTable, type ErrorFields, type KvErrorBody, type KvErrorKind } from '../errors.ts'
 import { limits } from '../limits.ts'
 import { compareStrings } from '../version/dvv.ts'
@@ -101,6 +102,23 @@ export const requestSchemas = {
   replicate: z.object({ key: keySchema, state: stateSchema, hintFor: nodeIdSchema.optional() }),
   ring: z.object({}),
 } as const
+
+/**
+ * The role each request needs when the replica runs with an auth file (auth/auth.ts: read < write <
+ * admin < peer). This is the one table of who may send what: a new request type does not typecheck
+ * until it is given a role here. Peer-only messages (gossip, handoff, hints, anti-entropy: what
+ * replicas send each other) need 'peer', which only the cluster secret grants; membership commands
+ * from an operator need 'admin'. `replicate` is 'write': coordinators (the SDK, gateways) send it
+ * to finish every write and for read repair. Checked once per message against the role the
+ * connection's hello established: a table lookup, no token work.
+ */
+export const requestRoles = {
+  hello: 'none',
+  ring: 'read',
+  get: 'read',
+  put: 'write',
+  replicate: 'write',
+} as const satisfies { readonly [T in keyof typeof requestSchemas]: Requirement }
 
 /** Reply bodies, replica -> coordinator, by the request type they answer. */
 export const replySchemas = {

@@ -95,6 +95,7 @@ export class Connection {
   /** Why isUp() is false: the failure the connection is backing off from, or that it is closed. */
   whyDown(): KvError {
     if (this.state === 'closed') return this.unavailable('connection closed')
+    if (this.lastFailure?.kind === 'Unauthorized') return this.lastFailure
     return this.unavailable(`down, backing off after: ${this.lastFailure?.message ?? 'a failure'}`, this.lastFailure)
   }
 
@@ -107,7 +108,8 @@ export class Connection {
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
       if (this.state === 'closed') return reject(this.unavailable('connection closed'))
-      if (this.state === 'backoff') return reject(this.unavailable('replica unreachable, backing off'))
+      // A refused token stays the answer while backing off: the caller must hear Unauthorized, not "down".
+      if (this.state === 'backoff') return reject(this.lastFailure?.kind === 'Unauthorized' ? this.lastFailure : this.unavailable('replica unreachable, backing off'))
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
         this.send(type, body, timeoutMs, approxBytes, resolve, reject)
         return

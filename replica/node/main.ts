@@ -5,8 +5,8 @@
 //
 //   node --import tsx replica/node/main.ts --id n1 --port 7001 --data-dir .data/n1 \
 //        --nodes n1=ws://127.0.0.1:7001,n2=ws://127.0.0.1:7002,n3=ws://127.0.0.1:7003
+//        [--auth-file auth.json --cluster-secret-file secret] [--tls-cert c.pem --tls-key k.pem --tls-ca ca.pem]
 
-import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
 import { resolve } from 'node:path'
@@ -28,7 +28,7 @@ import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
 import { storageLimits } from '../storage/storage-limits.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
-import { hardenHttpServer, httpServerOptions } from './http-server.ts'
+import { createAppServer, loadSecurity, type SecurityFiles } from './security.ts'
 import { renderMetrics, type AdminCounters } from './metrics.ts'
 import { installLastResort, isEntryPoint } from './process.ts'
 import { attachDataPlane } from './ws-data-plane.ts'
@@ -49,6 +49,8 @@ export interface ReplicaConfig {
   readonly snapshotBudgetBytes: number | undefined
   /** Memtable size at which it is flushed to a table (engine default when undefined). */
   readonly memtableBytesMax: number | undefined
+  /** Auth, TLS and session files (security.ts); all optional. */
+  readonly security: SecurityFiles
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -70,6 +72,12 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'snapshot-budget-bytes': { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
       'memtable-bytes-max': { type: 'string' },
+      'auth-file': { type: 'string' },
+      'cluster-secret-file': { type: 'string' },
+      'session-secret-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -106,6 +114,10 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   }
   return {
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
+    security: {
+      authFile: values['auth-file'], clusterSecretFile: values['cluster-secret-file'], sessionSecretFile: values['session-secret-file'],
+      tlsCert: values['tls-cert'], tlsKey: values['tls-key'], tlsCa: values['tls-ca'],
+    },
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
@@ -120,6 +132,8 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
+    [--auth-file FILE --cluster-secret-file FILE] [--session-secret-file FILE]
+    [--tls-cert PEM --tls-key PEM] [--tls-ca PEM]   (serve https:// and wss://; check wss:// peers against the CA)
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
 
@@ -130,6 +144,8 @@ export interface RunningReplica { readonly server: Server; close(): Promise<void
 
 export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> {
   const ring: Ring = createRing({ nodes: cfg.nodes, partitions: cfg.partitions, n: cfg.n })
+  // Read before anything else is opened: a bad auth file or certificate stops the start at once.
+  const security = loadSecurity(cfg.security, 'replica', cfg.cluster)
   const log = (msg: string, fields: Record<string, unknown> = {}) =>
     process.stderr.write(JSON.stringify({ t: new Date().toISOString(), node: cfg.id, msg, ...fields }) + '\n')
   await mkdir(cfg.dataDir, { recursive: true, mode: privateDirMode })
@@ -188,12 +204,16 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate })
+  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, auth: security.auth })
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
-  // The replica's own HTTP gateway coordinates like any client, over the data plane.
-  const kv = new KvCoordinator({ seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax)), valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
+  // The replica's own HTTP gateway coordinates like any client, over the data plane; with auth on it
+  // presents the cluster secret (it is this replica), after checking the HTTP caller's own token.
+  const kv = new KvCoordinator({
+    seeds: cfg.nodes.map(n => n.url), runtime: systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca })),
+    valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}`, ...(security.clusterSecret !== undefined ? { token: security.clusterSecret } : {}),
+  })
   // What /health leads with: 'read-only' (503, so load balancers stop sending writes) while storage
   // refuses writes; 'degraded' (200: it serves, but needs attention) while snapshots fail or the
   // restore at start failed; each with the reasons.
@@ -211,7 +231,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     return { status: attention.length > 0 ? 'degraded' : 'ok', reasons: attention }
   }
   const app = createGatewayApp({
-    kv, role: 'replica',
+    kv, role: 'replica', auth: security.auth, sessionKey: security.sessionKey,
     health: () => ({
       ...condition(),
       node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
@@ -248,13 +268,17 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     const summary = await snapshotInFlight
     return c.json({ ok: true, ...summary, createdAt: new Date(summary.createdAt).toISOString() })
   })
-  const server = hardenHttpServer(createAdaptorServer({ fetch: app.fetch, serverOptions: httpServerOptions() }) as Server)
+  const server = createAppServer(app.fetch, security.tls)
   const plane = attachDataPlane(server, service)
   await new Promise<void>((ok, fail) => {
     server.once('error', fail)
     server.listen(cfg.port, cfg.host, () => { server.off('error', fail); ok() })
   })
-  log('listening', { url: `ws://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox })
+  // Token names and roles only, never a token.
+  log('listening', {
+    url: `${security.tls ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox,
+    auth: security.auth ? security.auth.summary() : 'off', tls: security.tls !== undefined,
+  })
   return {
     server,
     async close() {
