@@ -17,7 +17,7 @@ describe('causal sessions', () => {
   let cluster: Awaited<ReturnType<typeof testCluster>>
   let gw: string
   before(async () => {
-    cluster = await testCluster(base, { httpPort: base + 10 })
+    cluster = await testCluster(base, { httpPort: base + 10, readyTimeoutMs: 120_000 })
     gw = cluster.gateway!.url
   })
   after(async () => {

@@ -42,7 +42,7 @@ describe('TLS', () => {
     ca = await readFile(join(dir, 'cert.pem'))
     await writeFile(join(dir, 'auth.json'), JSON.stringify({ tokens: [{ name: 'app', token, role: 'write' }] }))
     cluster = await testCluster(base, {
-      httpPort: base + 10, authFile: join(dir, 'auth.json'),
+      httpPort: base + 10, authFile: join(dir, 'auth.json'), readyTimeoutMs: 120_000,
       tls: { cert: join(dir, 'cert.pem'), key: join(dir, 'key.pem') },
     })
   })
