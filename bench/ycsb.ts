@@ -4,7 +4,7 @@
 //                    [--r 2] [--w 2] [--value-bytes 1024] [--uniform] [--max-seconds 120]
 //                    [--json] [--no-baseline] [--rate R [--max-outstanding M]]
 //                    [--yardsticks [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
-//                                  [--yardstick-ports LO-HI]]
+//                                  [--yardstick-ports LO-HI]] [--via sdk|http [--edge]]
 //
 // 1. Baseline: a raw `ws` 1 KiB echo between this process and a second Node process, with the same
 //    number of requests in flight (bench/ws-echo.ts). Our figures are printed as a ratio to it.
@@ -22,6 +22,11 @@
 //    update the records in order, as the load phase writes them: Zipfian keys with hundreds of puts
 //    outstanding put dozens of concurrent writers on the hottest keys, which pile siblings up to
 //    siblingsMax (TooManySiblings) and measure conflict handling rather than the put path.
+// 4b. --via http (bench/http-path.ts): after the SDK's run phase, the same run phase (same mix, same
+//    key chooser, same records) through the Node gateway as its own process, and with --edge through
+//    the Workers gateway under wrangler dev: server-side coordination beside the SDK's direct quorum
+//    calls, printed side by side (ops/s, p50/p99/p99.9 per operation). A warm-up of
+//    HTTP_WARMUP_OPS operations before each is not measured (connections, JIT, Durable Objects).
 // 6. --yardsticks (bench/yardsticks.ts): after stopping our cluster, etcd (3 members) and Redis (AOF
 //    everysec) are started here, measured with the same value size and concurrency (etcd also open
 //    loop with --rate), stopped, and printed beside ringkv's figures with the ratios.
@@ -46,6 +51,7 @@ import {
   type OpSummary, type OpenLoopSummary, type PhaseResult, type StartOp,
 } from './phases.ts'
 import { runEchoBaseline, type EchoResult } from './ws-echo.ts'
+import { httpKv, startNodeGateway, startWorkersGateway, type RunningHttpGateway } from './http-path.ts'
 import {
   killYardsticksNow, measureEtcd, measureRedis, printYardsticks, stopYardsticks, yardstickReport,
   type YardstickReport, type YardstickShape,
@@ -58,7 +64,7 @@ const usage = `usage: npm run bench -- [--workload a|b|c] [--records R] [--ops N
        [--seeds ws://host:port,...] [--r R] [--w W] [--value-bytes B] [--uniform]
        [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M]
        [--yardsticks] [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
-       [--yardstick-ports LO-HI]`
+       [--yardstick-ports LO-HI] [--via sdk|http [--edge]]`
 
 function die(msg: string): never {
   console.error(`bench: ${msg}\n${usage}`)
@@ -73,6 +79,8 @@ const MAX_OUTSTANDING_MAX = 16_384
 const RATE_MAX = 1_000_000
 /** --yardstick-ports: loopback ports etcd (6) and Redis (1) may listen on. */
 const YARDSTICK_PORTS_DEFAULT = '19000-19099'
+/** --via http: operations run through each gateway before its measured phase (not counted). */
+const HTTP_WARMUP_OPS = 2_000
 
 function parseConfig() {
   let values
@@ -97,6 +105,8 @@ function parseConfig() {
         'etcd-api': { type: 'string', default: 'grpc' },
         'etcd-reads': { type: 'string', default: 'linearizable' },
         'yardstick-ports': { type: 'string', default: YARDSTICK_PORTS_DEFAULT },
+        via: { type: 'string', default: 'sdk' },
+        edge: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -129,7 +139,11 @@ function parseConfig() {
   const portLo = Number(portRange?.[1])
   const portHi = Number(portRange?.[2])
   if (!portRange || !(portLo >= 1024 && portLo <= portHi && portHi <= 65535)) die(`--yardstick-ports must be LO-HI within 1024-65535, got ${JSON.stringify(values['yardstick-ports'])}`)
+  if (values.via !== 'sdk' && values.via !== 'http') die(`--via must be sdk or http, got ${JSON.stringify(values.via)}`)
+  if (values.edge && values.via !== 'http') die('--edge adds the Workers gateway to --via http')
   const cfg = {
+    via: values.via as 'sdk' | 'http',
+    edge: values.edge ?? false,
     workload: workload as 'a' | 'b' | 'c',
     records,
     ops: int('ops', values.ops, 1, 100_000_000),
@@ -237,6 +251,8 @@ let cluster: Cluster | undefined
 let clusterStarting: Promise<Cluster> | undefined
 let kv: KvClient | undefined
 let echoProc: ChildProcess | undefined
+let gatewayProc: ChildProcess | undefined
+let httpGateway: RunningHttpGateway | undefined
 let dataDir: string | undefined
 let bar: cliProgress.SingleBar | undefined
 let stopProgress: (() => void) | undefined
@@ -247,6 +263,7 @@ function cleanup(keepData = false): Promise<void> {
   cleaning ??= (async () => {
     stopProgress?.()
     if (echoProc && echoProc.exitCode === null && echoProc.signalCode === null) echoProc.kill('SIGTERM')
+    try { await httpGateway?.stop() } catch { /* stopping anyway */ }
     try { await kv?.close() } catch { /* closing anyway */ }
     // Interrupted while replicas were starting: wait for them, then stop them (never orphan them).
     if (!cluster && clusterStarting) cluster = await clusterStarting.catch(() => undefined)
@@ -267,6 +284,7 @@ process.on('SIGTERM', () => { aborted = true; void cleanup().finally(() => proce
 // Last resort (a crash): never leave child processes behind.
 process.on('exit', () => {
   if (echoProc && echoProc.exitCode === null && echoProc.signalCode === null) echoProc.kill('SIGKILL')
+  if (gatewayProc && gatewayProc.exitCode === null && gatewayProc.signalCode === null) gatewayProc.kill('SIGKILL')
   for (const r of cluster?.replicas ?? []) if (r.proc && r.proc.exitCode === null && r.proc.signalCode === null) r.proc.kill('SIGKILL')
   killYardsticksNow()
 })
@@ -415,6 +433,37 @@ async function main(): Promise<void> {
   if (aborted) return
   const runReads = { notFound, siblingReads, maxSiblings }
 
+  // 4b. The same run phase through the gateways.
+  const via: Array<{ name: string; url: string; seconds: number; ops: number; opsPerSec: number; read: OpSummary | null; update: OpSummary | null; errors: Record<string, number> }> = []
+  if (cfg.via === 'http') {
+    const starters: Array<() => Promise<RunningHttpGateway>> = [() => startNodeGateway(seeds!, p => { gatewayProc = p })]
+    if (cfg.edge) starters.push(() => startWorkersGateway(seeds!, note))
+    for (const startGateway of starters) {
+      httpGateway = await startGateway()
+      const gw = httpGateway
+      note(`${gw.name} on ${gw.url}: warming up with ${HTTP_WARMUP_OPS} operations...`)
+      const http = httpKv(gw.url)
+      const httpOp: StartOp = i => {
+        const k = chooser.next()
+        const key = keyOf(k)
+        if (readFraction === 1 || Math.random() < readFraction) {
+          return { op: 'read', done: http.get(key, cfg.r).then(got => { if (got.context) contexts[k] = got.context }) }
+        }
+        return { op: 'update', done: http.put(key, value(i), contexts[k], cfg.w).then(ctx => { contexts[k] = ctx }) }
+      }
+      await runPhase('warmup', Math.min(HTTP_WARMUP_OPS, cfg.ops), httpOp)
+      if (aborted) return
+      const r = await runPhase('http', cfg.ops, httpOp)
+      if (aborted) return
+      const ok = (r.stats.get('read')?.count ?? 0) + (r.stats.get('update')?.count ?? 0)
+      via.push({ name: gw.name, url: gw.url, seconds: r.seconds, ops: ok, opsPerSec: ok / r.seconds,
+        read: summarize(r.stats.get('read'), r.seconds), update: summarize(r.stats.get('update'), r.seconds), errors: mergeErrors(r.stats) })
+      await gw.stop()
+      httpGateway = undefined
+      gatewayProc = undefined
+    }
+  }
+
   // 5. Open loop at --rate: puts alone (the tail the issue is about; keys in order, see the top), then the workload's mix.
   let open: { puts: OpenLoopSummary; run: OpenLoopSummary } | null = null
   if (cfg.rate !== undefined) {
@@ -473,6 +522,7 @@ async function main(): Promise<void> {
       readVsEcho: ratio(read?.opsPerSec), updateVsEcho: ratio(updated?.opsPerSec),
       runVsEcho: ratio(okRun / run.seconds), loadPutsVsEcho: ratio(insert?.opsPerSec),
     },
+    via: via.length > 0 ? [{ name: 'SDK (direct quorum)', opsPerSec: okRun / run.seconds, read, update: updated, errors: runErrors }, ...via] : null,
     openLoop: open ? { ...open, readsNotFound: openReads.notFound, readsWithSiblings: openReads.siblingReads, maxSiblings: openReads.maxSiblings } : null,
     yardsticks,
   }
@@ -521,6 +571,24 @@ async function main(): Promise<void> {
     out(`open run reads: ${openReads.notFound} found nothing; ${openReads.siblingReads} returned siblings (max ${openReads.maxSiblings}, over both runs)`)
     out('  (open loop: each latency counts from the operation\'s scheduled start, so time spent waiting behind a stall is included;')
     out('  percentiles cover the operations that succeeded, failed ones are counted under errors)')
+  }
+  if (via.length > 0) {
+    out()
+    out(`run phase by path (same workload, ${cfg.concurrency} in flight; gateways over HTTP/1.1 keep-alive from this process):`)
+    const vh = ['path', 'ops/s', 'read p50', 'read p99', 'read p99.9', 'update p50', 'update p99', 'update p99.9', 'errors']
+    const cell = (s: OpSummary | null, f: 'p50Us' | 'p99Us' | 'p999Us') => s ? us(s[f]) : '-'
+    const vrows: string[][] = [vh]
+    const vrow = (name: string, opsPerSec: number, rd: OpSummary | null, up: OpSummary | null, errors: Record<string, number>) => {
+      const errs = Object.entries(errors).map(([k, n]) => `${k}=${n}`).join(' ') || '0'
+      vrows.push([name, fmt(opsPerSec), cell(rd, 'p50Us'), cell(rd, 'p99Us'), cell(rd, 'p999Us'), cell(up, 'p50Us'), cell(up, 'p99Us'), cell(up, 'p999Us'), errs])
+    }
+    vrow('SDK (direct quorum)', okRun / run.seconds, read, updated, runErrors)
+    for (const v of via) vrow(v.name, v.opsPerSec, v.read, v.update, v.errors)
+    const vw = vh.map((_, c) => Math.max(...vrows.map(r => (r[c] ?? '').length)))
+    for (const [ri, r] of vrows.entries()) {
+      out(r.map((c2, c) => c === 0 || c === r.length - 1 ? c2.padEnd(vw[c]!) : c2.padStart(vw[c]!)).join('  ').trimEnd())
+      if (ri === 0) out(vw.map(w => '-'.repeat(w)).join('  '))
+    }
   }
   if (echo) {
     const x = (v: number | null): string => v === null ? 'n/a' : `${v.toFixed(2)}x`

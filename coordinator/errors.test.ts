@@ -27,6 +27,7 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
     failures: { n2: errorBody(timeout), n3: errorBody(tooLarge) },
   },
   Unavailable: { kind: 'Unavailable', node: 'n3', failures: { 'ws://127.0.0.1:7001': errorBody(timeout) } },
+  HintRefused: { kind: 'HintRefused', target: 'n4', reason: 'target-count' },
   Timeout: { kind: 'Timeout', timeoutMs: 1500 },
   StorageFull: { kind: 'StorageFull', bytes: 2 ** 31, bytesMax: 2 ** 30 },
   Corruption: { kind: 'Corruption', file: 'tables/000012.sst', offset: 40960 },

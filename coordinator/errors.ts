@@ -49,6 +49,15 @@ export const errorTable = {
   },
   /** A replica (`node`) could not be reached, or (with `failures`) no seed could, to learn the ring. */
   Unavailable: { status: 503, data: z.object({ node: replicaName.optional(), failures: failuresSchema.optional() }) },
+  /**
+   * A fallback would not keep a hint for the absent owner `target`: its hint store is at a bound
+   * (`reason` says which), its hint log failed, or it was asked to stamp for an owner. The write
+   * goes on to the next fallback; this one does not count toward W.
+   */
+  HintRefused: {
+    status: 503,
+    data: z.object({ target: replicaName, reason: z.enum(['target-count', 'target-bytes', 'total-count', 'total-bytes', 'window', 'io', 'stamp']) }),
+  },
   Timeout: { status: 504, data: z.object({ timeoutMs: ms }) },
   /** A replica whose snapshots are too far behind refuses writes. */
   StorageFull: { status: 507, data: z.object({ bytes: count, bytesMax: count }) },

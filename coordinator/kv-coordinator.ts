@@ -14,7 +14,7 @@ import { limits } from './limits.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
-import { preferenceList, validateRing, type Ring, type RingNode } from './ring/ring.ts'
+import { preferenceList, sloppyTargets, validateRing, type Ring, type RingNode, type SloppyTarget } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
 import { shownUrl } from './transport/connection.ts'
 import { ConnectionPool } from './transport/connection-pool.ts'
@@ -311,18 +311,17 @@ export class KvCoordinator {
     const left = this.timeLeft(deadline, 'get')
     const sloppy = opts.sloppy ?? this.defaults.sloppy
     const pl = preferenceList(ring, key)
-    // Ask the primaries that are up; with a sloppy quorum, fallbacks stand in for the ones down
-    // (they may hold hinted writes for them). The ones skipped are named if the read fails.
-    const targets: string[] = []
+    // Ask the primaries that are up; with a sloppy quorum, fallbacks stand in for the ones down and
+    // answer from the hints they keep for them (the same choice of fallbacks as writes make). The
+    // ones skipped are named if the read fails.
+    const chosen = sloppyTargets(pl, this.pool.isUp, sloppy)
+    const targets: SloppyTarget[] = []
+    for (const slot of chosen.slots) if (slot.target) targets.push(slot.target)
     let skipped: Map<string, Error> | undefined
-    for (const p of pl.primaries) {
-      if (this.pool.isUp(p)) targets.push(p)
-      else (skipped ??= new Map()).set(p, this.pool.whyDown(p))
-    }
-    if (sloppy) for (const f of pl.fallbacks) { if (targets.length >= pl.primaries.length) break; if (this.pool.isUp(f)) targets.push(f) }
-    const q = new ReadQuorum({ r, targets, primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor })
+    for (const p of chosen.down) (skipped ??= new Map()).set(p, this.pool.whyDown(p))
+    const q = new ReadQuorum({ r, targets: targets.map(t => t.node), primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor })
     return new Promise<ReadResult>((resolve, reject) => {
-      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, left, this.repairs, resolve, reject).start()
+      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, targets, left, this.repairs, resolve, reject).start()
     })
   }
 
@@ -661,6 +660,7 @@ class ReadDriver {
     private readonly rt: Runtime,
     private readonly q: ReadQuorum,
     private readonly key: Uint8Array,
+    private readonly targets: readonly SloppyTarget[],
     private readonly timeoutMs: number,
     private readonly repairs: { inflight: number },
     private readonly resolve: (r: ReadResult) => void,
@@ -672,7 +672,9 @@ class ReadDriver {
     for (const node of this.q.start()) {
       const conn = this.pool.get(node)
       if (!conn) { this.q.onFailed(node, this.pool.whyDown(node)); continue }
-      conn.request('get', { key: this.key }, this.timeoutMs).then(
+      // A fallback is asked for what it holds for the owner it stands in for (its hints).
+      const hintFor = this.targets.find(t => t.node === node)?.hintFor
+      conn.request('get', hintFor === undefined ? { key: this.key } : { key: this.key, hintFor }, this.timeoutMs).then(
         reply => this.onReply(node, reply.state),
         e => this.onFailed(node, e))
     }

@@ -218,11 +218,64 @@ export const limits = {
   /** Bytes of the session's HMAC-SHA-256 tag that it carries. */
   sessionMacBytes: 16,
 
+  // The gateway on Cloudflare Workers (edge/worker.ts, docs/edge.md).
+  /**
+   * Durable Objects the edge gateway spreads keys over by ring position (each holds its own sockets
+   * to every replica and runs one KvCoordinator; one object is single-threaded, one global object
+   * is a bottleneck). A power of two, so each shard is a contiguous range of partitions.
+   */
+  edgeShardsDefault: 8,
+  edgeShardsMax: 256,
+  /**
+   * How long a per-request coordinator (the fallback without Durable Objects) stays open after its
+   * answer, so that its read repairs can go out before its sockets close (ctx.waitUntil).
+   */
+  edgeLingerMs: 250,
+
   // Errors.
   /** Longest error message; longer ones are cut (a failure map of many replicas can be long). */
   errorMessageCharsMax: 65_536,
   /** Most issues one BadRequest carries; the rest are summed up in a last issue. */
   errorIssuesMax: 64,
+
+  // Hinted handoff (docs/hints.md). A fallback keeps a write for an absent owner in its hint store
+  // until the owner is reachable again; the store is bounded per target and in total, and refuses
+  // new hints at its bounds (HintRefused) rather than grow.
+  /** Most hints (distinct keys) held for one absent owner; --hints-per-target-max lowers it. */
+  hintsPerTargetMax: 100_000,
+  /** Most bytes of hinted states held for one absent owner. */
+  hintBytesPerTargetMax: 256 * 1024 * 1024,
+  /** Most hints held for every owner together. */
+  hintsTotalMax: 400_000,
+  /** Most bytes of hinted states held for every owner together (kept in memory and on disk). */
+  hintBytesTotalMax: 1024 * 1024 * 1024,
+  /**
+   * No new hint for an owner whose oldest pending hint is older than this: it has been away too
+   * long for hints to be the way back (Cassandra's max_hint_window_in_ms, 3 hours); read repair
+   * and anti-entropy take over.
+   */
+  hintWindowMs: 3 * 60 * 60 * 1000,
+  /** A hint log segment is closed and a new one begun once it passes this size. */
+  hintSegmentBytes: 64 * 1024 * 1024,
+  /**
+   * Most hint log segments; past it the live hints of the oldest are written again at the end of
+   * the log so that segment can be deleted (the log never grows without bound under churn).
+   */
+  hintSegmentsMax: 8,
+  /** Most records one group commit of the hint log writes with one fdatasync. */
+  hintGroupRecordsMax: 1024,
+  /** Most hints replayed per second, to all owners together: handoff must not starve foreground writes. */
+  hintReplayPerSecond: 2000,
+  /** Most replays awaiting their owner's ack at once. */
+  hintReplayInflightMax: 64,
+  /** How often the replayer looks for reachable owners with pending hints. */
+  hintReplayIntervalMs: 200,
+  /** Deadline of one replayed `replicate`. */
+  hintReplayTimeoutMs: 5000,
+  /** At most one log line per owner and refusal reason per this interval (a flood of refusals is counted, not logged). */
+  hintRefusedLogIntervalMs: 10_000,
+  /** After a failed replay the owner is left alone this long before the next try. */
+  hintReplayBackoffMs: 1000,
 } as const
 
 assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size above the hard max')
@@ -264,10 +317,22 @@ assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health prob
 assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry the issues describeIssues reports')
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
+assert((limits.edgeShardsMax & (limits.edgeShardsMax - 1)) === 0 && (limits.edgeShardsDefault & (limits.edgeShardsDefault - 1)) === 0 &&
+  limits.edgeShardsDefault <= limits.edgeShardsMax && limits.edgeShardsMax <= limits.partitionsDefault,
+  'edge shards must be powers of two, at most the default partitions, so each is a range of partitions')
+assert(limits.edgeLingerMs < limits.requestTimeoutMsDefault, 'a per-request coordinator lingers less than a request may take')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
 assert(limits.authTokenCharsMin <= limits.tokenCharsMax && limits.clusterSecretCharsMin <= limits.tokenCharsMax, 'a token and the cluster secret must fit a hello')
 assert(limits.sessionCharsMax >= limits.contextBytesMax + 512, 'a session must hold the largest context of one key')
 assert(limits.sessionKeysMax >= 1 && limits.sessionKeyTagBytes >= 8 && limits.sessionMacBytes >= 16, 'a session names at least one key, by 64 bits, under a 128-bit tag')
+assert(limits.hintsPerTargetMax <= limits.hintsTotalMax && limits.hintBytesPerTargetMax <= limits.hintBytesTotalMax,
+  'one owner\'s hints must fit the store\'s total')
+assert(limits.hintBytesPerTargetMax >= limits.stateBytesMax, 'one hint of the largest state must fit an owner\'s bound')
+assert(limits.hintSegmentBytes >= 2 * limits.frameBytesMax && limits.hintSegmentsMax >= 2, 'a hint segment holds several of the largest records; rotation needs two segments')
+assert(limits.hintReplayInflightMax <= limits.hintReplayPerSecond, 'in-flight replays above the replay rate')
+assert(limits.hintReplayIntervalMs < limits.hintReplayBackoffMs && limits.hintReplayTimeoutMs <= limits.requestTimeoutMsMax,
+  'the replayer looks more often than it backs off, and its deadline is a request deadline')
+assert(limits.hintGroupRecordsMax >= limits.frameMessagesMax, 'a hint group must cover one full frame of writes')
 
 export type Limits = typeof limits

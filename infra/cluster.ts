@@ -11,7 +11,7 @@ import { request as httpsRequest } from 'node:https'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
-import { startEmbeddedS3, type EmbeddedS3 } from '../replica/snapshot/embedded-s3.ts'
+import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts'
 import type { S3Config } from '../replica/snapshot/s3-store.ts'
 import { loadSecurity } from '../replica/node/security.ts'
 

@@ -10,6 +10,13 @@
 // way the state to store is computed here, from everything the engine holds for the key, and goes
 // through the one rule of coordinator/version/state-bounds.ts before anything is written.
 //
+// Hinted writes (docs/hints.md): a `replicate` carrying `hintFor` (an owner the coordinator found
+// down) at a replica that is not itself a primary of the key goes to the hint store, merged into the
+// hint pending for that owner and key, and is acknowledged once the hint log's fsync covers it; a
+// full store refuses it with HintRefused. A `get` with `hintFor` answers with the replica's own
+// state merged with that hint, so sloppy reads see hinted writes. A fallback never stamps a hinted
+// `put` (write-quorum.ts): it refuses with HintRefused.
+//
 // Authentication (docs/security.md): with an Authenticator, a hello must carry a known token (or the
 // cluster secret), and its role is kept in the connection's Grant; every later message is checked
 // against requestRoles (messages.ts) by a table lookup. The token is checked once per connection.
@@ -22,10 +29,12 @@ import type { Message } from '../coordinator/protocol/codec.ts'
 import { parseRequest } from '../coordinator/protocol/fast-parse.ts'
 import { describeIssues, isRequestType, requestRoles, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
-import { EMPTY, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
+import { preferenceList } from '../coordinator/ring/preference-list.ts'
+import { EMPTY, sync, update, validate, type DvvSet } from '../coordinator/version/dvv.ts'
 import { boundsError, ownDotsError, syncForWrite } from '../coordinator/version/state-bounds.ts'
 import type { Engine, ValueWriter } from './storage/engine-types.ts'
-import { decodeState, stateWriter } from './state-codec.ts'
+import type { HintStore } from './hints/hint-store.ts'
+import { decodeState, encodeState, stateWriter } from './state-codec.ts'
 
 export type Reply = (message: Message, approxBytes?: number) => void
 
@@ -71,6 +80,8 @@ export interface ReplicaServiceOptions {
   readonly writeGate?: () => KvError | undefined
   /** Tokens and the cluster secret; undefined = no authentication (everything is allowed). */
   readonly auth?: Authenticator | undefined
+  /** Where hinted writes for absent owners go; without one, they are stored as this replica's own data. */
+  readonly hints?: HintStore
 }
 
 export interface ReplicaCounters {
@@ -151,7 +162,13 @@ export class ReplicaService {
         reply(['ring', id, { ring: this.opts.ring() }])
         return
       case 'get': {
-        const stored = engine.get(req.body.key)
+        const { key, hintFor } = req.body
+        if (hintFor !== undefined && this.opts.hints) {
+          const target = this.hintTarget(key, hintFor, reply, id)
+          if (target === null) return
+          if (target !== undefined) { this.getWithHint(key, target, reply, id); return }
+        }
+        const stored = engine.get(key)
         // Only a state stored before stateBytesMax held on every path can be this large: refuse this
         // one read rather than build a frame the peer would refuse (and drop the connection for).
         if (stored !== undefined && stored.byteLength > limits.stateBytesMax) {
@@ -166,6 +183,15 @@ export class ReplicaService {
         if (value && value.byteLength > this.opts.valueBytesMax) {
           this.error(reply, id, { kind: 'TooLarge', message: `value is ${value.byteLength} bytes, over the ${this.opts.valueBytesMax}-byte limit`, bytes: value.byteLength, bytesMax: this.opts.valueBytesMax })
           return
+        }
+        if (req.body.hintFor !== undefined && this.opts.hints) {
+          const target = this.hintTarget(key, req.body.hintFor, reply, id)
+          if (target === null) return
+          if (target !== undefined) {
+            this.fail(reply, id, new KvError({ kind: 'HintRefused', target, reason: 'stamp' },
+              `${this.opts.nodeId} is a fallback for this key: it keeps hints for ${target} and never stamps (stamp at a primary)`))
+            return
+          }
         }
         if (!this.admitWrite(reply, id)) return
         const { state: stored, bytes: storedBytes } = this.stored(key)
@@ -187,6 +213,11 @@ export class ReplicaService {
           }
         }
         validate(state)
+        if (req.body.hintFor !== undefined && this.opts.hints) {
+          const target = this.hintTarget(key, req.body.hintFor, reply, id)
+          if (target === null) return
+          if (target !== undefined) { this.replicateHint(key, target, state, reply, id); return }
+        }
         if (!this.admitWrite(reply, id)) return
         const { state: stored, bytes: storedBytes } = this.stored(key)
         const forged = ownDotsError(state.vv, stored, actor, 'the replicated state')
@@ -203,6 +234,59 @@ export class ReplicaService {
       default:
         unreachable(req)
     }
+  }
+
+  /**
+   * The owner a `hintFor` request is to be kept for: undefined when this replica is a primary of the
+   * key (it stores the write as its own: the coordinator's ring was older) or `hintFor` is itself;
+   * null, after an error reply, when `hintFor` names no node of the ring.
+   */
+  private hintTarget(key: string, hintFor: string, reply: Reply, id: number): string | undefined | null {
+    const ring = this.opts.ring()
+    if (hintFor === this.opts.nodeId) return undefined
+    if (!ring.nodes.some(n => n.id === hintFor)) {
+      this.error(reply, id, { kind: 'BadRequest', message: `hintFor ${JSON.stringify(hintFor).slice(0, 140)} names no node of the ring`, issues: ['hintFor: not a node of the ring'] })
+      return null
+    }
+    return preferenceList(ring, key).primaries.includes(this.opts.nodeId) ? undefined : hintFor
+  }
+
+  /** A sloppy read at a fallback: its own state for the key merged with its hint for `target`. */
+  private getWithHint(key: string, target: string, reply: Reply, id: number): void {
+    const hint = this.opts.hints!.get(target, key)
+    const own = this.stored(key)
+    if (hint === undefined) {
+      reply(['get', id, { state: own.state === EMPTY ? null : own.state }], own.bytes)
+      return
+    }
+    const merged = own.state === EMPTY ? decodeState(hint.state) : sync(own.state, decodeState(hint.state))
+    const bytes = own.bytes + hint.state.byteLength
+    if (bytes > limits.stateBytesMax) {
+      this.error(reply, id, { kind: 'TooLarge', message: `the key and its hint hold ${bytes} bytes, more than a reply may carry (${limits.stateBytesMax})`, bytes, bytesMax: limits.stateBytesMax })
+      return
+    }
+    reply(['get', id, { state: merged }], bytes)
+  }
+
+  /** Keeps a replicated state for the absent `target`, merged into its pending hint; acks once durable. */
+  private replicateHint(key: string, target: string, state: DvvSet, reply: Reply, id: number): void {
+    if (!this.admitWrite(reply, id)) return
+    const hints = this.opts.hints!
+    // Dots of this replica's own actor can only be checked against what it stored as its own.
+    const forged = ownDotsError(state.vv, this.stored(key).state, this.opts.actor, 'the replicated state')
+    if (forged) { this.fail(reply, id, forged); return }
+    const prev = hints.get(target, key)
+    const stored = prev === undefined ? EMPTY : decodeState(prev.state)
+    const next = stored === EMPTY ? state : syncForWrite(stored, state)
+    const encoded = encodeState(next)
+    const refused = boundsError(stored, prev?.state.byteLength ?? 0, next, encoded.byteLength)
+    if (refused) { this.fail(reply, id, refused); return }
+    const added = hints.add(target, key, encoded)
+    if (added instanceof KvError) { this.fail(reply, id, added); return }
+    this.counters.pendingWrites++
+    added.then(
+      () => { this.counters.pendingWrites--; reply(['replicate', id, {}]) },
+      e => { this.counters.pendingWrites--; this.fail(reply, id, e) })
   }
 
   /** What the engine holds for `key`, decoded, and its encoded size (EMPTY and 0 when nothing). */

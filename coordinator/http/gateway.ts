@@ -32,6 +32,8 @@ import { bearerToken, roleAllows, type Authenticator, type Role } from '../auth/
 import { badRequest, errorBody, httpStatusOf, KvError } from '../errors.ts'
 import { limits } from '../limits.ts'
 import type { KvCoordinator } from '../kv-coordinator.ts'
+import { keyIssues } from '../protocol/messages.ts'
+import { decodeContext } from '../version/context.ts'
 import type { VersionVector } from '../version/dvv.ts'
 import { emptySession, floorOf, SESSION_COOKIE, SESSION_HEADER, SessionCodec, withKey, type Session } from './session.ts'
 
@@ -131,16 +133,7 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
     return c.json(got.values.map(toBase64), 300)
   })
 
-  app.put('/kv/*', bodyLimit({
-    maxSize: limits.httpBodyBytesMax,
-    onError: c => {
-      // The size is known when the client declared it; a streamed body was cut at the limit.
-      const declared = Number(c.req.header('content-length'))
-      const bytes = Number.isSafeInteger(declared) && declared > limits.httpBodyBytesMax ? declared : limits.httpBodyBytesMax + 1
-      return errorResponse(c, new KvError({ kind: 'TooLarge', bytes, bytesMax: limits.httpBodyBytesMax },
-        `body over the ${limits.httpBodyBytesMax}-byte limit (${bytes === declared ? `${declared} bytes declared` : 'sent without a length'})`))
-    },
-  }), async c => {
+  app.put('/kv/*', kvBodyLimit(), async c => {
     const key = keyFromPath(c.req.path)
     const session = sessionOf(c)
     const value = new Uint8Array(await c.req.arrayBuffer())
@@ -161,6 +154,36 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
   })
 
   return app
+}
+
+/** The body limit of PUT /kv/*: TooLarge (413) past limits.httpBodyBytesMax. */
+export function kvBodyLimit() {
+  return bodyLimit({
+    maxSize: limits.httpBodyBytesMax,
+    onError: c => {
+      // The size is known when the client declared it; a streamed body was cut at the limit.
+      const declared = Number(c.req.header('content-length'))
+      const bytes = Number.isSafeInteger(declared) && declared > limits.httpBodyBytesMax ? declared : limits.httpBodyBytesMax + 1
+      return errorResponse(c, new KvError({ kind: 'TooLarge', bytes, bytesMax: limits.httpBodyBytesMax },
+        `body over the ${limits.httpBodyBytesMax}-byte limit (${bytes === declared ? `${declared} bytes declared` : 'sent without a length'})`))
+    },
+  })
+}
+
+/**
+ * What the routes above check before any I/O, for a front that forwards the request elsewhere (the
+ * Worker in front of its Durable Objects): the key, the numeric parameters and the context header.
+ * Throws the BadRequest the route would answer; returns the key.
+ */
+export function checkKvRequest(c: Context): string {
+  const key = keyFromPath(c.req.path)
+  const keyBytes = encoder.encode(key)
+  const issues = keyIssues(key, keyBytes.byteLength)
+  if (issues.length > 0) throw badRequest(...issues)
+  for (const name of ['r', 'w', 'timeout_ms']) intParam(c, name)
+  const context = c.req.header(CONTEXT_HEADER)
+  if (context) decodeContext(context)
+  return key
 }
 
 // ignoreBOM: a leading U+FEFF is part of the key, as on the wire (messages.ts).
@@ -199,7 +222,8 @@ function toBase64(bytes: Uint8Array): string {
   return btoa(s)
 }
 
-function errorResponse(c: Context, err: Error): Response {
+/** An error as every gateway answers it: `{ error: { kind, message, ...data } }` with the kind's status. */
+export function errorResponse(c: Context, err: Error): Response {
   const k = err instanceof KvError ? err : new KvError({ kind: 'Internal' }, err.message, { cause: err })
   return c.json({ error: errorBody(k) }, httpStatusOf(k.kind))
 }

@@ -128,7 +128,7 @@ const stateArb = fc.record({ vv: vectorArb, siblings: fc.array(siblingArb, { max
 const validBodies: Record<`${Side} ${'put' | 'replicate' | 'get'}`, fc.Arbitrary<Body>> = {
   'request put': fc.record({ key: keyArb, context: vectorArb, value: valueArb, hintFor: optional(nameArb) }).map(build),
   'request replicate': fc.record({ key: keyArb, state: stateArb, hintFor: optional(nameArb) }).map(build),
-  'request get': fc.record({ key: keyArb }),
+  'request get': fc.record({ key: keyArb, hintFor: optional(nameArb) }).map(build),
   'reply put': fc.record({ state: stateArb, elided: optional(fc.record({ actor: nameArb, counter: counterArb })) }).map(build),
   'reply get': fc.record({ state: fc.option(stateArb, { nil: null }) }),
   'reply replicate': fc.constant({}),

@@ -86,7 +86,11 @@ function replicateRequest(body: unknown): ParsedRequest<'replicate'> | undefined
 function getRequest(body: unknown): ParsedRequest<'get'> | undefined {
   if (!isObject(body)) return undefined
   const key = parseKey(body.key)
-  return key === undefined ? undefined : { key }
+  if (key === undefined) return undefined
+  if (!('hintFor' in body)) return { key }
+  const hintFor = body.hintFor
+  if (hintFor !== undefined && !isName(hintFor)) return undefined
+  return { key, hintFor }
 }
 
 function putReply(body: unknown): ReplyBody<'put'> | undefined {

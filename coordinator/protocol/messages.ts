@@ -95,7 +95,8 @@ const nodeIdSchema = z.string().min(1).max(limits.nameCharsMax)
 /** Request bodies, coordinator -> replica. */
 export const requestSchemas = {
   hello: z.object({ protocol: z.number().int(), client: z.string().max(limits.clientNameCharsMax), token: z.string().max(limits.tokenCharsMax).optional() }),
-  get: z.object({ key: keySchema }),
+  /** `hintFor`: asked as a fallback, answer with what is held for that owner too (its hints). */
+  get: z.object({ key: keySchema, hintFor: nodeIdSchema.optional() }),
   /** Stamp: the replica makes a dot, applies update(state, context, dot, value), logs it. */
   put: z.object({ key: keySchema, context: vectorSchema, value: bytesSchema.nullable(), hintFor: nodeIdSchema.optional() }),
   /** Replicate a stamped state to another preference node (or a fallback holding a hint). */

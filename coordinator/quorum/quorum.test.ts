@@ -29,22 +29,35 @@ describe('WriteQuorum', () => {
     assert.deepEqual(o.status === 'ok' && [...o.acked].sort(), ['a', 'c'])
   })
 
-  it('moves the stamp to the next node when the first fails, and refills from fallbacks with a hint', () => {
+  it('moves the stamp to the next primary when the first fails, and refills from fallbacks with a hint', () => {
     const q = new WriteQuorum({ w: 3, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e'], isUp: up([]), sloppy: true })
     q.start()
-    assert.deepEqual(q.onFailed('a'), [{ kind: 'stamp', target: { node: 'd', hintFor: 'a' } }])
-    const reps = q.onStamped('d', stamped)
-    assert.deepEqual(reps.map(r => r.target), [{ node: 'b' }, { node: 'c' }])
+    assert.deepEqual(q.onFailed('a'), [{ kind: 'stamp', target: { node: 'b' } }])
+    const reps = q.onStamped('b', stamped)
+    assert.deepEqual(reps.map(r => r.target), [{ node: 'd', hintFor: 'a' }, { node: 'c' }])
     assert.deepEqual(q.onFailed('c'), [{ kind: 'replicate', target: { node: 'e', hintFor: 'c' }, state: stamped }])
-    q.onReplicated('b')
+    q.onReplicated('d')
     assert.equal(q.outcome.status, 'pending')
     q.onReplicated('e')
     assert.equal(q.outcome.status, 'ok')
   })
 
-  it('substitutes fallbacks for primaries known to be down before sending anything', () => {
+  it('substitutes fallbacks for primaries known to be down before sending anything, and stamps at a primary', () => {
     const q = new WriteQuorum({ w: 2, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e'], isUp: up(['a', 'd']), sloppy: true })
-    assert.deepEqual(q.start(), [{ kind: 'stamp', target: { node: 'e', hintFor: 'a' } }])
+    assert.deepEqual(q.start(), [{ kind: 'stamp', target: { node: 'b' } }])
+    assert.deepEqual(q.onStamped('b', stamped).map(r => r.target), [{ node: 'e', hintFor: 'a' }, { node: 'c' }])
+  })
+
+  it('never stamps at a fallback: with every primary down the write fails without sending', () => {
+    const q = new WriteQuorum({ w: 1, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e', 'f'], isUp: up(['a', 'b', 'c']), sloppy: true })
+    assert.deepEqual(q.start(), [])
+    const o = outcome(q)
+    assert.equal(o.status, 'failed')
+    assert.match(o.status === 'failed' ? o.error.message : '', /no primary was left to stamp/)
+    const q2 = new WriteQuorum({ w: 2, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e'], isUp: up(['b', 'c']), sloppy: true })
+    assert.deepEqual(q2.start(), [{ kind: 'stamp', target: { node: 'a' } }])
+    assert.deepEqual(q2.onFailed('a'), [])
+    assert.equal(q2.outcome.status, 'failed')
   })
 
   it('with a strict quorum uses no fallbacks and fails with the ack count', () => {

@@ -5,15 +5,19 @@
 //   1. `stamp` at the first reachable target: that replica makes the dot, applies DVV update, logs it
 //      and returns the new state. If it fails, the next target stamps instead.
 //   2. `replicate` that state to every other target in parallel.
-// Targets are the N preference-list slots. With a sloppy quorum a slot whose primary is down (or
-// fails) is refilled by the next unused fallback, which carries a hint naming the primary; its ack
-// counts toward W. Success is W durable acks (the stamper's included); otherwise QuorumError says how
+// Targets are the N preference-list slots, chosen by sloppyTargets (ring/preference-list.ts, the one
+// fallback choice reads share). With a sloppy quorum a slot whose primary is down (or fails) is
+// refilled by the next unused fallback, which carries a hint naming the primary; its ack counts
+// toward W. Only a primary stamps: a fallback keeps hints, not the key, so after handing them off it
+// could no longer know which dots it issued for the key (docs/hints.md); with no primary left to
+// stamp at, the write fails. Success is W durable acks (the stamper's included); otherwise QuorumError says how
 // many acked, and names every target that did not ack with why (its error, a timeout, known down and
 // skipped, or not asked). Acks that arrive after the outcome are still recorded (the write spreads
 // further).
 
 import { assert } from '../assert.ts'
 import { KvError, QuorumError } from '../errors.ts'
+import { sloppyTargets } from '../ring/preference-list.ts'
 import type { DvvSet } from '../version/dvv.ts'
 
 export interface WriteTarget { readonly node: string; readonly hintFor?: string }
@@ -58,17 +62,16 @@ export class WriteQuorum {
 
   constructor(private readonly opts: WriteQuorumOptions) {
     assert(opts.w >= 1 && opts.w <= opts.primaries.length, `w=${opts.w} outside 1..${opts.primaries.length}`)
-    this.spareFallbacks = opts.sloppy ? opts.fallbacks.filter(opts.isUp) : []
-    this.slots = opts.primaries.map(owner => ({ owner, target: undefined, phase: 'idle' as const }))
-    for (const slot of this.slots) {
-      if (opts.isUp(slot.owner)) {
-        slot.target = { node: slot.owner }
-        this.targeted.add(slot.owner)
-      } else {
-        this.skipped.set(slot.owner, opts.whyDown?.(slot.owner) ?? new KvError({ kind: 'Unavailable', node: slot.owner }, `${slot.owner} is down (backing off), not asked`))
-        this.refill(slot)
-      }
+    const chosen = sloppyTargets({ partition: 0, primaries: opts.primaries, fallbacks: opts.fallbacks }, opts.isUp, opts.sloppy)
+    this.spareFallbacks = chosen.spare
+    for (const owner of chosen.down) {
+      this.skipped.set(owner, opts.whyDown?.(owner) ?? new KvError({ kind: 'Unavailable', node: owner }, `${owner} is down (backing off), not asked`))
     }
+    this.slots = chosen.slots.map(({ owner, target }) => {
+      if (target === undefined) return { owner, target, phase: 'dead' as const }
+      this.targeted.add(target.node)
+      return { owner, target, phase: 'idle' as const }
+    })
   }
 
   get outcome(): WriteOutcome { return this.result }
@@ -132,7 +135,7 @@ export class WriteQuorum {
   }
 
   private nextStamp(): WriteAction[] {
-    const slot = this.slots.find(s => s.phase === 'idle' && s.target)
+    const slot = this.slots.find(isStampable)
     if (!slot) {
       this.settle()
       return []
@@ -164,18 +167,20 @@ export class WriteQuorum {
     let acked = 0
     let inflight = 0
     let idle = 0
+    let stampable = 0
     for (const s of this.slots) {
       if (s.phase === 'acked') acked++
       else if (s.phase === 'stamping' || s.phase === 'replicating') inflight++
-      else if (s.phase === 'idle' && s.target) idle++
+      else if (s.phase === 'idle' && s.target) { idle++; if (s.target.hintFor === undefined) stampable++ }
     }
     if (acked >= this.opts.w) {
       assert(this.state, 'acks without a stamped state')
       this.result = { status: 'ok', state: this.state, acked: this.acked }
       return
     }
-    const waiting = this.state ? 0 : idle
-    if (inflight === 0 && (waiting === 0 || acked + waiting + this.spareFallbacks.length < this.opts.w)) this.fail()
+    // Before the stamp, a write waits on a primary to stamp at; after it, on nothing idle.
+    const waiting = this.state ? 0 : stampable
+    if (inflight === 0 && (waiting === 0 || acked + idle + this.spareFallbacks.length < this.opts.w)) this.fail()
   }
 
   /** Fails naming every node that was a target (or skipped as down) and did not ack. */
@@ -198,8 +203,14 @@ export class WriteQuorum {
         ? `no reply within ${expiredAfterMs} ms`
         : `not asked within ${expiredAfterMs} ms: the write had no stamped state to send it yet`)
     }
-    return new KvError({ kind: 'Unavailable', node }, asked
-      ? `no reply yet when the write gave up: W=${this.opts.w} could no longer be met`
-      : `not asked: W=${this.opts.w} could no longer be met`)
+    if (asked) return new KvError({ kind: 'Unavailable', node }, `no reply yet when the write gave up: W=${this.opts.w} could no longer be met`)
+    return new KvError({ kind: 'Unavailable', node }, this.state
+      ? `not asked: W=${this.opts.w} could no longer be met`
+      : 'not asked: no primary was left to stamp the write (a fallback keeps hints and never stamps)')
   }
+}
+
+/** A slot that may stamp: idle, with a primary as its target (fallbacks never stamp). */
+function isStampable(s: Slot): boolean {
+  return s.phase === 'idle' && s.target !== undefined && s.target.hintFor === undefined
 }

@@ -65,24 +65,36 @@ function walk(ring: Ring, partition: number): PreferenceList {
 }
 
 /**
- * Where to send the n replicas of a write when some primaries may be down (Dynamo's sloppy quorum):
- * each up primary is a target as itself; each down primary is replaced by the next up fallback not
- * used yet, which carries `hintFor` = that primary. Primaries with no fallback left are dropped, so
- * the result has at most n targets, in primary order.
+ * The one choice of fallbacks for down primaries (Dynamo's sloppy quorum), used by reads and writes
+ * alike: each primary that `isUp` is its own slot's target; when `sloppy`, each down primary's slot
+ * takes the next up fallback not used yet, in walk order, which carries `hintFor` = that primary;
+ * a slot with no fallback left has no target. `spare` holds the up fallbacks left over, in walk
+ * order: a write refills a slot from there when its target fails (write-quorum.ts).
  */
-export function sloppyTargets(pl: PreferenceList, up: ReadonlySet<string>): SloppyTarget[] {
-  const targets: SloppyTarget[] = []
-  let next = 0
-  for (const primary of pl.primaries) {
-    if (up.has(primary)) {
-      targets.push({ node: primary })
-      continue
-    }
-    while (next < pl.fallbacks.length && !up.has(pl.fallbacks[next]!)) next++
-    const fallback = pl.fallbacks[next]
-    if (fallback === undefined) continue
-    targets.push({ node: fallback, hintFor: primary })
-    next++
+export function sloppyTargets(pl: PreferenceList, isUp: (node: string) => boolean, sloppy: boolean): SloppyTargets {
+  const spare = sloppy ? pl.fallbacks.filter(isUp) : []
+  const slots: SloppySlot[] = []
+  const down: string[] = []
+  for (const owner of pl.primaries) {
+    if (isUp(owner)) { slots.push({ owner, target: { node: owner } }); continue }
+    down.push(owner)
+    const fallback = spare.shift()
+    slots.push({ owner, target: fallback === undefined ? undefined : { node: fallback, hintFor: owner } })
   }
-  return targets
+  return { slots, spare, down }
+}
+
+/** One primary's place in a sloppy quorum: the primary, and who answers for it (none: nobody). */
+export interface SloppySlot {
+  readonly owner: string
+  readonly target: SloppyTarget | undefined
+}
+
+export interface SloppyTargets {
+  /** One slot per primary, in primary order. */
+  readonly slots: readonly SloppySlot[]
+  /** Up fallbacks no slot took, in walk order (a write takes them when a target fails). */
+  readonly spare: string[]
+  /** Primaries `isUp` said were down. */
+  readonly down: readonly string[]
 }

@@ -9,7 +9,7 @@ import fc from 'fast-check'
 import { isKvError } from '../errors.ts'
 import {
   claim, createRing, partitionOf, preferenceList, sloppyTargets, spacingViolations, validateRing,
-  type Ring, type RingNode,
+  type PreferenceList, type Ring, type RingNode,
 } from './ring.ts'
 
 const fcSeed = process.env['FC_SEED'] === undefined ? {} : { seed: Number(process.env['FC_SEED']) }
@@ -314,20 +314,35 @@ describe('preferenceList', () => {
 describe('sloppyTargets', () => {
   const pl = { partition: 0, primaries: ['a', 'b', 'c'], fallbacks: ['d', 'e', 'f'] }
   const up = (...names: string[]): Set<string> => new Set(names)
+  /** The targets of the slots that have one, in primary order. */
+  const targetsOf = (list: PreferenceList, upSet: Set<string>) =>
+    sloppyTargets(list, n => upSet.has(n), true).slots.flatMap(s => (s.target ? [s.target] : []))
 
   it('sends to the primaries when all are up', () => {
-    assert.deepEqual(sloppyTargets(pl, up('a', 'b', 'c', 'd')), [{ node: 'a' }, { node: 'b' }, { node: 'c' }])
+    assert.deepEqual(targetsOf(pl, up('a', 'b', 'c', 'd')), [{ node: 'a' }, { node: 'b' }, { node: 'c' }])
   })
 
   it('replaces each down primary with the next up fallback, hinted for it', () => {
-    assert.deepEqual(sloppyTargets(pl, up('a', 'c', 'd', 'e')), [{ node: 'a' }, { node: 'd', hintFor: 'b' }, { node: 'c' }])
-    assert.deepEqual(sloppyTargets(pl, up('b', 'e', 'f')),
+    assert.deepEqual(targetsOf(pl, up('a', 'c', 'd', 'e')), [{ node: 'a' }, { node: 'd', hintFor: 'b' }, { node: 'c' }])
+    assert.deepEqual(targetsOf(pl, up('b', 'e', 'f')),
       [{ node: 'e', hintFor: 'a' }, { node: 'b' }, { node: 'f', hintFor: 'c' }])
   })
 
   it('returns fewer targets when fallbacks run out', () => {
-    assert.deepEqual(sloppyTargets(pl, up('c', 'f')), [{ node: 'f', hintFor: 'a' }, { node: 'c' }])
-    assert.deepEqual(sloppyTargets(pl, up()), [])
+    assert.deepEqual(targetsOf(pl, up('c', 'f')), [{ node: 'f', hintFor: 'a' }, { node: 'c' }])
+    assert.deepEqual(targetsOf(pl, up()), [])
+  })
+
+  it('keeps the up fallbacks no slot took as spares, names the down primaries, and substitutes nothing when not sloppy', () => {
+    const isUp = (n: string) => up('a', 'd', 'e', 'f').has(n)
+    assert.deepEqual(sloppyTargets(pl, isUp, true), {
+      slots: [{ owner: 'a', target: { node: 'a' } }, { owner: 'b', target: { node: 'd', hintFor: 'b' } }, { owner: 'c', target: { node: 'e', hintFor: 'c' } }],
+      spare: ['f'], down: ['b', 'c'],
+    })
+    assert.deepEqual(sloppyTargets(pl, isUp, false), {
+      slots: [{ owner: 'a', target: { node: 'a' } }, { owner: 'b', target: undefined }, { owner: 'c', target: undefined }],
+      spare: [], down: ['b', 'c'],
+    })
   })
 
   it('property: at most n distinct targets, all up, hints name down primaries', () => {
@@ -335,7 +350,7 @@ describe('sloppyTargets', () => {
     fc.assert(fc.property(fc.string(), fc.subarray(ids(8)), (key, upList) => {
       const upSet = new Set(upList)
       const list = preferenceList(ring, key, upSet)
-      const targets = sloppyTargets(list, upSet)
+      const targets = targetsOf(list, upSet)
       assert.ok(targets.length <= 3)
       assert.equal(new Set(targets.map((x) => x.node)).size, targets.length)
       for (const target of targets) {

@@ -17,7 +17,7 @@ import { claim, claimConfigIssues } from './claim.ts'
 import { partitionOfKey } from './partition-hash.ts'
 
 export { claim, spacingViolations } from './claim.ts'
-export { preferenceList, preferenceListOfPartition, sloppyTargets, type SloppyTarget } from './preference-list.ts'
+export { preferenceList, preferenceListOfPartition, sloppyTargets, type SloppySlot, type SloppyTarget, type SloppyTargets } from './preference-list.ts'
 
 export interface RingNode { readonly id: string; readonly url: string; readonly zone?: string }
 export interface Ring {

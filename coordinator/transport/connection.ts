@@ -19,6 +19,9 @@ import {
 import type { Runtime, SocketLike } from '../runtime.ts'
 import { backoffDelayMs, type BackoffPolicy } from '../backoff.ts'
 
+/** WebSocket readyState OPEN (the same in every implementation: WHATWG, ws, workerd). */
+const OPEN = 1
+
 const reconnectBackoff: BackoffPolicy = { minMs: limits.reconnectBackoffMsMin, maxMs: limits.reconnectBackoffMsMax, jitter: 'equal' }
 
 interface Pending {
@@ -170,7 +173,17 @@ export class Connection {
     // A request whose frame would be over frameBytesMax (a read repair of a state merged from
     // several replicas can be) fails here with TooLarge: sent, it would make the replica close the
     // connection, failing every other request on it.
-    const batcher = new FrameBatcher(frame => socket.send(frame), this.rt.tick, { oversize: this.tooLarge })
+    // A frame flushed after the socket began to close is dropped: its requests fail when the close
+    // arrives (drop()). Sending would throw in workerd ("Can't call WebSocket send() after close()"),
+    // from a timer, where an uncaught error resets the Durable Object running this connection.
+    const batcher = new FrameBatcher(frame => {
+      if (socket.readyState !== OPEN) return
+      try {
+        socket.send(frame)
+      } catch (e) {
+        if (this.socket === socket) { socket.close(); this.onFailure(this.unavailable('send failed', e)) }
+      }
+    }, this.rt.tick, { oversize: this.tooLarge })
     this.connectTimer = this.rt.setTimeout(() => {
       if (this.socket === socket && this.state === 'connecting') {
         socket.close()
@@ -178,7 +191,10 @@ export class Connection {
       }
     }, limits.connectTimeoutMs)
     socket.addEventListener('open', () => {
-      if (this.socket !== socket) return
+      // A socket given up while it connected (the connection closed, or moved on): workerd refuses
+      // close() on a socket that is not open yet (drop() swallows that), so it is closed now, or it
+      // would stay open on the replica.
+      if (this.socket !== socket) { try { socket.close() } catch { /* closing anyway */ } return }
       this.batcher = batcher
       const hello: RequestBody<'hello'> = { protocol: limits.protocolVersion, client: this.opts.client, ...(this.opts.token !== undefined ? { token: this.opts.token } : {}) }
       this.send('hello', hello, limits.connectTimeoutMs, 0, (reply: ReplyBody<'hello'>) => {

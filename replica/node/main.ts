@@ -18,11 +18,15 @@ import { limits } from '../../coordinator/limits.ts'
 import { createRing, type Ring, type RingNode } from '../../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { KvError } from '../../coordinator/errors.ts'
+import { ConnectionPool } from '../../coordinator/transport/connection-pool.ts'
+import { openHintLog } from '../hints/hint-log.ts'
+import { HintReplayer } from '../hints/hint-replayer.ts'
+import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { restoreFromSnapshot, type RestoreResult } from '../snapshot/restore.ts'
 import { S3ObjectStore, s3ConfigFromEnv, type S3Config } from '../snapshot/s3-store.ts'
 import { Snapshotter, type SnapshotSummary } from '../snapshot/snapshotter.ts'
-import { mergeStates } from '../state-codec.ts'
+import { decodeState, mergeStates } from '../state-codec.ts'
 import { snapshotLimits } from '../snapshot/snapshot-limits.ts'
 import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
@@ -51,6 +55,8 @@ export interface ReplicaConfig {
   readonly memtableBytesMax: number | undefined
   /** Auth, TLS and session files (security.ts); all optional. */
   readonly security: SecurityFiles
+  /** The hint store's bounds (limits.ts defaults, lowered by flags). */
+  readonly hintBounds: HintBounds
 }
 
 export function parseReplicaArgs(argv: string[]): ReplicaConfig {
@@ -78,6 +84,9 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
+      'hints-per-target-max': { type: 'string' },
+      'hints-max': { type: 'string' },
+      'hint-window-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
     strict: true,
@@ -112,12 +121,23 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   if (memtable !== undefined && !(Number.isInteger(memtable) && memtable >= storageLimits.memtableBytesMin && memtable <= storageLimits.memtableBytesMax)) {
     fail(`--memtable-bytes-max must be an integer from ${storageLimits.memtableBytesMin} to ${storageLimits.memtableBytesMax}`)
   }
+  const bounded = (flag: string, value: string | undefined, max: number): number => {
+    if (value === undefined) return max
+    const v = Number(value)
+    return Number.isInteger(v) && v >= 1 && v <= max ? v : fail(`--${flag} must be an integer from 1 to ${max}, got ${value}`)
+  }
+  const hintBounds: HintBounds = {
+    ...defaultHintBounds,
+    perTargetMax: bounded('hints-per-target-max', values['hints-per-target-max'], limits.hintsPerTargetMax),
+    totalMax: bounded('hints-max', values['hints-max'], limits.hintsTotalMax),
+    windowMs: bounded('hint-window-ms', values['hint-window-ms'], limits.hintWindowMs),
+  }
   return {
-    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable,
     security: {
       authFile: values['auth-file'], clusterSecretFile: values['cluster-secret-file'], sessionSecretFile: values['session-secret-file'],
       tlsCert: values['tls-cert'], tlsKey: values['tls-key'], tlsCa: values['tls-ca'],
     },
+    cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
     partitions: Number(values.partitions), n: Number(values.n), valueBytesMax,
@@ -131,6 +151,7 @@ function iso(ms: number | null): string | null {
 const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --port PORT --data-dir DIR
     --nodes n1=ws://host:port,n2=ws://host:port,... [--host 127.0.0.1] [--partitions 256] [--n 3]
     [--value-bytes-max BYTES] [--memtable-bytes-max BYTES] [--cluster NAME]
+    [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
     [--auth-file FILE --cluster-secret-file FILE] [--session-secret-file FILE]
     [--tls-cert PEM --tls-key PEM] [--tls-ca PEM]   (serve https:// and wss://; check wss:// peers against the CA)
@@ -204,7 +225,28 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
-  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, auth: security.auth })
+  // Hints for absent owners: their own log under hints/, read back before the replica serves.
+  const opened = await openHintLog(cfg.dataDir)
+  const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
+  await hints.load(opened.records, opened.problems)
+  const service = new ReplicaService({ nodeId: cfg.id, actor, engine, ring: () => ring, valueBytesMax: cfg.valueBytesMax, writeGate, hints, auth: security.auth })
+  // Replays go out on connections of their own. Reachability stand-in until membership's failure
+  // detector lands: an owner is reachable when this pool's connection to it is up (never failed, or
+  // reconnected after its backoff); swap `isReachable` for the detector's.
+  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca }))
+  const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1, ...(security.clusterSecret !== undefined ? { token: security.clusterSecret } : {}) })
+  peers.setNodes(ring.nodes)
+  const replayer = new HintReplayer({
+    store: hints, ring: () => ring, isReachable: peers.isUp, logLine: log,
+    send: async (node, key, state) => {
+      const conn = peers.get(node)
+      if (conn === undefined) throw peers.whyDown(node)
+      await conn.request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
+    },
+    now: () => Date.now(),
+    setTimeout: (fn, ms) => peerRuntime.setTimeout(fn, ms, { background: true }),
+    clearTimeout: h => peerRuntime.clearTimeout(h),
+  })
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
@@ -237,13 +279,20 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       node: cfg.id, incarnation: identity.incarnation, actor, dataDir: cfg.dataDir, storage: engine.stats(),
       snapshot: snapshotter ? { enabled: true, ...snapshotter.state(), lastManifestAt: iso(snapshotter.state().lastManifestAt) } : { enabled: false },
       restore: restoreInfo,
+      hints: hintsHealth(),
     }),
   })
+  /** Hint backlog per owner, for /health. */
+  const hintsHealth = () => {
+    const backlog: Record<string, { hints: number; bytes: number; oldestAt: string | null }> = {}
+    for (const [target, p] of hints.pending()) backlog[target] = { hints: p.hints, bytes: p.bytes, oldestAt: iso(p.oldestAt) }
+    return { ...hints.stats(), ...hints.counters, replaysInflight: replayer.replaysInflight, backlog }
+  }
   const admin: AdminCounters = { snapshotsStarted: 0, snapshotsShared: 0, snapshotsRefused: 0 }
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin), 200, { 'content-type': 'text/plain; version=0.0.4' })
+    return c.text(renderMetrics(cfg.id, service.counters, engine.stats(), extra, plane.stats, admin, hints), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
   // Flush and upload now; answers once the new manifest is in S3. Each call used to flush the
   // memtable (40 calls made 40 tiny tables and 12 compactions), so calls while one runs share it,
@@ -274,19 +323,23 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     server.once('error', fail)
     server.listen(cfg.port, cfg.host, () => { server.off('error', fail); ok() })
   })
+  replayer.start()
   // Token names and roles only, never a token.
   log('listening', {
-    url: `${security.tls ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox,
+    url: `${security.tls ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox, hints: hints.stats().hints,
     auth: security.auth ? security.auth.summary() : 'off', tls: security.tls !== undefined,
   })
   return {
     server,
     async close() {
+      replayer.stop()
+      peers.close()
       kv.close()
       await snapshotter?.close()
       plane.close()
       await new Promise<void>(ok => server.close(() => ok()))
       await engine.close()
+      await hints.close()
     },
   }
 }

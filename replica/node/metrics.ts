@@ -1,8 +1,9 @@
 // Prometheus text exposition of a replica's counters (GET /metrics): requests, frames and errors,
 // storage and snapshot gauges, the data plane's connections (open, refused and closed by reason,
-// so a flood or a client that does not read shows up here), admin snapshot calls, and the
-// process's resident memory.
+// so a flood or a client that does not read shows up here), admin snapshot calls, hinted handoff
+// (hints pending per owner, replayed, refused, dropped), and the process's resident memory.
 
+import type { HintStore } from '../hints/hint-store.ts'
 import type { ReplicaCounters } from '../replica-service.ts'
 import type { EngineStats } from '../storage/engine-types.ts'
 import type { DataPlaneStats } from './ws-data-plane.ts'
@@ -16,7 +17,7 @@ export interface AdminCounters {
 }
 
 export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineStats, extra: Record<string, number> = {},
-  plane?: DataPlaneStats, admin?: AdminCounters): string {
+  plane?: DataPlaneStats, admin?: AdminCounters, hints?: HintStore): string {
   const lines: string[] = []
   const label = (k: string, v: string) => `${k}="${v.replace(/["\\\n]/g, '_')}"`
   const n = label('node', node)
@@ -47,6 +48,20 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'started')}} ${admin.snapshotsStarted}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'shared')}} ${admin.snapshotsShared}`)
     lines.push(`ringkv_admin_snapshots_total{${n},${label('outcome', 'refused')}} ${admin.snapshotsRefused}`)
+  }
+  if (hints) {
+    const pending = hints.pending()
+    lines.push('# TYPE ringkv_hints_pending gauge')
+    for (const [target, p] of pending) lines.push(`ringkv_hints_pending{${n},${label('target', target)}} ${p.hints}`)
+    lines.push('# TYPE ringkv_hints_pending_bytes gauge')
+    for (const [target, p] of pending) lines.push(`ringkv_hints_pending_bytes{${n},${label('target', target)}} ${p.bytes}`)
+    const c = hints.counters
+    lines.push('# TYPE ringkv_hints_accepted_total counter', `ringkv_hints_accepted_total{${n}} ${c.accepted}`)
+    lines.push('# TYPE ringkv_hints_replayed_total counter', `ringkv_hints_replayed_total{${n}} ${c.replayed}`)
+    lines.push('# TYPE ringkv_hints_refused_total counter', `ringkv_hints_refused_total{${n}} ${c.refused}`)
+    lines.push('# TYPE ringkv_hints_dropped_total counter', `ringkv_hints_dropped_total{${n}} ${c.dropped}`)
+    lines.push('# TYPE ringkv_hints_corrupt_segments_total counter', `ringkv_hints_corrupt_segments_total{${n}} ${c.corruptSegments}`)
+    lines.push('# TYPE ringkv_hints_log_segments gauge', `ringkv_hints_log_segments{${n}} ${hints.stats().segments}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)

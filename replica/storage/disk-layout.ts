@@ -7,6 +7,8 @@
 //   MANIFEST.json        EngineManifest, the commit point (manifest.ts)
 //   tables/<id>.sst      SSTables named in the manifest; <id> is 6+ zero-padded digits
 //   wal/<seq>.log        WAL segments; <seq> is 8+ zero-padded digits
+//   hints/<seq>.hints    hint log segments (replica/hints/hint-log.ts): writes kept for absent
+//                        owners, apart from the replica's own data; <seq> is 8+ zero-padded digits
 //   <name>.tmp           a file being written; renamed over <name> once durable (file-util.ts)
 
 import { join } from 'node:path'
@@ -17,6 +19,7 @@ export const identityFileName = 'NODE.json'
 export const manifestFileName = 'MANIFEST.json'
 export const tablesDirName = 'tables'
 export const walDirName = 'wal'
+export const hintsDirName = 'hints'
 /** Suffix of a file being written before its rename (write-then-rename). */
 export const tmpSuffix = '.tmp'
 
@@ -68,6 +71,21 @@ export function walSegmentName(seq: number): string {
 /** The sequence of a WAL segment file name, or undefined for any other file. */
 export function walSegmentSeqOf(name: string): number | undefined {
   const m = /^(\d+)\.log$/.exec(name)
+  return m === null ? undefined : Number(m[1])
+}
+
+export function hintsDir(dir: string): string {
+  return join(dir, hintsDirName)
+}
+
+export function hintSegmentName(seq: number): string {
+  assert(Number.isSafeInteger(seq) && seq >= 0, `bad hint segment sequence ${seq}`)
+  return `${String(seq).padStart(walSeqDigits, '0')}.hints`
+}
+
+/** The sequence of a hint segment file name, or undefined for any other file. */
+export function hintSegmentSeqOf(name: string): number | undefined {
+  const m = /^(\d+)\.hints$/.exec(name)
   return m === null ? undefined : Number(m[1])
 }
 

@@ -3,7 +3,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { startEmbeddedS3 } from '../../replica/snapshot/embedded-s3.ts'
+import { startEmbeddedS3 } from '../../infra/embedded-s3.ts'
 import { runObjectStoreSuite } from './object-store-suite.ts'
 import { s3Fixture } from './s3-fixture.ts'
 

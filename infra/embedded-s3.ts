@@ -11,8 +11,8 @@ import { mkdir, chmod } from 'node:fs/promises'
 import { createServer, type IncomingMessage, type RequestListener, type Server, type ServerResponse } from 'node:http'
 import { createRequire } from 'node:module'
 import type { AddressInfo } from 'node:net'
-import { hardenHttpServer, httpServerOptions } from '../node/http-server.ts'
-import type { S3Config } from './s3-store.ts'
+import { hardenHttpServer, httpServerOptions } from '../replica/node/http-server.ts'
+import type { S3Config } from '../replica/snapshot/s3-store.ts'
 
 // s3rver ships no type declarations; this is the part of its API used here. It is a Koa app:
 // callback() is Koa's request listener, configureBuckets() what its run() does before listening.
