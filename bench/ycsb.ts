@@ -4,7 +4,7 @@
 //                    [--r 2] [--w 2] [--value-bytes 1024] [--uniform] [--max-seconds 120]
 //                    [--json] [--no-baseline] [--rate R [--max-outstanding M]]
 //                    [--yardsticks [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
-//                                  [--yardstick-ports LO-HI]] [--via sdk|http [--edge]]
+//                                  [--yardstick-ports LO-HI]] [--via sdk|http [--edge]] [--base-port P]
 //
 // 1. Baseline: a raw `ws` 1 KiB echo between this process and a second Node process, with the same
 //    number of requests in flight (bench/ws-echo.ts). Our figures are printed as a ratio to it.
@@ -31,6 +31,12 @@
 //    everysec) are started here, measured with the same value size and concurrency (etcd also open
 //    loop with --rate), stopped, and printed beside ringkv's figures with the ratios.
 //
+// 7. Where the time went (bench/replica-metrics.ts, docs/performance.md), for the load phase and
+//    the open-loop puts: the SDK's own view (kv.stats(): percentiles, and the phases of its slowest
+//    1 % of puts: start, stamp transit, the stamping replica's work and fsync wait, the replication
+//    round), the replicas' /metrics histograms over the phase (stamp, replicate, WAL fsync, flush
+//    and compaction slices, event-loop delay), and CPU per operation of the replicas and the client.
+//
 // Updates pass the causal context last seen for the key (from its load put, or a later get/put), as a
 // ringkv application must: a put without a context is concurrent with what is stored and would pile
 // up siblings on hot keys. No extra read is made for it. Latencies are per operation, in µs, in HDR
@@ -44,12 +50,13 @@ import { arch, cpus, loadavg, platform, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import cliProgress from 'cli-progress'
-import { createClient, type KvClient } from '../client/index.ts'
+import { createClient, type ClientStats, type KvClient } from '../client/index.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
 import {
   mergeErrors, runClosedLoop, runOpenLoop, summarize, summarizeOpenLoop,
   type OpSummary, type OpenLoopSummary, type PhaseResult, type StartOp,
 } from './phases.ts'
+import { combine, processCpuMs, quantileUs, scrape, subtract, type Scrape } from './replica-metrics.ts'
 import { runEchoBaseline, type EchoResult } from './ws-echo.ts'
 import { httpKv, startNodeGateway, startWorkersGateway, type RunningHttpGateway } from './http-path.ts'
 import {
@@ -64,7 +71,7 @@ const usage = `usage: npm run bench -- [--workload a|b|c] [--records R] [--ops N
        [--seeds ws://host:port,...] [--r R] [--w W] [--value-bytes B] [--uniform]
        [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M]
        [--yardsticks] [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
-       [--yardstick-ports LO-HI] [--via sdk|http [--edge]]`
+       [--yardstick-ports LO-HI] [--via sdk|http [--edge]] [--base-port P]`
 
 function die(msg: string): never {
   console.error(`bench: ${msg}\n${usage}`)
@@ -77,6 +84,8 @@ const MAX_OUTSTANDING_DEFAULT = 1024
 const MAX_OUTSTANDING_MAX = 16_384
 /** --rate: highest offered load accepted (ops/s); far past what one Node client process can send. */
 const RATE_MAX = 1_000_000
+/** Replicas the bench starts may take this long to answer /health (19 s seen on a loaded 2-core machine). */
+const CLUSTER_READY_TIMEOUT_MS = 90_000
 /** --yardstick-ports: loopback ports etcd (6) and Redis (1) may listen on. */
 const YARDSTICK_PORTS_DEFAULT = '19000-19099'
 /** --via http: operations run through each gateway before its measured phase (not counted). */
@@ -107,6 +116,7 @@ function parseConfig() {
         'yardstick-ports': { type: 'string', default: YARDSTICK_PORTS_DEFAULT },
         via: { type: 'string', default: 'sdk' },
         edge: { type: 'boolean', default: false },
+        'base-port': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
       strict: true,
@@ -162,6 +172,7 @@ function parseConfig() {
     etcdApi: etcdApi as 'grpc' | 'json',
     etcdReads: etcdReads as 'linearizable' | 'serializable',
     portLo, portHi,
+    basePort: values['base-port'] === undefined ? undefined : int('base-port', values['base-port'], 1024, 65533),
   }
   if (!seeds && (cfg.r > 3 || cfg.w > 3)) die(`--r and --w must be at most N=3 for the local cluster, got r=${cfg.r} w=${cfg.w}`)
   return cfg
@@ -350,6 +361,77 @@ async function freeBasePort(count: number): Promise<number> {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// Where the time went in a phase: the SDK's stats, the replicas' histograms, CPU per operation
+
+interface PhaseTime {
+  sdk: ClientStats
+  /** p50 / p99 / p99.9 / count per replica histogram over the phase, all replicas together (µs, power-of-two bounds). */
+  replicas: Record<string, { count: number; p50Us: number; p99Us: number; p999Us: number }>
+  /** CPU per completed operation (µs): the replica processes together (only for a cluster the bench started), and this process. */
+  cpuUsPerOp: { replicas: number | null; client: number }
+}
+
+/** Starts watching a phase; the function it returns ends the watch for `ops` operations. */
+async function watchPhase(): Promise<(ops: number) => Promise<PhaseTime>> {
+  const client = kv!
+  client.stats({ reset: true })
+  const urls = cluster?.replicas.map(r => r.httpUrl) ?? []
+  const pids = cluster?.replicas.map(r => r.pid).filter((p): p is number => p !== undefined) ?? []
+  const before = await Promise.all(urls.map(u => scrape(u).catch(() => new Map() as Scrape)))
+  const cpuBefore = await Promise.all(pids.map(processCpuMs))
+  const ownBefore = process.cpuUsage()
+  return async ops => {
+    const own = process.cpuUsage(ownBefore)
+    const cpuAfter = await Promise.all(pids.map(processCpuMs))
+    const after = await Promise.all(urls.map(u => scrape(u).catch(() => new Map() as Scrape)))
+    const sdk = client.stats({ reset: true })
+    const delta = combine(after.map((a, i) => subtract(a, before[i]!)))
+    const replicas: PhaseTime['replicas'] = {}
+    for (const [k, h] of delta) {
+      if (h.count <= 0) continue
+      replicas[k] = { count: h.count, p50Us: quantileUs(h, 0.5), p99Us: quantileUs(h, 0.99), p999Us: quantileUs(h, 0.999) }
+    }
+    let replicaCpuMs: number | null = pids.length > 0 ? 0 : null
+    cpuAfter.forEach((c, i) => {
+      const b = cpuBefore[i]
+      if (replicaCpuMs === null || c === undefined || b === undefined) replicaCpuMs = null
+      else replicaCpuMs += c - b
+    })
+    const n = Math.max(1, sdk.put.count + sdk.get.count || ops)
+    return { sdk, replicas, cpuUsPerOp: { replicas: replicaCpuMs === null ? null : (replicaCpuMs * 1000) / n, client: (own.user + own.system) / n } }
+  }
+}
+
+function printWhereTimeWent(phase: string, t: PhaseTime): void {
+  out()
+  out(`where the time went, ${phase}:`)
+  const s = t.sdk.put
+  out(`  SDK puts (kv.stats()): ${fmt(s.count)} completed, p50 ${us(s.p50Us)}, p90 ${us(s.p90Us)}, p99 ${us(s.p99Us)}, p99.9 ${us(s.p999Us)}, max ${us(s.maxUs)} (buckets of 2^(1/4))`)
+  const tail = t.sdk.putTail
+  if (tail) {
+    const p = tail.meanPhase
+    out(`  slowest 1 % (${tail.slowest} puts from ${us(tail.fromUs)}, mean ${us(tail.meanTotalUs)}): start ${us(p.start)} | stamp transit ${us(p.stampTransit)}` +
+      ` (client queue, wire, replica loop) | stamp work + group wait ${us(p.stampWork)} | stamp group fsync ${us(p.stampFsync)} | replicate ${us(p.replicate)}` +
+      ` (of which replica ${us(p.replicaService)}) | stamps sent ${p.stamps.toFixed(2)}`)
+  }
+  const row = (label: string, key: string): void => {
+    const h = t.replicas[key]
+    if (h) out(`  ${label.padEnd(28)} ${fmt(h.count).padStart(9)}  p50 ${us(h.p50Us).padStart(9)}  p99 ${us(h.p99Us).padStart(9)}  p99.9 ${us(h.p999Us).padStart(9)}`)
+  }
+  out('  replicas (/metrics over the phase, all replicas; bounds are powers of two):')
+  row('stamp (dispatch to reply)', 'ringkv_request_duration_seconds{op="stamp"}')
+  row('replicate', 'ringkv_request_duration_seconds{op="replicate"}')
+  row('get', 'ringkv_request_duration_seconds{op="get"}')
+  row('WAL group fsync', 'ringkv_storage_duration_seconds{op="wal_fsync"}')
+  row('memtable flush (whole)', 'ringkv_storage_duration_seconds{op="flush"}')
+  row('flush slice (loop held)', 'ringkv_storage_slice_seconds{work="flush"}')
+  row('compaction slice', 'ringkv_storage_slice_seconds{work="compaction"}')
+  row('event-loop delay', 'ringkv_event_loop_delay_seconds{}')
+  const c = t.cpuUsPerOp
+  out(`  CPU per operation: replicas ${c.replicas === null ? 'n/a (not started by the bench)' : `${fmt(c.replicas)} µs`} (3 processes together), client ${fmt(c.client)} µs`)
+}
+
 async function main(): Promise<void> {
   const cpuList = cpus()
   const host = { node: process.version, os: `${platform()} ${release()} ${arch()}`, cpus: cpuList.length, cpuModel: cpuList[0]?.model.trim() ?? 'unknown', loadavg1m: Number(loadavg()[0]!.toFixed(2)) }
@@ -367,9 +449,9 @@ async function main(): Promise<void> {
   let seeds = cfg.seeds
   if (!seeds) {
     dataDir = await mkdtemp(join(tmpdir(), 'ringkv-ycsb-'))
-    const basePort = await freeBasePort(3)
+    const basePort = cfg.basePort ?? await freeBasePort(3)
     note(`starting a 3-replica cluster on 127.0.0.1:${basePort}-${basePort + 2} (data in ${dataDir})...`)
-    clusterStarting = startCluster({ dataDir, basePort, httpPort: 0, replicas: 3, n: 3 })
+    clusterStarting = startCluster({ dataDir, basePort, httpPort: 0, replicas: 3, n: 3, readyTimeoutMs: CLUSTER_READY_TIMEOUT_MS })
     const started = await clusterStarting
     if (aborted) return
     cluster = started
@@ -396,11 +478,13 @@ async function main(): Promise<void> {
   const client = kv
 
   // 3. Load.
+  const watchLoad = await watchPhase()
   const load = await runPhase('load', cfg.records, i => ({
     op: 'insert',
     done: client.put(keyOf(i), value(i), { w: cfg.w }).then(r => { contexts[i] = r.context }),
   }))
   if (aborted) return
+  const loadTime = await watchLoad(cfg.records)
   const loaded = load.stats.get('insert')
 
   // 4. Run.
@@ -466,9 +550,12 @@ async function main(): Promise<void> {
 
   // 5. Open loop at --rate: puts alone (the tail the issue is about; keys in order, see the top), then the workload's mix.
   let open: { puts: OpenLoopSummary; run: OpenLoopSummary } | null = null
+  let openPutTime: PhaseTime | null = null
   if (cfg.rate !== undefined) {
+    const watchOpen = await watchPhase()
     const puts = await runOpenPhase('open puts', cfg.ops, i => update(i, i % cfg.records))
     if (aborted) return
+    openPutTime = await watchOpen(cfg.ops)
     const openRun = await runOpenPhase('open run', cfg.ops, runOp)
     if (aborted) return
     open = { puts: summarizeOpenLoop(puts, cfg.ops), run: summarizeOpenLoop(openRun, cfg.ops) }
@@ -525,6 +612,7 @@ async function main(): Promise<void> {
     via: via.length > 0 ? [{ name: 'SDK (direct quorum)', opsPerSec: okRun / run.seconds, read, update: updated, errors: runErrors }, ...via] : null,
     openLoop: open ? { ...open, readsNotFound: openReads.notFound, readsWithSiblings: openReads.siblingReads, maxSiblings: openReads.maxSiblings } : null,
     yardsticks,
+    whereTimeWent: { load: loadTime, openPuts: openPutTime },
   }
 
   if (cfg.json) {
@@ -606,6 +694,8 @@ async function main(): Promise<void> {
   out(`  replicas in parallel, answered by R=${cfg.r} (no fsync). The echo is 1 round trip, no codec, no disk, so a put`)
   out('  cannot exceed ~0.5x of it and a get ~1x (less: each op also costs the replicas CPU on this 2-core machine).')
   out('  Per-op ops/s in the run phase are shares of the mix (e.g. reads/s in workload A is about half the total).')
+  printWhereTimeWent('load (puts, closed loop)', loadTime)
+  if (openPutTime) printWhereTimeWent(`open-loop puts @${fmt(cfg.rate!)}/s`, openPutTime)
   if (yardsticks) printYardsticks(yardsticks, { concurrency: cfg.concurrency, valueBytes: cfg.valueBytes, workload: config.workload, rate: cfg.rate }, out)
 }
 

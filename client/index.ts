@@ -16,14 +16,15 @@
 
 import { badRequest, badRequestCausedBy, isKvError, KvError, QuorumError } from '../coordinator/errors.ts'
 import {
-  callOptionChecks, coordinatorOptionIssues, KvCoordinator, optionIssues, runtimeIssue, show, type ReadResult,
+  callOptionChecks, coordinatorOptionIssues, KvCoordinator, optionIssues, runtimeIssue, show, type Endpoints, type ReadResult,
 } from '../coordinator/kv-coordinator.ts'
 import { limits } from '../coordinator/limits.ts'
+import type { ClientStats } from '../coordinator/metrics/op-stats.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { nodeWebSocket, systemRuntime, type Runtime, type WebSocketCtor } from '../coordinator/runtime.ts'
 
 export { KvError, QuorumError, isKvError }
-export type { Ring }
+export type { ClientStats, Endpoints, Ring }
 
 export type Value = string | Uint8Array
 /** Merges siblings into one value. Must be deterministic; it may be given tombstone-free values only. */
@@ -182,6 +183,28 @@ export class KvClient {
 
   async ring(): Promise<Ring> {
     return (await this.coordinator).getRing()
+  }
+
+  /**
+   * This client's latency since it was made (or since `stats({ reset: true })`): a histogram summary
+   * of completed puts and gets (µs), and where the slowest 1 % of recent puts spent their time
+   * (docs/performance.md). `reset` starts a new period after reading this one.
+   */
+  stats(opts: { reset?: boolean } = {}): ClientStats {
+    const c = this.ready
+    const empty = { count: 0, meanUs: 0, p50Us: 0, p90Us: 0, p99Us: 0, p999Us: 0, maxUs: 0 }
+    if (!c) return { put: empty, get: empty, putTail: null }
+    const s = c.opStats.stats()
+    if (opts?.reset === true) c.opStats.reset()
+    return s
+  }
+
+  /**
+   * The preference list of `key` on the ring this client knows (Cassandra's getendpoints): its
+   * partition, primaries then fallbacks, each with its url and whether this client finds it up.
+   */
+  async endpoints(key: string): Promise<Endpoints> {
+    return (await this.coordinator).endpoints(key)
   }
 
   /** The transport's view: is this replica reachable right now? */

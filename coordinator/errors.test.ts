@@ -31,11 +31,14 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
   Timeout: { kind: 'Timeout', timeoutMs: 1500 },
   StorageFull: { kind: 'StorageFull', bytes: 2 ** 31, bytesMax: 2 ** 30 },
   Corruption: { kind: 'Corruption', file: 'tables/000012.sst', offset: 40960 },
+  ChecksumMismatch: { kind: 'ChecksumMismatch', expected: 0xdeadbeef, actual: 12 },
   ProtocolError: { kind: 'ProtocolError', detail: 'reply type mismatch' },
   Internal: { kind: 'Internal' },
   Unauthorized: { kind: 'Unauthorized' },
   Forbidden: { kind: 'Forbidden', role: 'read', required: 'write' },
   SessionNotMet: { kind: 'SessionNotMet', replied: 1, timeoutMs: 1000 },
+  NotPrimary: { kind: 'NotPrimary', partition: 17, node: 'n2' },
+  NotOwner: { kind: 'NotOwner', ringVersion: 7, partition: 42 },
 }
 
 function sample(kind: KvErrorKind): KvError {

@@ -62,6 +62,11 @@ export const errorTable = {
   /** A replica whose snapshots are too far behind refuses writes. */
   StorageFull: { status: 507, data: z.object({ bytes: count, bytesMax: count }) },
   Corruption: { status: 500, data: z.object({ file: text, offset: count }) },
+  /**
+   * A handoff batch whose checksum does not match its bytes: damaged or forged on the way, so none
+   * of it is stored; the sender sends it again.
+   */
+  ChecksumMismatch: { status: 400, data: z.object({ expected: count, actual: count }) },
   /** A peer broke the protocol; `detail` when the sender gave one (replicas say it in the message). */
   ProtocolError: { status: 500, data: z.object({ detail: text.optional() }) },
   Internal: { status: 500, data: z.object({}) },
@@ -75,7 +80,18 @@ export const errorTable = {
    * not be kept, so nothing older is returned. `replied`: replicas that answered.
    */
   SessionNotMet: { status: 503, data: z.object({ replied: count, timeoutMs: ms.optional() }) },
-} as const satisfies Record<string, { readonly status: 400 | 401 | 403 | 409 | 413 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
+  /**
+   * An anti-entropy request named a partition the replica (`node`) is not a primary of: a peer with
+   * another ring, or one lying about the partitions it holds. Nothing is exchanged.
+   */
+  NotPrimary: { status: 409, data: z.object({ partition: count, node: replicaName }) },
+  /**
+   * The replica neither owns the key's partition, nor stands in for an owner (a hint), nor is
+   * receiving it by handoff, under the ring `ringVersion` it answered with: the caller's ring is
+   * stale (or ahead); fetch the ring and retry (the SDK does, once).
+   */
+  NotOwner: { status: 421, data: z.object({ ringVersion: count, partition: count }) },
+} as const satisfies Record<string, { readonly status: 400 | 401 | 403 | 409 | 413 | 421 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
 
 type Table = typeof errorTable
 export type KvErrorKind = keyof Table

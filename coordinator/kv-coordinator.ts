@@ -9,14 +9,16 @@
 // can end the process: the drivers catch what the quorum, merge or context encoding throw from
 // inside reply callbacks and reject the call with it, instead of leaving an unhandled rejection.
 
-import { asKvError, authFailureOf, badRequest, failureRecord, KvError, type ReplicaFailure } from './errors.ts'
+import { asKvError, authFailureOf, badRequest, failureRecord, KvError, QuorumError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
+import { OpStats } from './metrics/op-stats.ts'
+import { turnCachedClock } from './metrics/turn-clock.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
 import { preferenceList, sloppyTargets, validateRing, type Ring, type RingNode, type SloppyTarget } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
-import { shownUrl } from './transport/connection.ts'
+import { neverSent, shownUrl } from './transport/connection.ts'
 import { ConnectionPool } from './transport/connection-pool.ts'
 import { decodeContext, encodeContext } from './version/context.ts'
 import { context as contextOf, isDeleted, values as valuesOf, type DvvSet, type VersionVector } from './version/dvv.ts'
@@ -64,6 +66,21 @@ export interface WriteResult {
   readonly context: string
   readonly state: DvvSet
   readonly acked: readonly string[]
+}
+
+/** A key's replicas (kv.endpoints, `ringkv endpoints KEY`). */
+export interface Endpoints {
+  readonly ringVersion: number
+  readonly partition: number
+  readonly primaries: ReadonlyArray<{ readonly node: string; readonly url: string; readonly up: boolean }>
+  readonly fallbacks: ReadonlyArray<{ readonly node: string; readonly url: string; readonly up: boolean }>
+}
+
+/** True when `e` (or a replica's failure inside a QuorumError) is NotOwner: the caller's ring is stale. */
+export function isNotOwner(e: unknown): boolean {
+  if (!(e instanceof KvError)) return false
+  if (e.kind === 'NotOwner') return true
+  return e instanceof QuorumError && [...e.failures.values()].some(f => f instanceof KvError && f.kind === 'NotOwner')
 }
 
 /** What /health reports: how many replicas of the ring answered a probe just now, and why not the others. */
@@ -188,10 +205,15 @@ export class KvCoordinator {
   private ring: Ring | undefined
   private discovery: RingDiscovery | undefined
   private probing: Promise<Reachability> | undefined
+  private refreshing: Promise<Ring | undefined> | undefined
   private closed = false
   /** Read repairs in flight, shared by every read (bounded by limits.readRepairsInflightMax). */
   private readonly repairs = { inflight: 0 }
   private readonly defaults: { r: number | undefined; w: number | undefined; timeoutMs: number; sloppy: boolean; valueBytesMax: number }
+  /** Latency of completed puts and gets, and where the slowest puts spent their time (kv.stats()). */
+  readonly opStats = new OpStats()
+  /** The runtime's monotonic clock (ms) for opStats, its wall clock when it has none. */
+  private readonly clock: () => number
 
   constructor(private readonly opts: CoordinatorOptions) {
     const issues = coordinatorOptionIssues('KvCoordinator', opts)
@@ -199,11 +221,18 @@ export class KvCoordinator {
     if (rtIssue !== undefined) issues.push(`KvCoordinator: runtime ${rtIssue}`)
     if (issues.length > 0) throw badRequest(...issues)
     this.seeds = [...opts.seeds]
+    const rt = opts.runtime
+    this.clock = turnCachedClock(rt.hrNow ? () => rt.hrNow!() : () => rt.now())
     this.defaults = {
       r: opts.r, w: opts.w, timeoutMs: opts.timeoutMs ?? limits.requestTimeoutMsDefault,
       sloppy: opts.sloppy ?? true, valueBytesMax: opts.valueBytesMax ?? limits.valueBytesDefault,
     }
-    const connOpts = { client: opts.client ?? 'ringkv', perReplica: opts.connectionsPerReplica ?? limits.connectionsPerReplicaDefault, onHello: (h: ReplyBody<'hello'>) => this.learnRing(h.ring), ...(opts.token !== undefined ? { token: opts.token } : {}) }
+    const connOpts = {
+      client: opts.client ?? 'ringkv', perReplica: opts.connectionsPerReplica ?? limits.connectionsPerReplicaDefault,
+      onHello: (h: ReplyBody<'hello'>) => this.learnRing(h.ring),
+      onRingVersion: this.noteRingVersion,
+      ...(opts.token !== undefined ? { token: opts.token } : {}),
+    }
     this.pool = new ConnectionPool(opts.runtime, connOpts)
     this.seedPool = new ConnectionPool(opts.runtime, { ...connOpts, perReplica: 1 })
     this.seedPool.setNodes(this.seeds.map((url, i) => ({ id: `seed${i}`, url })))
@@ -249,6 +278,58 @@ export class KvCoordinator {
     })
   }
 
+  /**
+   * A reply said which ring version it was served under: a newer one than ours means the ring
+   * changed (a join, a leave), so fetch it from that replica. One fetch at a time; cheap when the
+   * version is ours (one comparison per reply).
+   */
+  private readonly noteRingVersion = (version: number, node: string): void => {
+    if (this.ring === undefined || version <= this.ring.version || this.refreshing !== undefined || this.closed) return
+    void this.refreshRing(this.opts.runtime.now() + this.defaults.timeoutMs, node)
+  }
+
+  /**
+   * Fetches the ring from `prefer` (the replica that showed a newer version or refused as NotOwner)
+   * and up to limits.seedsAskedAtOnce other nodes of the ring; resolves once one answered (or all
+   * failed) with the newest ring known. Shared by concurrent callers.
+   */
+  refreshRing(until: number, prefer?: string): Promise<Ring | undefined> {
+    this.refreshing ??= (async () => {
+      const ring = this.ring
+      if (ring === undefined) return undefined
+      const nodes = [...new Set([...(prefer !== undefined ? [prefer] : []), ...ring.nodes.map(n => n.id)])].slice(0, limits.seedsAskedAtOnce + 1)
+      const left = Math.max(1, until - this.opts.runtime.now())
+      await new Promise<void>(done => {
+        let pending = nodes.length
+        const settle = () => { if (--pending <= 0) done() }
+        for (const node of nodes) {
+          const conn = this.pool.get(node)
+          if (conn === undefined) { settle(); continue }
+          conn.request('ring', {}, left).then(reply => {
+            try { this.learnRing(reply.ring) } catch { /* a ring we refuse: another node answers */ }
+            done()
+          }, settle)
+        }
+      })
+      return this.ring
+    })().finally(() => { this.refreshing = undefined })
+    return this.refreshing
+  }
+
+  /**
+   * The preference list of `key` on the ring this coordinator knows: its partition, primaries and
+   * fallbacks, each with its url and whether the transport finds it up (Cassandra's getendpoints).
+   */
+  async endpoints(key: string): Promise<Endpoints> {
+    this.checkOpen()
+    this.checkKey(key)
+    const ring = await this.getRing()
+    const pl = preferenceList(ring, key)
+    const url = new Map(ring.nodes.map(n => [n.id, n.url]))
+    const view = (node: string) => ({ node, url: url.get(node) ?? '', up: this.pool.isUp(node) })
+    return { ringVersion: ring.version, partition: pl.partition, primaries: pl.primaries.map(view), fallbacks: pl.fallbacks.map(view) }
+  }
+
   private learnRing(wire: ReplyBody<'ring'>['ring']): Ring {
     if (this.ring && this.ring.version >= wire.version) return this.ring
     const ring: Ring = { version: wire.version, partitions: wire.partitions, n: wire.n, nodes: wire.nodes as RingNode[], owners: wire.owners }
@@ -258,8 +339,33 @@ export class KvCoordinator {
     return ring
   }
 
-  /** Write `value` (null = delete, as a tombstone) under `key`. */
-  async put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
+  /**
+   * Write `value` (null = delete, as a tombstone) under `key`. A replica that answers NotOwner says
+   * our ring is stale: fetch the ring and try once more, within the same deadline.
+   */
+  put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
+    const startedAt = this.opts.runtime.now()
+    return this.putOnce(key, value, opts).catch(e =>
+      this.againIfNotOwner(e, opts, startedAt, deadline => this.putOnce(key, value, { ...opts, deadline })))
+  }
+
+  /**
+   * After a NotOwner: refresh the ring and run `again` once, by the call's own deadline (counted
+   * from `startedAt`). Only reached once the first attempt has validated the options.
+   */
+  private async againIfNotOwner<T>(e: unknown, opts: { readonly timeoutMs?: number | undefined; readonly deadline?: Deadline | undefined },
+    startedAt: number, again: (deadline: Deadline) => Promise<T>): Promise<T> {
+    if (!isNotOwner(e) || this.closed) throw e
+    const timeoutMs = opts.timeoutMs ?? this.defaults.timeoutMs
+    const deadline = opts.deadline ?? { at: startedAt + timeoutMs, timeoutMs }
+    const before = this.ring?.version
+    const prefer = e instanceof QuorumError ? [...e.failures].find(([, f]) => f instanceof KvError && f.kind === 'NotOwner')?.[0] : undefined
+    await this.refreshRing(deadline.at, prefer)
+    if (this.ring?.version === before) throw e
+    return again(deadline)
+  }
+
+  private async putOnce(key: string, value: Uint8Array | null, opts: WriteOptions): Promise<WriteResult> {
     this.checkOpen()
     const keyBytes = this.checkKey(key)
     if (value !== null && !(value instanceof Uint8Array)) throw badRequest(`value must be bytes (a Uint8Array), got ${show(value)}`)
@@ -268,6 +374,7 @@ export class KvCoordinator {
         `value is ${value.byteLength} bytes, over the ${this.defaults.valueBytesMax}-byte limit`)
     }
     this.checkOptions('put', opts)
+    const t0 = this.clock()
     const context = opts.context ? decodeContext(opts.context) : {}
     const deadline = this.deadlineOf(opts)
     // No await once the ring is known: each await is a trip through the microtask queue per request.
@@ -281,7 +388,7 @@ export class KvCoordinator {
     // A stamp that takes too long moves on to the next node while there is time left to finish there.
     const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(left / 3)))
     return new Promise<WriteResult>((resolve, reject) => {
-      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject).start(left)
+      new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject, this.opStats, this.clock, t0).start(left)
     })
   }
 
@@ -301,10 +408,16 @@ export class KvCoordinator {
     return this.put(key, null, { context, w: opts.w, sloppy: opts.sloppy, deadline })
   }
 
-  async get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
+  get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
+    const startedAt = this.opts.runtime.now()
+    return this.getOnce(key, opts).catch(e => this.againIfNotOwner(e, opts, startedAt, deadline => this.getOnce(key, { ...opts, deadline })))
+  }
+
+  private async getOnce(key: string, opts: ReadOptions): Promise<ReadResult> {
     this.checkOpen()
     const keyBytes = this.checkKey(key)
     this.checkOptions('get', opts)
+    const t0 = this.clock()
     const deadline = this.deadlineOf(opts)
     const ring = this.ring ?? await this.ringBy(deadline)
     const r = this.quorumParam('r', opts.r ?? this.defaults.r, ring)
@@ -321,7 +434,7 @@ export class KvCoordinator {
     for (const p of chosen.down) (skipped ??= new Map()).set(p, this.pool.whyDown(p))
     const q = new ReadQuorum({ r, targets: targets.map(t => t.node), primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor })
     return new Promise<ReadResult>((resolve, reject) => {
-      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, targets, left, this.repairs, resolve, reject).start()
+      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, targets, left, this.repairs, resolve, reject, this.opStats, this.clock, t0).start()
     })
   }
 
@@ -520,6 +633,14 @@ class WriteDriver {
   private timer: unknown
   private deadline = 0
   private timeoutMs = 0
+  // For opStats (op-stats.ts putPhases): when the first stamp left, when a stamp came back, what
+  // the stamping replica said about its time, and the replica time on the ack that made the quorum.
+  private stamps = 0
+  private stampSentAt = 0
+  private stampedAt = 0
+  private stampServiceUs = 0
+  private stampFsyncUs = 0
+  private replicaServiceUs = 0
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -529,6 +650,9 @@ class WriteDriver {
     private readonly stampTimeoutMs: number,
     private readonly resolve: (r: WriteResult) => void,
     private readonly reject: (e: Error) => void,
+    private readonly stats: OpStats,
+    private readonly clock: () => number,
+    private readonly startedAt: number,
   ) {}
 
   start(timeoutMs: number): void {
@@ -564,7 +688,18 @@ class WriteDriver {
       this.reject(new KvError(k.data, `the write was acknowledged by ${o.acked.join(', ')}, but its context cannot be returned: ${k.message}`, { cause: e }))
       return
     }
+    this.recordStats()
     this.resolve({ context, state: o.state, acked: o.acked })
+  }
+
+  private recordStats(): void {
+    const end = this.clock()
+    const toUs = 1000
+    const stamped = this.stampedAt > 0 ? this.stampedAt : end
+    const stampRoundUs = (stamped - this.stampSentAt) * toUs
+    this.stats.recordPut((end - this.startedAt) * toUs, (this.stampSentAt - this.startedAt) * toUs,
+      Math.max(0, stampRoundUs - this.stampServiceUs), Math.max(0, this.stampServiceUs - this.stampFsyncUs), this.stampFsyncUs,
+      (end - stamped) * toUs, this.replicaServiceUs, this.stamps)
   }
 
   /** A throw from the quorum or a callback: settle the call with it (a bug becomes Internal). */
@@ -585,16 +720,20 @@ class WriteDriver {
       const left = Math.max(1, this.deadline - this.rt.now())
       const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
       if (a.kind === 'stamp') {
+        if (this.stamps++ === 0) this.stampSentAt = this.clock()
         conn.request('put', { key, context, value, ...hint }, Math.min(left, this.stampTimeoutMs), approx)
           .then(reply => this.onStamped(node, reply), e => this.onStampFailed(node, e))
       } else {
         conn.request('replicate', { key, state: a.state, ...hint }, left, approx)
-          .then(() => this.onReplicated(node), e => this.onFailed(node, e))
+          .then(reply => this.onReplicated(node, reply), e => this.onFailed(node, e))
       }
     }
   }
 
   private onStamped(node: string, reply: ReplyBody<'put'>): void {
+    this.stampedAt = this.clock()
+    this.stampServiceUs = reply.serviceUs ?? 0
+    this.stampFsyncUs = reply.fsyncUs ?? 0
     let state: DvvSet
     try {
       state = withElidedValue(reply, this.req.value)
@@ -610,7 +749,8 @@ class WriteDriver {
     }
   }
 
-  private onReplicated(node: string): void {
+  private onReplicated(node: string, reply: ReplyBody<'replicate'>): void {
+    this.replicaServiceUs = reply.serviceUs ?? 0
     try {
       this.run(this.q.onReplicated(node))
       this.check()
@@ -632,14 +772,31 @@ class WriteDriver {
    * A stamp refused for what the request is (a bad context, a value or key state past a bound) would
    * be refused by every replica alike, and a fallback with no state for the key would wrongly accept
    * it: the write ends here with that error (TooManySiblings carries the context to resolve with).
-   * Anything else (a timeout, a lost connection, an overloaded replica) moves to the next node.
+   * A stamp that never left this process, or that the replica refused before writing (Overloaded,
+   * StorageFull: its admission checks),
+   * moves to the next node. Any other failure (a timeout, a lost connection, a storage error) leaves
+   * it unknown whether the replica stored the stamp: a second stamp elsewhere would give the one
+   * write two dots, and a delete that read only one of them would leave the other standing (the
+   * simulator found a deleted value resurrected that way, seed 1179, docs/simulation.md). The write
+   * then ends with that error, its outcome unknown to the caller, as when a Dynamo coordinator dies.
    */
   private onStampFailed(node: string, e: unknown): void {
-    if (this.settled || !isRefusal(e)) { this.onFailed(node, e); return }
+    if (this.settled) return
+    // NotOwner: the replica stored nothing, and the caller's ring is stale: the write ends with it and
+    // the SDK refreshes its ring and retries once.
+    const notOwner = e instanceof KvError && e.kind === 'NotOwner'
+    if (!isRefusal(e) && !notOwner && (neverSent(e) || refusedBeforeWriting(e))) { this.onFailed(node, e); return }
     this.settled = true
     this.rt.clearTimeout(this.timer)
-    this.reject(e)
+    if (isRefusal(e) || notOwner) { this.reject(e); return }
+    const k = asKvError(e, `stamp at ${node}`)
+    this.reject(new KvError(k.data, `the write's stamp at ${node} failed after it was sent, so it may be stored there (outcome unknown; read before writing again): ${k.message}`, { cause: e }))
   }
+}
+
+/** Error replies a replica gives before it writes anything (replica-service.ts admitWrite). */
+function refusedBeforeWriting(e: unknown): boolean {
+  return e instanceof KvError && (e.kind === 'Overloaded' || e.kind === 'StorageFull')
 }
 
 /**
@@ -665,6 +822,9 @@ class ReadDriver {
     private readonly repairs: { inflight: number },
     private readonly resolve: (r: ReadResult) => void,
     private readonly reject: (e: Error) => void,
+    private readonly stats: OpStats,
+    private readonly clock: () => number,
+    private readonly startedAt: number,
   ) {}
 
   start(): void {
@@ -730,6 +890,7 @@ class ReadDriver {
         if (this.q.complete) this.repair()
         return
       }
+      this.stats.get.recordMs(this.clock() - this.startedAt)
       this.resolve({ found: state !== null && !isDeleted(state), values: state ? valuesOf(state) : [], context, state })
     }
     if (this.q.complete) this.repair()

@@ -6,6 +6,24 @@
 import { assert } from './assert.ts'
 
 export const limits = {
+  // Latency histograms (coordinator/metrics/histogram.ts, docs/performance.md).
+  /** Fine buckets per power of two: a percentile read from them is within 2^(1/4), 19 %, of the truth. */
+  latencyHistogramBucketsPerOctave: 4,
+  /** Powers of two the buckets cover from 1 µs: 2^26 µs is 67 s; anything slower lands in the last bucket. */
+  latencyHistogramOctaves: 26,
+  /**
+   * Completed puts whose phases the SDK remembers (a ring buffer, overwritten oldest first), from
+   * which kv.stats() says where the slowest 1 % spent their time.
+   */
+  opPhaseSamplesMax: 8192,
+  /**
+   * Largest service time (µs) a replica reports in a put or replicate reply (`serviceUs`, `fsyncUs`,
+   * for the SDK's per-phase breakdown); longer times are sent as this.
+   */
+  replyTimingUsMax: 2 ** 31 - 1,
+  /** Resolution (ms) of the event-loop delay histogram (perf_hooks.monitorEventLoopDelay) of each server process. */
+  eventLoopDelayResolutionMs: 10,
+
   // Data model (README.md "API"; docs/limits.md).
   keyBytesMax: 512,
   valueBytesDefault: 1024 * 1024,
@@ -98,6 +116,14 @@ export const limits = {
    * the replica, and used to take every connection down for every caller of the client.
    */
   timeoutResetsConnectionMsMin: 100,
+  /**
+   * Before such a reset the connection is asked for a sign of life (a `ring` request): it is reset
+   * only if nothing at all arrives within this. A replica that is merely slow (a long fsync, a
+   * CPU-starved event loop) answers; resetting it failed every request on the connection and
+   * marked the replica down, so that under load one slow moment turned into a collapse of every
+   * write (docs/performance.md). A paused replica is still found out, this much later.
+   */
+  silenceProbeTimeoutMs: 250,
   /** retryAfterMs of the Overloaded error a caller gets when a connection's queue is full. */
   queueFullRetryAfterMs: 10,
   connectTimeoutMs: 2000,
@@ -164,6 +190,8 @@ export const limits = {
    * node's default of 30 s would let a request that never finishes its headers live up to 40 s.
    */
   httpTimeoutCheckMs: 1000,
+  /** Largest body an admin route that takes JSON (POST /admin/transfer, /admin/stop-forwarding) reads; past it 413. */
+  adminBodyBytesMax: 32 * 1024,
   /** POST /admin/snapshot: calls while one runs share it; a new one starts at most this often. */
   adminSnapshotIntervalMs: 10_000,
   /** retryAfterMs of an Overloaded reply from a replica whose pending writes are at their bound. */
@@ -218,6 +246,147 @@ export const limits = {
   /** Bytes of the session's HMAC-SHA-256 tag that it carries. */
   sessionMacBytes: 16,
 
+  // Membership (docs/membership.md): gossip, the phi-accrual failure detector, ring changes.
+  /** How often a replica gossips its cluster state to one random peer (default; --gossip-interval-ms). */
+  gossipIntervalMsDefault: 1000,
+  gossipIntervalMsMin: 10,
+  gossipIntervalMsMax: 60_000,
+  /** Longest a gossip exchange (request and reply) may take before it counts as failed. */
+  gossipTimeoutMs: 2000,
+  /**
+   * Gossip messages a replica answers per second; more get Overloaded. A peer gossips once per
+   * interval, so this leaves room for a whole cluster of peers gossiping at the fastest interval.
+   */
+  gossipReceivedPerSecMax: 200,
+  /** Phi above which a peer is unreachable (Hayashibara 2004; Cassandra's and Akka's default 8). */
+  phiThresholdDefault: 8,
+  phiThresholdMax: 64,
+  /** phi as /members shows it is capped here (a long-silent peer's phi is Infinity, which JSON cannot say). */
+  phiShownMax: 1000,
+  /** Heartbeat intervals a phi detector remembers (Akka's max-sample-size). */
+  phiSamplesMax: 1000,
+  /** Floor of the standard deviation of heartbeat intervals: a too-regular peer is not convicted for one late beat. */
+  phiMinStdMs: 200,
+  /**
+   * Pause a peer may take before phi starts to rise (Akka's acceptable-heartbeat-pause): heartbeats
+   * travel by gossip, so a gap of a few intervals is ordinary, and so is a GC or event-loop stall.
+   */
+  phiAcceptablePauseMs: 2000,
+  /** Highest ring version, member generation or heartbeat accepted: far below 2^53, so +1 never overflows. */
+  membershipCounterMax: 2 ** 48,
+  /**
+   * Largest jump a gossiped ring version may make past the local one: each membership change adds a
+   * few versions, so a jump of thousands is forged (or a bug), not news.
+   */
+  ringVersionGapMax: 1000,
+  /** Transfers one plan may list (every partition entering every preference list at once). */
+  planTransfersMax: (1 << 16) * 16,
+  /**
+   * Partition transfers membership hands to handoff at once, per sending replica: as many as one
+   * handoff sweep streams together (handoffTransfersInFlightMax), so they share one engine scan.
+   */
+  transfersInflightMax: 8,
+  /** Wait between retries of a failed transfer. */
+  transferRetryMs: 1000,
+  /** A joining replica asks its seed for the cluster state this long before giving up. */
+  joinTimeoutMs: 30_000,
+  /** A replica that has left gossips its last state to this many peers before it exits. */
+  leaveFarewellPeers: 3,
+  // Handoff: moving a partition's keys to a new owner (docs/handoff.md).
+  /**
+   * Bytes of handoff batches one replica sends per second, all its transfers together, unless its
+   * --handoff-bytes-per-sec says otherwise (at most handoffBytesPerSecMax): handoff is background
+   * work and must leave the disk and the network to the foreground writes.
+   */
+  handoffBytesPerSecDefault: 16 * 1024 * 1024,
+  handoffBytesPerSecMax: 1024 * 1024 * 1024,
+  /**
+   * States' bytes in one handoff batch (riak_core's 1 MiB). A single state larger than this (up to
+   * stateBytesMax) travels alone in its batch, so that every key can move.
+   */
+  handoffBatchBytesMax: 1024 * 1024,
+  /** Smallest batch size --handoff-batch-bytes may set (tests use small batches to see progress). */
+  handoffBatchBytesMin: 1024,
+  /** Keys in one handoff batch (a receiver refuses more). */
+  handoffBatchKeysMax: 1024,
+  /** Batches of one transfer sent and not yet durably acknowledged. */
+  handoffBatchesInFlightMax: 4,
+  /**
+   * Transfers streaming at once (riak_core's handoff_concurrency is 2): they share one scan of the
+   * engine; more wait queued for the next scan.
+   */
+  handoffTransfersInFlightMax: 16,
+  /** Transfers waiting to start; more are refused with Overloaded. A leave queues every partition. */
+  handoffTransfersQueuedMax: 1 << 16,
+  /**
+   * A sweep starts this long after the first transfer is queued, so that transfers asked for in one
+   * burst (a join asks for many partitions at once) share one scan instead of one scan each.
+   */
+  handoffSweepGatherMs: 100,
+  /** Keys read from the engine per scan call while streaming (the scan holds this many in memory). */
+  handoffScanKeysMax: 256,
+  /** Longest wait for one batch's durable ack before the transfer is retried from its last ack. */
+  handoffAckTimeoutMs: 60_000,
+  /** Attempts of one transfer (each resumes from the last durable ack) before it is marked failed. */
+  handoffAttemptsMax: 8,
+  handoffRetryBackoffMsMin: 200,
+  handoffRetryBackoffMsMax: 10_000,
+  /** Highest batch sequence number; a transfer of more batches than this is a bug. */
+  handoffSeqMax: 2 ** 31 - 1,
+  /** Writes waiting to be forwarded to one transfer target; past it the transfer re-scans instead. */
+  handoffForwardQueueMax: 4096,
+  /** Forwarded writes (`replicate`) to one target awaiting their ack. */
+  handoffForwardInFlightMax: 64,
+  /** Timeout of one forwarded write; a failed forward makes its transfer re-scan. */
+  handoffForwardTimeoutMs: 10_000,
+  /** Full re-scans of one transfer forced by dropped forwards before the transfer is marked failed. */
+  handoffRescansMax: 4,
+  /** Transfers whose progress the progress file keeps (the oldest are forgotten: they restart from zero). */
+  handoffProgressEntriesMax: 4096,
+  /** Finished transfers status() keeps, the most recent ones. */
+  handoffFinishedKeptMax: 4096,
+  // Anti-entropy (docs/anti-entropy.md): per-partition Tictac trees, exchanges, tombstone reaping.
+  /**
+   * Branches under a tree's root, and segments (leaves) under each branch: a tree has
+   * aaeTreeWidth^2 segments of 4 bytes (4 KiB per partition). A partition holds about 1/256 of the
+   * keys, so 1,024 segments keep a segment at ~4 keys with a million keys in the cluster.
+   */
+  aaeTreeWidth: 32,
+  /** Pause between two exchanges of the periodic loop (one (partition, peer) pair each). */
+  aaeExchangeIntervalMs: 40,
+  /** Differing segments whose keys one aaeKeys request asks for. */
+  aaeSegmentsPerFetchMax: 64,
+  /** Most keys one aaeKeys reply carries; the rest follow with its `next` cursor. */
+  aaeKeysPerReplyMax: 1024,
+  /** Most state bytes one aaeKeys reply carries (a single larger state is sent alone). */
+  aaeKeysReplyBytesMax: 4 * 1024 * 1024,
+  /**
+   * Keys one replica repairs per second (each a local merge or a push to the peer), so that repair
+   * stays a small share of what a replica writes in the foreground (tens of thousands of puts/s).
+   */
+  aaeRepairKeysPerSecond: 5000,
+  /** State bytes one replica repairs per second. */
+  aaeRepairBytesPerSecond: 16 * 1024 * 1024,
+  /** Keys the tree rebuild at start reads per event-loop slice. */
+  aaeRebuildKeysPerSlice: 512,
+  /** Pages of aaeKeys replies one fetch of segments may take (aaeKeysPerReplyMax keys each). */
+  aaePagesPerFetchMax: 4096,
+  /** Partitions /health lists by name (the oldest last full passes); the rest are summed up. */
+  aaeHealthPartitionsShown: 8,
+  /** Longest one exchange request may wait for its reply. */
+  aaeRequestTimeoutMs: 10_000,
+  /** Exchanges queued for an on-demand repair (`ringkv repair`): at most every partition with each peer. */
+  aaeRepairQueueMax: (1 << 16) * 16,
+  /** `ringkv repair` asks each replica how far its repair got this often (its progress bar). */
+  repairPollIntervalMs: 250,
+  /** `ringkv repair` gives up waiting after this long (the repairs go on in the replicas). */
+  repairWaitMsMax: 6 * 60 * 60 * 1000,
+  /** Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it landed. */
+  tombstoneGraceMsDefault: 60 * 60 * 1000,
+  /** Tombstones per partition awaiting their grace; beyond it a tombstone is kept until a restart. */
+  tombstonesTrackedPerPartitionMax: 65536,
+  /** Tombstones one replica reaps per exchange, so reaping never stalls the loop. */
+  tombstoneReapsPerRoundMax: 256,
   // The gateway on Cloudflare Workers (edge/worker.ts, docs/edge.md).
   /**
    * Durable Objects the edge gateway spreads keys over by ring position (each holds its own sockets
@@ -314,6 +483,8 @@ assert(limits.seedsAskedAtOnce >= 1 && limits.seedHedgeMs * 3 <= limits.requestT
 assert(limits.timeoutResetsConnectionMsMin <= limits.stampTimeoutMsMax && limits.timeoutResetsConnectionMsMin <= limits.healthProbeTimeoutMs,
   'a timed-out stamp or health probe must still reset the connection of a paused replica')
 assert(limits.healthProbeTimeoutMs < limits.httpRequestTimeoutMs, 'a health probe must finish within an HTTP request')
+assert(limits.silenceProbeTimeoutMs >= limits.timeoutResetsConnectionMsMin && limits.stampTimeoutMsMax + limits.silenceProbeTimeoutMs < limits.requestTimeoutMsDefault,
+  'a paused replica must be found out within a default request timeout')
 assert(limits.errorIssuesMax >= limits.schemaIssuesMax, 'a BadRequest must carry the issues describeIssues reports')
 assert(limits.errorMessageCharsMax * 4 < limits.frameBytesMax, 'an error reply must fit a frame')
 assert(limits.walGroupRecordsMax >= limits.frameMessagesMax, 'a WAL group must cover one full frame of writes')
@@ -326,6 +497,42 @@ assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMe
 assert(limits.authTokenCharsMin <= limits.tokenCharsMax && limits.clusterSecretCharsMin <= limits.tokenCharsMax, 'a token and the cluster secret must fit a hello')
 assert(limits.sessionCharsMax >= limits.contextBytesMax + 512, 'a session must hold the largest context of one key')
 assert(limits.sessionKeysMax >= 1 && limits.sessionKeyTagBytes >= 8 && limits.sessionMacBytes >= 16, 'a session names at least one key, by 64 bits, under a 128-bit tag')
+assert(limits.latencyHistogramBucketsPerOctave >= 1 && limits.latencyHistogramOctaves >= 20 && limits.latencyHistogramOctaves <= 40,
+  'latency histograms must reach past a second and stay small')
+assert(limits.opPhaseSamplesMax >= 1000, 'the slowest 1 % of the phase samples must be at least 10 operations')
+assert(limits.eventLoopDelayResolutionMs >= 1, 'event-loop delay resolution must be at least 1 ms')
+assert(limits.gossipIntervalMsMin <= limits.gossipIntervalMsDefault && limits.gossipIntervalMsDefault <= limits.gossipIntervalMsMax, 'gossip interval default outside its range')
+assert(limits.phiThresholdDefault > 0 && limits.phiThresholdDefault <= limits.phiThresholdMax && limits.phiThresholdMax < limits.phiShownMax, 'phi threshold default outside its range')
+assert(limits.phiAcceptablePauseMs >= limits.gossipIntervalMsDefault, 'a peer must be allowed to miss a gossip round before phi rises')
+assert(Number.isSafeInteger(limits.membershipCounterMax * 2) && limits.ringVersionGapMax < limits.membershipCounterMax, 'membership counters must stay far below 2^53')
+assert(limits.planTransfersMax >= limits.partitionsMax * limits.nMax, 'a plan must be able to move every partition into every preference list')
+assert(limits.transfersInflightMax >= 1 && limits.transfersInflightMax <= limits.handoffTransfersInFlightMax, 'membership starts at most as many transfers as one handoff sweep streams')
+assert(limits.joinTimeoutMs >= limits.gossipTimeoutMs * 2, 'a join must be able to try its seed more than once')
+assert(limits.gossipTimeoutMs <= limits.requestTimeoutMsMax, 'gossip timeout above the request timeout max')
+assert(limits.handoffBytesPerSecDefault <= limits.handoffBytesPerSecMax, 'handoff default rate above its max')
+assert(limits.handoffBatchBytesMin <= limits.handoffBatchBytesMax, 'handoff batch bounds inverted')
+assert(limits.handoffBatchBytesMax + limits.handoffBatchKeysMax * (limits.keyBytesMax + 16) <= limits.frameBytesMax,
+  'a full handoff batch must fit one frame')
+assert(limits.stateBytesMax + limits.keyBytesMax + 64 <= limits.frameBytesMax, 'a batch of one largest state must fit one frame')
+assert(limits.handoffBatchKeysMax <= limits.walGroupRecordsMax, 'one batch must fit one WAL group of records')
+assert(limits.handoffBatchKeysMax * limits.handoffBatchesInFlightMax * limits.handoffTransfersInFlightMax <= limits.replicaPendingWritesMax,
+  'a receiver must admit every batch in flight to it')
+assert(limits.handoffTransfersInFlightMax <= limits.handoffTransfersQueuedMax, 'handoff in-flight above queued bound')
+assert(limits.handoffForwardInFlightMax <= limits.inflightPerConnectionMax, 'forwards in flight above a connection\'s bound')
+assert(limits.handoffRetryBackoffMsMin <= limits.handoffRetryBackoffMsMax, 'handoff backoff min above max')
+assert(limits.adminBodyBytesMax >= 2 * (limits.urlCharsMax + limits.nameCharsMax) * 4, 'an admin transfer request with the longest URL and id must fit')
+assert(limits.handoffSweepGatherMs < limits.handoffRetryBackoffMsMax, 'gathering transfers must not outlast a retry backoff')
+assert(limits.handoffProgressEntriesMax >= limits.handoffTransfersInFlightMax, 'progress must be kept for every transfer in flight')
+assert(limits.handoffScanKeysMax >= 1 && limits.handoffAttemptsMax >= 1 && limits.handoffRescansMax >= 0, 'handoff counts must be positive')
+assert(limits.aaeTreeWidth >= 2 && (limits.aaeTreeWidth & (limits.aaeTreeWidth - 1)) === 0, 'tree width must be a power of two')
+assert(Math.log2(limits.aaeTreeWidth) * 2 + Math.log2(limits.partitionsMax) <= 32, 'partition and segment bits must fit one 32-bit key hash')
+assert(limits.aaeSegmentsPerFetchMax <= limits.aaeTreeWidth * limits.aaeTreeWidth, 'a fetch asks for at most every segment')
+assert(limits.aaeKeysReplyBytesMax + limits.aaeKeysPerReplyMax * (limits.keyBytesMax + 64) < limits.frameBytesMax,
+  'an aaeKeys reply (its state budget, or one state alone, with its keys) must fit one frame')
+assert(limits.aaeRepairKeysPerSecond > 0 && limits.aaeRepairBytesPerSecond >= limits.stateBytesMax, 'repair must be able to move the largest state')
+assert(limits.aaeExchangeIntervalMs * limits.partitionsDefault * 2 < 60_000, 'a full pass over the default ring with two peers must take under a minute')
+assert(limits.aaeRequestTimeoutMs <= limits.requestTimeoutMsMax, 'exchange timeout above the request timeout max')
+assert(limits.tombstoneReapsPerRoundMax <= limits.tombstonesTrackedPerPartitionMax, 'reaps per round above tracked tombstones')
 assert(limits.hintsPerTargetMax <= limits.hintsTotalMax && limits.hintBytesPerTargetMax <= limits.hintBytesTotalMax,
   'one owner\'s hints must fit the store\'s total')
 assert(limits.hintBytesPerTargetMax >= limits.stateBytesMax, 'one hint of the largest state must fit an owner\'s bound')

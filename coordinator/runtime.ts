@@ -22,6 +22,11 @@ export interface Runtime {
   tick(fn: () => void): void
   random(): number
   connect: SocketFactory
+  /**
+   * A monotonic clock in fractional milliseconds for latency statistics (kv.stats()); `now` is used
+   * when absent. Never used for deadlines.
+   */
+  hrNow?(): number
 }
 
 /** A WebSocket constructor: the global one where present, `ws` injected on Node 20. */
@@ -29,6 +34,7 @@ export type WebSocketCtor = new (url: string) => SocketLike
 
 export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
   const g = globalThis as unknown as {
+    performance?: { now(): number }
     setImmediate?: (fn: () => void) => unknown
     setTimeout: (fn: () => void, ms: number) => unknown
     clearTimeout: (h: unknown) => void
@@ -45,6 +51,7 @@ export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
     tick,
     random: () => Math.random(),
     connect: url => new WebSocketImpl(url),
+    ...(g.performance ? { hrNow: () => g.performance!.now() } : {}),
   }
 }
 

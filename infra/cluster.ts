@@ -26,7 +26,7 @@ const replicaMain = join(root, 'replica', 'node', 'main.ts')
  * so the bundle lives under node_modules/.cache where they resolve.
  */
 let replicaBundle: Promise<string> | undefined
-function buildReplicaBundle(): Promise<string> {
+export function buildReplicaBundle(): Promise<string> {
   replicaBundle ??= (async () => {
     const dir = join(root, 'node_modules', '.cache', 'ringkv')
     const out = await esbuild.build({
@@ -73,6 +73,13 @@ export interface ClusterOptions {
   readonly clusterSecretFile?: string
   /** PEM files: replicas and the gateway serve https:// and wss://; `ca` (default: the cert) checks them. */
   readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string }
+  /**
+   * Join the cluster of this member (ws://host:port) instead of starting a new one: the replicas
+   * are named n<port> (so they cannot clash with n1, n2, ...) and start with --join.
+   */
+  readonly join?: string
+  /** With `join`: wait until each replica owns partitions (its join completed); default true. */
+  readonly waitMember?: boolean
 }
 
 export class ReplicaProcess {
@@ -80,13 +87,15 @@ export class ReplicaProcess {
   private logStream: WriteStream | undefined
   constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>,
     /** The CA to trust when it serves TLS (wss://, https://); undefined = plain ws:// and http://. */
-    private readonly ca?: Buffer) {}
+    private readonly ca?: Buffer,
+    /** With auth on: the token start() shows /health (the cluster secret), to learn that a join completed. */
+    private readonly healthToken?: string) {}
 
   get url(): string { return `${this.ca ? 'wss' : 'ws'}://127.0.0.1:${this.port}` }
   get httpUrl(): string { return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.port}` }
   get pid(): number | undefined { return this.proc?.pid }
 
-  async start(timeoutMs = 20_000): Promise<void> {
+  async start(timeoutMs = 20_000, member = false): Promise<void> {
     // 0700 (every directory it creates): data and logs are the replica's alone; the replica itself
     // also runs with umask 077 and closes an existing data dir to 0700.
     await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
@@ -102,7 +111,15 @@ export class ReplicaProcess {
     proc.stderr!.pipe(this.logStream, { end: false })
     const exited = new Promise<never>((_, fail) => proc.once('exit', code => fail(new Error(`replica ${this.id} exited with ${code} during start; see ${join(dirname(this.dataDir), this.id + '.log')}`))))
     exited.catch(() => undefined)
-    await Promise.race([waitHealthy(this.httpUrl, timeoutMs, this.ca), exited])
+    await Promise.race([waitHealthy(this.httpUrl, timeoutMs, { ca: this.ca, member, token: this.healthToken }), exited])
+  }
+
+  /** Resolves with the exit code once the process has exited (at once if it already has). */
+  exited(): Promise<number | null> {
+    const proc = this.proc
+    if (!proc) return Promise.resolve(null)
+    if (proc.exitCode !== null || proc.signalCode !== null) return Promise.resolve(proc.exitCode)
+    return new Promise(ok => proc.once('exit', code => ok(code)))
   }
 
   /** Signal the process; resolves when it has exited (or immediately for SIGSTOP/SIGCONT). */
@@ -134,7 +151,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   const basePort = opts.basePort ?? 7001
   if (!(Number.isInteger(count) && count >= 1 && count <= 64)) throw new Error(`--replicas must be 1..64, got ${opts.replicas}`)
   const dataDir = resolve(opts.dataDir)
-  const nodes = Array.from({ length: count }, (_, i) => ({ id: `n${i + 1}`, port: basePort + i }))
+  const nodes = Array.from({ length: count }, (_, i) => ({ id: opts.join ? `n${basePort + i}` : `n${i + 1}`, port: basePort + i }))
   const nodesArg = nodes.map(n => `${n.id}=${opts.tls ? 'wss' : 'ws'}://127.0.0.1:${n.port}`).join(',')
   const securityArgs: string[] = []
   let clusterSecretFile = opts.clusterSecretFile
@@ -169,9 +186,9 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     S3_ACCESS_KEY_ID: s3Config.accessKeyId, S3_SECRET_ACCESS_KEY: s3Config.secretAccessKey,
   } : { S3_ENDPOINT: '' }
   const replicas = nodes.map(n => new ReplicaProcess(n.id, n.port, join(dataDir, n.id), [
-    '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), '--nodes', nodesArg,
+    '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), ...(opts.join ? ['--join', opts.join] : ['--nodes', nodesArg]),
     '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...securityArgs, ...(opts.extraArgs ?? []),
-  ], { ...s3Env, ...(opts.env ?? {}) }, security.ca))
+  ], { ...s3Env, ...(opts.env ?? {}) }, security.ca, security.clusterSecret))
   const cluster: Cluster = {
     replicas,
     seeds: replicas.map(r => r.url),
@@ -191,7 +208,7 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
     },
   }
   try {
-    await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs)))
+    await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs, opts.join !== undefined && opts.waitMember !== false)))
     if (opts.httpPort !== 0) {
       (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({
         seeds: cluster.seeds, port: opts.httpPort ?? 8080,
@@ -205,15 +222,22 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   return cluster
 }
 
-/** Polls /health until it answers 200 (over https:// checked against `ca` when given). */
-export async function waitHealthy(httpUrl: string, timeoutMs: number, ca?: Buffer): Promise<void> {
+/**
+ * Waits until the replica answers /health (over https:// checked against `ca` when given) and, with
+ * `member`, until it owns partitions in the ring (with auth on, /health says so only to a token).
+ */
+export async function waitHealthy(httpUrl: string, timeoutMs: number, opts: { ca?: Buffer | undefined; member?: boolean; token?: string | undefined } = {}): Promise<void> {
+  const { ca, member = false, token } = opts
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
     try {
-      const status = ca ? await httpsStatus(`${httpUrl}/health`, ca) : (await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(1000) })).status
-      if (status === 200) return
-      last = new Error(`status ${status}`)
+      const headers: Record<string, string> = token !== undefined ? { authorization: `Bearer ${token}` } : {}
+      const res = ca ? await httpsGet(`${httpUrl}/health`, ca, headers)
+        : await fetch(`${httpUrl}/health`, { headers, signal: AbortSignal.timeout(1000) }).then(async r => ({ status: r.status, body: await r.text() }))
+      const ok = res.status >= 200 && res.status < 300
+      if (ok && (!member || (JSON.parse(res.body) as { member?: boolean }).member === true)) return
+      last = new Error(ok ? 'not a ring member yet' : `status ${res.status}`)
     } catch (e) {
       last = e
     }
@@ -222,10 +246,16 @@ export async function waitHealthy(httpUrl: string, timeoutMs: number, ca?: Buffe
   throw new Error(`${httpUrl} not healthy after ${timeoutMs} ms: ${(last as Error)?.message}`)
 }
 
-/** The status of a GET over https://, checked against `ca` (fetch cannot be given a CA). */
-function httpsStatus(url: string, ca: Buffer): Promise<number> {
+/** The status and body of a GET over https://, checked against `ca` (fetch cannot be given a CA). */
+function httpsGet(url: string, ca: Buffer, headers: Record<string, string>): Promise<{ status: number; body: string }> {
   return new Promise((ok, fail) => {
-    const req = httpsRequest(url, { ca, timeout: 1000 }, res => { res.resume(); ok(res.statusCode ?? 0) })
+    const req = httpsRequest(url, { ca, headers, timeout: 1000 }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => ok({ status: res.statusCode ?? 0, body }))
+      res.on('error', fail)
+    })
     req.on('timeout', () => req.destroy(new Error('timed out')))
     req.on('error', fail)
     req.end()

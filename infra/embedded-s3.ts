@@ -36,6 +36,11 @@ export interface EmbeddedS3Options {
   directory: string
   /** 0 (the default) picks a free port. */
   port?: number
+  /**
+   * Address to listen on; 127.0.0.1 by default. The nemesis (infra/chaos/) passes its bridge's
+   * address, so that replicas in their own network namespaces reach it and a rule can cut them off.
+   */
+  host?: string
   /** Created at start when given. */
   bucket?: string
 }
@@ -86,10 +91,10 @@ export async function startEmbeddedS3(opts: EmbeddedS3Options): Promise<Embedded
   }))
   await new Promise<void>((ok, fail) => {
     server.once('error', fail)
-    server.listen(opts.port ?? 0, '127.0.0.1', () => { server.off('error', fail); ok() })
+    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => { server.off('error', fail); ok() })
   })
   const address = server.address() as AddressInfo
-  const endpoint = `http://127.0.0.1:${address.port}`
+  const endpoint = `http://${opts.host ?? '127.0.0.1'}:${address.port}`
   let closed = false
   return {
     endpoint,

@@ -12,11 +12,15 @@
 // Decoding trusts the bytes but runs msgpack-guard.ts over them first all the same: a stored state is
 // plain msgpack, so a refusal is a bug (an assert), and no stored byte string, however it got there,
 // can make msgpackr build more than one value per byte (see codec.ts for what its extensions can do).
+// States from a peer (a handoff batch) go through decodePeerState instead, which refuses rather than
+// asserts.
 
 import { Unpackr } from 'msgpackr'
 import { assert } from '../coordinator/assert.ts'
 import { msgpackIssue, plainUnpackrOptions } from '../coordinator/protocol/msgpack-guard.ts'
-import { sync, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
+import { badRequest, badRequestCausedBy } from '../coordinator/errors.ts'
+import { limits } from '../coordinator/limits.ts'
+import { EMPTY, sync, validate, type DvvSet, type Sibling } from '../coordinator/version/dvv.ts'
 import type { ValueWriter } from './storage/engine-types.ts'
 
 // Decoded sibling values are views into the stored buffer, which the engine never mutates; a state
@@ -121,7 +125,100 @@ export function decodeState(bytes: Uint8Array): DvvSet {
   return { vv, siblings }
 }
 
-/** The engine's merge: DVV sync of two stored states (commutative, associative, idempotent). */
+/**
+ * Decodes a state in this encoding that came from outside (a peer's handoff batch), where decodeState
+ * would assert: refuses with BadRequest anything that is not plain msgpack of exactly this shape,
+ * and any state dvv.ts validate() refuses (counters, dot coverage, canonical order, actors).
+ */
+export function decodePeerState(bytes: Uint8Array): DvvSet {
+  const issue = msgpackIssue(bytes)
+  if (issue !== null) throw badRequest(`state is not plain msgpack: ${issue}`)
+  let decoded: unknown
+  try {
+    decoded = unpackr.unpack(bytes)
+  } catch (e) {
+    throw badRequestCausedBy(e, `state could not be decoded: ${(e as Error)?.message ?? String(e)}`)
+  }
+  if (!Array.isArray(decoded) || decoded.length !== 2 || !Array.isArray(decoded[0]) || !Array.isArray(decoded[1])) {
+    throw badRequest('state is not [vector, siblings]')
+  }
+  const [flatVv, flatSibs] = decoded as [unknown[], unknown[]]
+  if (flatVv.length % 2 !== 0 || flatSibs.length % 3 !== 0) throw badRequest('state has a torn vector or sibling list')
+  if (flatVv.length / 2 > limits.vectorActorsMax) throw badRequest(`state names over ${limits.vectorActorsMax} actors`)
+  if (flatSibs.length / 3 > limits.siblingsReadMax) throw badRequest(`state holds over ${limits.siblingsReadMax} siblings`)
+  const vv: Record<string, number> = {}
+  for (let i = 0; i < flatVv.length; i += 2) {
+    const actor = flatVv[i]
+    // An own `__proto__` would set the object's prototype rather than name an actor.
+    if (typeof actor !== 'string' || actor === '__proto__' || Object.hasOwn(vv, actor)) throw badRequest(`state vector entry ${i / 2}: bad or repeated actor`)
+    vv[actor] = flatVv[i + 1] as number
+  }
+  const siblings: Sibling[] = []
+  for (let i = 0; i < flatSibs.length; i += 3) {
+    siblings.push({ actor: flatSibs[i] as string, counter: flatSibs[i + 1] as number, value: flatSibs[i + 2] as Uint8Array | null })
+  }
+  const state = { vv, siblings }
+  validate(state)
+  return state
+}
+
+// Reaped keys (docs/anti-entropy.md). A reaped tombstone must vanish, but the engine merges every
+// version of a key it holds (DVV sync is a union), so a plain "empty" state written over a tombstone
+// would merge with the tombstone still in an older table and bring it back. A stored value may
+// therefore start with a barrier byte, 0xc1 (the one byte msgpack never uses, so no plain state
+// starts with it): versions older than a barrier are forgotten. The engine folds versions oldest
+// first everywhere (memtable, reads, scans, compaction), so "older" is always known.
+//   stored = state | 0xc1 | 0xc1 state
+// [0xc1] alone is a reaped key; 0xc1 state is a key written again after its reap (the barrier stays
+// until a compaction that includes the oldest table settles it: `settleStored` drops the barrier,
+// and the whole key when nothing follows it).
+
+const barrierByte = 0xc1
+
+/** What a reap stores: a barrier and no state. */
+export const reapedValue: Uint8Array = Uint8Array.of(barrierByte)
+
+export function hasBarrier(bytes: Uint8Array): boolean {
+  return bytes.byteLength > 0 && bytes[0] === barrierByte
+}
+
+/** A stored value's state (EMPTY for a reaped key) and whether it carries a barrier. */
+export function decodeStored(bytes: Uint8Array): { state: DvvSet; barrier: boolean } {
+  if (!hasBarrier(bytes)) return { state: decodeState(bytes), barrier: false }
+  return { state: bytes.byteLength === 1 ? EMPTY : decodeState(bytes.subarray(1)), barrier: true }
+}
+
+/** `w` behind a barrier byte: how a key written again after its reap keeps its barrier. */
+export function withBarrier(w: ValueWriter): ValueWriter {
+  return {
+    bytes: w.bytes + 1,
+    write(buf: Buffer, offset: number): void {
+      buf[offset] = barrierByte
+      w.write(buf, offset + 1)
+    },
+  }
+}
+
+/**
+ * The engine's merge, `older` first: DVV sync of two stored states (commutative, associative,
+ * idempotent), except that a barrier in `newer` forgets `older`, and a barrier in `older` is kept
+ * in front of the merged state.
+ */
 export function mergeStates(older: Uint8Array, newer: Uint8Array): Uint8Array {
-  return encodeState(sync(decodeState(older), decodeState(newer)))
+  if (hasBarrier(newer)) return newer
+  if (!hasBarrier(older)) return encodeState(sync(decodeState(older), decodeState(newer)))
+  const merged = older.byteLength === 1 ? decodeState(newer) : sync(decodeState(older.subarray(1)), decodeState(newer))
+  const w = withBarrier(stateWriter(merged))
+  const buf = Buffer.allocUnsafe(w.bytes)
+  w.write(buf, 0)
+  return buf
+}
+
+/**
+ * A value as a compaction that includes the oldest table writes it: nothing older remains, so a
+ * barrier has nothing left to hide. undefined drops the key (a reaped key with nothing after it).
+ */
+export function settleStored(bytes: Uint8Array): Uint8Array | undefined {
+  if (!hasBarrier(bytes)) return bytes
+  return bytes.byteLength === 1 ? undefined : bytes.subarray(1)
 }

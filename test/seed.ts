@@ -44,3 +44,14 @@ export function seededBytes(random: () => number, n: number): Buffer {
   for (; i < n; i++) out[i] = Math.floor(random() * 256)
   return out
 }
+
+/**
+ * fast-check parameters for the properties of one test file: testSeed(name) once (printed, or
+ * RINGKV_SEED), and each property its own seed derived from it in call order, so that one printed
+ * number replays every property of the file. `extra` (numRuns, examples...) is kept.
+ */
+export function propertyParams(name: string): <P extends object>(extra?: P) => P & { seed: number } {
+  const seed = testSeed(name)
+  let runs = 0
+  return <P extends object>(extra?: P) => ({ ...(extra ?? {} as P), seed: (seed + runs++) % seedLimit })
+}

@@ -17,7 +17,9 @@ describe('causal sessions', () => {
   let cluster: Awaited<ReturnType<typeof testCluster>>
   let gw: string
   before(async () => {
-    cluster = await testCluster(base, { httpPort: base + 10, readyTimeoutMs: 120_000 })
+    // Anti-entropy off (one exchange an hour): the first test needs n3 to stay behind after it
+    // resumes, which main's anti-entropy loop (40 ms between exchanges) would repair within moments.
+    cluster = await testCluster(base, { httpPort: base + 10, readyTimeoutMs: 120_000, extraArgs: ['--aae-interval-ms', '3600000'] })
     gw = cluster.gateway!.url
   })
   after(async () => {
@@ -39,6 +41,10 @@ describe('causal sessions', () => {
     // is never sent to it: n3 lags behind with v1.
     await n3.kill('SIGSTOP')
     await fetch(`${gw}/health`)
+    // The probe's timeout resets n3's connection only once a sign-of-life probe (connection.ts
+    // silent()) has also gone unanswered: wait that out, or the write below is still sent to n3,
+    // which applies it when it resumes.
+    await new Promise(r => setTimeout(r, limits.silenceProbeTimeoutMs + 500))
     const w2 = await fetch(`${url}?w=2&timeout_ms=5000`, { method: 'PUT', body: 'v2', headers: { [H]: s1, 'x-ringkv-context': w1.headers.get('x-ringkv-context')! } })
     assert.equal(w2.status, 204)
     const s2 = w2.headers.get(H)!

@@ -7,6 +7,9 @@ import { limits } from '../limits.ts'
 import { decodeFrame, encodeFrame, FrameError, type Message } from './codec.ts'
 import { FrameBatcher } from './frame-batcher.ts'
 import { keySchema, requestSchemas } from './messages.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('codec properties')
 
 describe('codec', () => {
   it('round-trips frames of messages (property)', () => {
@@ -20,7 +23,7 @@ describe('codec', () => {
         const body = m[2] as { key: Uint8Array; value: Uint8Array | null }
         assert.deepEqual(new Uint8Array(body.key), messages[i]![2].key)
       })
-    }), { numRuns: 300 })
+    }), fcParams({ numRuns: 300 }))
   })
 
   it('throws FrameError on garbage and marks malformed envelopes', () => {
@@ -38,7 +41,7 @@ describe('codec', () => {
   it('fuzz: decodeFrame never throws anything but FrameError', () => {
     fc.assert(fc.property(fc.uint8Array({ maxLength: 200 }), bytes => {
       try { decodeFrame(bytes) } catch (e) { assert.ok(e instanceof FrameError, String(e)) }
-    }), { numRuns: 2000 })
+    }), fcParams({ numRuns: 2000 }))
   })
 
   it('validates keys strictly', () => {

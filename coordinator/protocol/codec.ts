@@ -10,7 +10,11 @@ import { Packr, Unpackr, type Options } from 'msgpackr'
 import { limits } from '../limits.ts'
 import { msgpackIssue, plainUnpackrOptions } from './msgpack-guard.ts'
 
-export type Message = readonly [type: string, id: number, body: unknown]
+/**
+ * `[type, id, body]`, and on replies from replicas `[type, id, body, ringVersion]`: the version of
+ * the ring the request was served under, so a client learns of a newer ring from any reply.
+ */
+export type Message = readonly [type: string, id: number, body: unknown, ringVersion?: number]
 
 // skipValues (msgpackr reads it, its typings lack it): a property holding undefined is left out
 // rather than written as msgpackr's undefined extension (fixext 0), which the receiver's guard
@@ -52,12 +56,15 @@ export function decodeFrame(frame: Uint8Array): Array<Message | { bad: string; i
   if (decoded.length > limits.frameMessagesMax) throw new FrameError(`frame holds ${decoded.length} messages, over the ${limits.frameMessagesMax} limit`)
   const out: Array<Message | { bad: string; id: number }> = []
   for (const m of decoded) {
-    if (!Array.isArray(m) || m.length !== 3) { out.push({ bad: 'message is not [type, id, body]', id: 0 }); continue }
-    const [type, id] = m as [unknown, unknown, unknown]
+    if (!Array.isArray(m) || m.length < 3 || m.length > 4) { out.push({ bad: 'message is not [type, id, body] or [type, id, body, ringVersion]', id: 0 }); continue }
+    const [type, id, , rv] = m as [unknown, unknown, unknown, unknown]
     const okId = typeof id === 'number' && Number.isSafeInteger(id) && id >= 0
     if (!okId) { out.push({ bad: 'message id is not a non-negative integer', id: 0 }); continue }
     if (typeof type !== 'string') { out.push({ bad: 'message type is not a string', id }); continue }
-    // The decoded array is the message: its three slots were just checked (no copy per message).
+    if (m.length === 4 && !(typeof rv === 'number' && Number.isSafeInteger(rv) && rv >= 0 && rv <= limits.membershipCounterMax)) {
+      out.push({ bad: 'message ring version is not an integer from 0 to 2^48', id }); continue
+    }
+    // The decoded array is the message: its slots were just checked (no copy per message).
     out.push(m as unknown as Message)
   }
   return out

@@ -13,6 +13,9 @@ import { compareStrings } from '../version/dvv.ts'
 import { decodeFrame, encodeFrame, type Message } from './codec.ts'
 import { parseReply, parseRequest } from './fast-parse.ts'
 import { replySchemas, requestSchemas, type RequestType } from './messages.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('fast-parse properties')
 
 type Side = 'request' | 'reply'
 type Body = Record<PropertyKey, unknown>
@@ -153,7 +156,7 @@ describe('fast-parse', () => {
         assert.equal(data.state.vv, b.state.vv)
         b.state.siblings.forEach((s: any, i: number) => assert.equal(data.state.siblings[i].value, s.value))
       }
-    }), { numRuns: 600 })
+    }), fcParams({ numRuns: 600 }))
   })
 
   it('gives zod\'s verdict, data and issues for mutated bodies (property)', () => {
@@ -168,7 +171,7 @@ describe('fast-parse', () => {
         seen.accepted++
         if (zodCalls(side, type, () => fastOf(side, type, root.body)) === 0) seen.acceptedByFastPath++
       }
-    }), { numRuns: 3000 })
+    }), fcParams({ numRuns: 3000 }))
     // The mutations must exercise both verdicts, and some still-valid bodies must stay on the fast
     // path (extra keys, hintFor undefined, frozen objects), or this test would prove little.
     assert.ok(seen.rejected > 600 && seen.accepted > 600 && seen.acceptedByFastPath > 300, JSON.stringify(seen))

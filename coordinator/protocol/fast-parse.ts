@@ -97,14 +97,42 @@ function putReply(body: unknown): ReplyBody<'put'> | undefined {
   if (!isObject(body)) return undefined
   const state = parseState(body.state)
   if (state === undefined) return undefined
-  if (!('elided' in body)) return { state }
-  const elided = body.elided
-  if (elided === undefined) return { state, elided }
-  if (!isObject(elided)) return undefined
-  const actor = elided.actor
-  const counter = elided.counter
-  if (!isName(actor) || !isCounter(counter)) return undefined
-  return { state, elided: { actor, counter } }
+  const out: { -readonly [K in keyof ReplyBody<'put'>]: ReplyBody<'put'>[K] } = { state }
+  if ('elided' in body) {
+    const elided = body.elided
+    if (elided === undefined) {
+      out.elided = undefined
+    } else {
+      if (!isObject(elided)) return undefined
+      const actor = elided.actor
+      const counter = elided.counter
+      if (!isName(actor) || !isCounter(counter)) return undefined
+      out.elided = { actor, counter }
+    }
+  }
+  return writeTiming(body, out) ? out : undefined
+}
+
+/**
+ * Copies the optional `serviceUs` and `fsyncUs` of a write reply into `out` as zod would (a key
+ * present with undefined stays, an absent one stays absent); false when one is not a valid time.
+ */
+function writeTiming(body: Fields, out: { serviceUs?: number | undefined; fsyncUs?: number | undefined }): boolean {
+  if ('serviceUs' in body) {
+    const v = body.serviceUs
+    if (v !== undefined && !isTimingUs(v)) return false
+    out.serviceUs = v
+  }
+  if ('fsyncUs' in body) {
+    const v = body.fsyncUs
+    if (v !== undefined && !isTimingUs(v)) return false
+    out.fsyncUs = v
+  }
+  return true
+}
+
+function isTimingUs(v: unknown): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= limits.replyTimingUsMax
 }
 
 function getReply(body: unknown): ReplyBody<'get'> | undefined {
@@ -116,8 +144,10 @@ function getReply(body: unknown): ReplyBody<'get'> | undefined {
 }
 
 function replicateReply(body: unknown): ReplyBody<'replicate'> | undefined {
-  // z.object({}) reads nothing and drops every key: any object parses to a fresh {}.
-  return isObject(body) ? {} : undefined
+  // zod reads only the timing keys and drops every other one.
+  if (!isObject(body)) return undefined
+  const out: { serviceUs?: number | undefined; fsyncUs?: number | undefined } = {}
+  return writeTiming(body, out) ? out : undefined
 }
 
 /** keySchema: one strict decode with the same decoder, then the same keyIssues rules. */

@@ -10,6 +10,7 @@ import { z } from 'zod'
 import type { Requirement } from '../auth/auth.ts'
 import { errorKinds, errorTable, type ErrorFields, type KvErrorBody, type KvErrorKind } from '../errors.ts'
 import { limits } from '../limits.ts'
+import { memberStatuses } from '../membership/cluster-state.ts'
 import { compareStrings } from '../version/dvv.ts'
 
 /**
@@ -83,7 +84,7 @@ export const ringNodeSchema = z.object({
 })
 
 export const ringSchema = z.object({
-  version: z.number().int().nonnegative(),
+  version: z.number().int().nonnegative().max(limits.membershipCounterMax),
   partitions: z.number().int().positive().max(limits.partitionsMax),
   n: z.number().int().positive().max(limits.nMax),
   nodes: z.array(ringNodeSchema).min(1).max(limits.ringNodesMax),
@@ -91,6 +92,44 @@ export const ringSchema = z.object({
 })
 
 const nodeIdSchema = z.string().min(1).max(limits.nameCharsMax)
+
+const partitionSchema = z.number().int().nonnegative().max(limits.partitionsMax - 1)
+/** An anti-entropy tree's shape: branches under the root and segments under each branch. */
+export const treeShapeSchema = z.object({ width: z.number().int().positive().max(limits.aaeTreeWidth * limits.aaeTreeWidth), depth: z.number().int().positive().max(8) })
+/** Hashes as big-endian 32-bit words, one per branch or segment. */
+const hashWordsSchema = (wordsMax: number) => bytesSchema.refine(b => b.byteLength % 4 === 0 && b.byteLength <= wordsMax * 4, { message: `expected at most ${wordsMax} 4-byte hashes` })
+// Membership gossip (coordinator/membership/cluster-state.ts, docs/membership.md): the whole
+// cluster state, bounded by the ring's own bounds (members as nodes, owners as partitions, a plan's
+// transfers as every partition entering every preference list).
+const membershipCounterSchema = z.number().int().nonnegative().max(limits.membershipCounterMax)
+export const memberSchema = z.object({
+  id: nodeIdSchema,
+  url: z.string().min(1).max(limits.urlCharsMax),
+  status: z.enum(memberStatuses),
+  gen: membershipCounterSchema,
+  done: z.object({
+    plan: membershipCounterSchema,
+    transfers: z.array(z.number().int().nonnegative().max(limits.planTransfersMax - 1)).max(limits.planTransfersMax),
+  }).nullable(),
+})
+const ownersSchema = z.array(nodeIdSchema).min(1).max(limits.partitionsMax)
+export const ringStateSchema = z.object({
+  version: membershipCounterSchema,
+  claimant: nodeIdSchema,
+  partitions: z.number().int().positive().max(limits.partitionsMax),
+  n: z.number().int().positive().max(limits.nMax),
+  owners: ownersSchema,
+  plan: z.object({
+    version: membershipCounterSchema,
+    owners: ownersSchema,
+    transfers: z.array(z.object({ partition: partitionSchema, from: nodeIdSchema, to: nodeIdSchema })).max(limits.planTransfersMax),
+  }).nullable(),
+})
+export const clusterStateSchema = z.object({
+  members: z.array(memberSchema).max(limits.ringNodesMax),
+  heartbeats: z.array(z.tuple([nodeIdSchema, membershipCounterSchema])).max(limits.ringNodesMax),
+  ring: ringStateSchema.nullable(),
+})
 
 /** Request bodies, coordinator -> replica. */
 export const requestSchemas = {
@@ -102,6 +141,37 @@ export const requestSchemas = {
   /** Replicate a stamped state to another preference node (or a fallback holding a hint). */
   replicate: z.object({ key: keySchema, state: stateSchema, hintFor: nodeIdSchema.optional() }),
   ring: z.object({}),
+  /** Push-pull gossip: the sender's cluster state; the reply is the receiver's, merged. */
+  gossip: z.object({ from: nodeIdSchema, state: clusterStateSchema }),
+  /**
+   * One batch of a partition handoff (docs/handoff.md): keys as UTF-8 bytes, each with its whole
+   * stored DVV state in the replica's storage encoding (replica/state-codec.ts), and a CRC32C over
+   * partition, seq and every entry (replica/handoff/handoff-batch.ts). Sizes are bounded here; the
+   * receiver checks the checksum, then each key, state and bound, before it stores anything.
+   */
+  handoff: z.object({
+    partition: z.number().int().nonnegative().max(limits.partitionsMax - 1),
+    seq: z.number().int().nonnegative().max(limits.handoffSeqMax),
+    from: nodeIdSchema,
+    entries: z.array(z.tuple([
+      bytesSchema.refine(b => b.byteLength <= limits.keyBytesMax, { message: `key over ${limits.keyBytesMax} bytes` }),
+      bytesSchema.refine(b => b.byteLength <= limits.stateBytesMax, { message: `state over ${limits.stateBytesMax} bytes` }),
+    ])).min(1).max(limits.handoffBatchKeysMax),
+    checksum: z.number().int().nonnegative().max(0xffff_ffff),
+  }),
+  // Anti-entropy (docs/anti-entropy.md). Each names the partition and the tree shape the sender
+  // uses; a replica with another shape (a wrong-depth tree) or that is not a primary of the
+  // partition refuses with a typed error.
+  /** The root: one 32-bit hash per branch. */
+  aaeRoot: z.object({ partition: partitionSchema, shape: treeShapeSchema }),
+  /** The leaves (segment hashes) under the named branches, in the order named. */
+  aaeBranches: z.object({ partition: partitionSchema, shape: treeShapeSchema, branches: z.array(z.number().int().nonnegative().max(limits.aaeTreeWidth - 1)).min(1).max(limits.aaeTreeWidth) }),
+  /** The keys and states of the named segments, from `after` on (a page of at most aaeKeysPerReplyMax keys). */
+  aaeKeys: z.object({
+    partition: partitionSchema, shape: treeShapeSchema,
+    segments: z.array(z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1)).min(1).max(limits.aaeSegmentsPerFetchMax),
+    after: z.object({ segment: z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1), key: keySchema }).optional(),
+  }),
 } as const
 
 /**
@@ -119,7 +189,20 @@ export const requestRoles = {
   get: 'read',
   put: 'write',
   replicate: 'write',
+  gossip: 'peer',
+  handoff: 'peer',
+  aaeRoot: 'peer',
+  aaeBranches: 'peer',
+  aaeKeys: 'peer',
 } as const satisfies { readonly [T in keyof typeof requestSchemas]: Requirement }
+
+/**
+ * How long a replica spent on a write, in µs, from dispatch to reply (`serviceUs`) and of that
+ * waiting for its WAL group's fsync (`fsyncUs`): the SDK splits a slow put's time with them
+ * (docs/performance.md). Optional: older replicas do not send them.
+ */
+const timingUsSchema = z.number().int().nonnegative().max(limits.replyTimingUsMax).optional()
+const writeTiming = { serviceUs: timingUsSchema, fsyncUs: timingUsSchema }
 
 /** Reply bodies, replica -> coordinator, by the request type they answer. */
 export const replySchemas = {
@@ -129,9 +212,19 @@ export const replySchemas = {
    * The stamped state. `elided` names the new sibling's dot when its value is left out (sent as
    * null): it is the value the request carried, so echoing it back would only double the bytes.
    */
-  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional() }),
-  replicate: z.object({}),
+  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional(), ...writeTiming }),
+  replicate: z.object({ ...writeTiming }),
   ring: z.object({ ring: ringSchema }),
+  gossip: z.object({ state: clusterStateSchema }),
+  /** Sent once every entry of the batch is durable (the WAL fsync covering it is done). */
+  handoff: z.object({ keys: z.number().int().nonnegative().max(limits.handoffBatchKeysMax) }),
+  aaeRoot: z.object({ branches: hashWordsSchema(limits.aaeTreeWidth) }),
+  aaeBranches: z.object({ leaves: hashWordsSchema(limits.aaeTreeWidth * limits.aaeTreeWidth) }),
+  /** `next`: where the following page starts; absent when the named segments are all sent. */
+  aaeKeys: z.object({
+    entries: z.array(z.object({ key: keySchema, state: stateSchema })).max(limits.aaeKeysPerReplyMax),
+    next: z.object({ segment: z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1), key: keySchema }).optional(),
+  }),
 } as const
 
 /**

@@ -76,10 +76,12 @@ function decodeFrameBefore(frame: Uint8Array): unknown {
   if (!Array.isArray(decoded)) return 'FrameError: not an array'
   if (decoded.length > limits.frameMessagesMax) return 'FrameError: too many'
   return decoded.map((m: unknown) => {
-    if (!Array.isArray(m) || m.length !== 3) return { bad: 'message is not [type, id, body]', id: 0 }
-    const [type, id] = m as [unknown, unknown]
+    // The envelope as codec.ts checks it (a fourth slot, the ring version, came with membership).
+    if (!Array.isArray(m) || m.length < 3 || m.length > 4) return { bad: 'message is not [type, id, body] or [type, id, body, ringVersion]', id: 0 }
+    const [type, id, , rv] = m as [unknown, unknown, unknown, unknown]
     if (!(typeof id === 'number' && Number.isSafeInteger(id) && id >= 0)) return { bad: 'message id is not a non-negative integer', id: 0 }
     if (typeof type !== 'string') return { bad: 'message type is not a string', id }
+    if (m.length === 4 && !(typeof rv === 'number' && Number.isSafeInteger(rv) && rv >= 0 && rv <= limits.membershipCounterMax)) return { bad: 'message ring version is not an integer from 0 to 2^48', id }
     return m
   })
 }

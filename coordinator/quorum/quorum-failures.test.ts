@@ -1,6 +1,6 @@
 // A failed quorum names every replica that did not do its part, and why: the error it answered,
 // a timeout, known down and skipped ("down: backing off"), or not asked. Hand-driven cases, and a
-// property over random runs (prints its seed; RINGKV_SEED=<n> replays one).
+// property over random runs (prints its seed, test/seed.ts; RINGKV_SEED=<n> replays it).
 
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -9,6 +9,9 @@ import { KvError, QuorumError } from '../errors.ts'
 import { update, EMPTY, type DvvSet } from '../version/dvv.ts'
 import { ReadQuorum } from './read-quorum.ts'
 import { WriteQuorum, type WriteAction } from './write-quorum.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('quorum-failures properties')
 
 const stamped: DvvSet = update(EMPTY, {}, 'a.1', new TextEncoder().encode('x'))
 const up = (down: string[]) => (n: string) => !down.includes(n)
@@ -77,8 +80,6 @@ describe('WriteQuorum failure map', () => {
   })
 
   it('property: a failed write names every primary and every fallback it tried that did not ack', () => {
-    const seed = Number(process.env.RINGKV_SEED ?? Date.now() % 2 ** 31)
-    console.log(`quorum-failures write property seed ${seed} (RINGKV_SEED=${seed} to replay)`)
     fc.assert(fc.property(
       fc.integer({ min: 1, max: 3 }), fc.boolean(), fc.subarray(['a', 'b', 'c', 'd', 'e']),
       fc.array(fc.constantFrom('ack', 'fail', 'silent'), { minLength: 12, maxLength: 12 }),
@@ -107,7 +108,7 @@ describe('WriteQuorum failure map', () => {
           assert.ok(o.error.message.includes(`${node}: `), `${node} not in message ${o.error.message}`)
         }
         for (const node of acked) assert.ok(!o.error.failures.has(node), `${node} acked yet named`)
-      }), { seed, numRuns: 500 })
+      }), fcParams({ numRuns: 500 }))
   })
 })
 

@@ -8,6 +8,9 @@ import { QuorumError } from '../errors.ts'
 import { update, EMPTY, type DvvSet } from '../version/dvv.ts'
 import { ReadQuorum, type ReadOutcome } from './read-quorum.ts'
 import { WriteQuorum, type WriteAction, type WriteOutcome } from './write-quorum.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('quorum properties')
 
 const v = (s: string) => new TextEncoder().encode(s)
 const stamped: DvvSet = update(EMPTY, {}, 'a.1', v('x'))
@@ -106,7 +109,7 @@ describe('WriteQuorum', () => {
         if (acks.size >= w) assert.equal(o.status, 'ok')
         else { assert.equal(o.status, 'failed'); assert.equal(o.status === 'failed' && o.error.acked, acks.size) }
         if (!sloppy) for (const n of acks) assert.ok(['a', 'b', 'c'].includes(n))
-      }), { numRuns: 500 })
+      }), fcParams({ numRuns: 500 }))
   })
 })
 

@@ -1,6 +1,6 @@
 // Tests for the ring: key hashing, claim (balance, spacing, movement), preference lists, sloppy
-// targets and validation. Property tests print their seed on failure (fast-check does); rerun one
-// with FC_SEED=<seed>.
+// targets and validation. Property tests print their seed (test/seed.ts); RINGKV_SEED=<seed> replays
+// every property of the file.
 
 import { createHash } from 'node:crypto'
 import assert from 'node:assert/strict'
@@ -11,8 +11,9 @@ import {
   claim, createRing, partitionOf, preferenceList, sloppyTargets, spacingViolations, validateRing,
   type PreferenceList, type Ring, type RingNode,
 } from './ring.ts'
+import { propertyParams } from '../../test/seed.ts'
 
-const fcSeed = process.env['FC_SEED'] === undefined ? {} : { seed: Number(process.env['FC_SEED']) }
+const fcParams = propertyParams('ring properties')
 
 const ids = (k: number, from = 0): string[] => Array.from({ length: k }, (_, i) => `node-${String(i + from).padStart(2, '0')}`)
 const nodesOf = (names: readonly string[]): RingNode[] => names.map((id) => ({ id, url: `ws://${id}:7000` }))
@@ -71,7 +72,7 @@ describe('partitionOf', () => {
         const shift = Math.log2(big.partitions / small.partitions)
         assert.equal(partitionOf(big, key) >>> shift, partitionOf(small, key))
       }
-    }), fcSeed)
+    }), fcParams())
   })
 
   it('spreads 100k keys roughly uniformly over 256 partitions', (t) => {
@@ -107,7 +108,7 @@ describe('claim: balance', () => {
         const floor = Math.floor(partitions / k)
         for (const [, c] of counts(owners)) assert.ok(c === floor || c === floor + 1, `count ${c}, floor ${floor}`)
         assert.deepEqual(claim(partitions, [...names].reverse(), n), owners, 'deterministic, independent of input order')
-      }), fcSeed)
+      }), fcParams())
   })
 })
 
@@ -131,7 +132,7 @@ describe('claim: spacing (any n consecutive partitions have n distinct owners)',
         const partitions = 2 ** bits
         fc.pre(k > n && k <= partitions)
         assert.equal(spacingViolations(claim(partitions, ids(k), n), n), 0)
-      }), fcSeed)
+      }), fcParams())
   })
 
   it('spacingViolations counts bad windows, wrapping', () => {
@@ -214,7 +215,7 @@ describe('claim: movement', () => {
           const c = counts(after).get(id) ?? 0
           assert.ok(c === floor || c === floor + 1, `${id} owns ${c}`)
         }
-      }), fcSeed)
+      }), fcParams())
   })
 })
 
@@ -299,7 +300,7 @@ describe('preferenceList', () => {
       }
       const order = [...pl.primaries, ...pl.fallbacks].map(firstAt)
       assert.deepEqual(order, [...order].sort((a, b) => a - b))
-    }), fcSeed)
+    }), fcParams())
   })
 
   it('is deterministic across rings built from the same config, and ignores up', () => {
@@ -359,6 +360,6 @@ describe('sloppyTargets', () => {
         else assert.ok(list.fallbacks.includes(target.node) && !upSet.has(target.hintFor) && list.primaries.includes(target.hintFor))
       }
       assert.equal(targets.length, Math.min(3, upSet.size), 'with 8 nodes and n=3 every up node can help')
-    }), fcSeed)
+    }), fcParams())
   })
 })

@@ -22,6 +22,21 @@ import { backoffDelayMs, type BackoffPolicy } from '../backoff.ts'
 /** WebSocket readyState OPEN (the same in every implementation: WHATWG, ws, workerd). */
 const OPEN = 1
 
+/**
+ * Errors of requests that never left this process (the connection was closed, backing off, its queue
+ * full, or it failed while the request waited in the queue): the replica cannot have acted on them.
+ * Any other failure of a sent request (a timeout, a lost connection) leaves it unknown whether the
+ * replica acted; a write coordinator needs the difference (kv-coordinator.ts, onStampFailed).
+ */
+const unsent = new WeakSet<Error>()
+export function neverSent(e: unknown): boolean {
+  return e instanceof Error && unsent.has(e)
+}
+function markUnsent<E extends Error>(e: E): E {
+  unsent.add(e)
+  return e
+}
+
 const reconnectBackoff: BackoffPolicy = { minMs: limits.reconnectBackoffMsMin, maxMs: limits.reconnectBackoffMsMax, jitter: 'equal' }
 
 interface Pending {
@@ -47,6 +62,8 @@ export interface ConnectionOptions {
   readonly client: string
   readonly token?: string
   readonly onHello?: (hello: ReplyBody<'hello'>) => void
+  /** A reply named the ring version it was served under (called for each such reply). */
+  readonly onRingVersion?: (version: number, node: string) => void
 }
 
 type State = 'idle' | 'connecting' | 'open' | 'backoff' | 'closed'
@@ -65,6 +82,8 @@ export class Connection {
   private lastFailure: KvError | undefined
   private connectTimer: unknown
   private retryTimer: unknown
+  /** A sign-of-life probe is in flight (see silent()). */
+  private probing = false
 
   constructor(
     readonly node: string,
@@ -110,22 +129,26 @@ export class Connection {
 
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
-      if (this.state === 'closed') return reject(this.unavailable('connection closed'))
-      // A refused token stays the answer while backing off: the caller must hear Unauthorized, not "down".
-      if (this.state === 'backoff') return reject(this.lastFailure?.kind === 'Unauthorized' ? this.lastFailure : this.unavailable('replica unreachable, backing off'))
+      if (this.state === 'closed') return reject(markUnsent(this.unavailable('connection closed')))
+      // A refused token stays the answer while backing off: the caller must hear Unauthorized, not
+      // "down". A copy is marked unsent: the shared lastFailure also rejected requests that were sent.
+      if (this.state === 'backoff') {
+        const lf = this.lastFailure
+        return reject(markUnsent(lf?.kind === 'Unauthorized' ? new KvError(lf.data, lf.message, { cause: lf }) : this.unavailable('replica unreachable, backing off')))
+      }
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
         this.send(type, body, timeoutMs, approxBytes, resolve, reject)
         return
       }
       if (this.queue.length >= limits.pendingPerConnectionMax) {
-        return reject(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`))
+        return reject(markUnsent(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`)))
       }
       const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined }
       q.timer = this.rt.setTimeout(() => {
         const at = this.queue.indexOf(q)
         if (at < 0) return
         this.queue.splice(at, 1)
-        reject(this.queuedTimeout(type, timeoutMs))
+        reject(markUnsent(this.queuedTimeout(type, timeoutMs)))
       }, timeoutMs)
       this.queue.push(q)
       if (this.state === 'idle') this.open()
@@ -143,7 +166,7 @@ export class Connection {
     return new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms waiting for the connection`)
   }
 
-  private readonly tooLarge = (m: readonly [string, number, unknown], frameBytes: number): undefined => {
+  private readonly tooLarge = (m: readonly [string, number, unknown, number?], frameBytes: number): undefined => {
     const p = this.pending.get(m[1])
     if (p) {
       this.pending.delete(m[1])
@@ -235,24 +258,42 @@ export class Connection {
   }
 
   private send(type: RequestType, body: unknown, timeoutMs: number, approxBytes: number,
-    resolve: (b: any) => void, reject: (e: Error) => void): void {
+    resolve: (b: any) => void, reject: (e: Error) => void, probe = false): void {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
     const framesBefore = this.framesIn
     entry.timer = this.rt.setTimeout(() => {
       if (!this.pending.delete(id)) return
       reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
-      // A replica that lets a request time out is paused, partitioned or overloaded, and its
-      // connection stays open: reset it, so that the node backs off and the requests after this
-      // one fail fast (and quorums skip it) instead of each waiting out its own timeout. Not when
-      // it sent anything meanwhile (it is alive), nor after a wait too short to mean anything (a
-      // caller's timeoutMs of 1 would otherwise take every replica down for every caller).
-      if (this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) {
-        this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms; connection reset`))
-      }
+      // A replica that lets a request time out may be paused or partitioned, and its connection
+      // stays open: once a probe confirms it (silent()), reset it, so that the node backs off and
+      // the requests after this one fail fast (and quorums skip it) instead of each waiting out its
+      // own timeout. Not when it sent anything meanwhile (it is alive), nor after a wait too short
+      // to mean anything (a caller's timeoutMs of 1 would otherwise take every replica down for
+      // every caller).
+      if (!probe && this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) this.silent(type, timeoutMs)
     }, timeoutMs)
     this.pending.set(id, entry)
     this.batcher!.push([type, id, body], approxBytes)
+  }
+
+  /**
+   * A request timed out with nothing received meanwhile: the replica may be paused, or only slow
+   * (a long fsync, a CPU-starved event loop). One probe at a time asks for a sign of life; the
+   * connection is reset only if the probe times out with nothing at all received since it was sent.
+   */
+  private silent(type: RequestType, timeoutMs: number): void {
+    if (this.probing || this.state !== 'open') return
+    this.probing = true
+    const socket = this.socket
+    const framesAt = this.framesIn
+    const probeMs = limits.silenceProbeTimeoutMs
+    const done = (): void => { this.probing = false }
+    this.send('ring', {}, probeMs, 0, done, () => {
+      done()
+      if (this.socket !== socket || this.framesIn !== framesAt) return
+      this.onFailure(this.unavailable(`a ${type} timed out after ${timeoutMs} ms and nothing arrived within ${probeMs} ms of a probe; connection reset`))
+    }, true)
   }
 
   private drain(): void {
@@ -261,7 +302,7 @@ export class Connection {
       this.rt.clearTimeout(q.timer)
       // Its deadline may have passed with its timer not yet run (both due in the same turn).
       const left = q.deadline - this.rt.now()
-      if (left < 1) { q.reject(this.queuedTimeout(q.type, q.timeoutMs)); continue }
+      if (left < 1) { q.reject(markUnsent(this.queuedTimeout(q.type, q.timeoutMs))); continue }
       this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject)
     }
   }
@@ -279,7 +320,8 @@ export class Connection {
     }
     for (const m of messages) {
       if ('bad' in m) continue
-      const [type, id, body] = m
+      const [type, id, body, rv] = m
+      if (rv !== undefined) this.opts.onRingVersion?.(rv, this.node)
       const p = this.pending.get(id)
       if (!p) continue
       this.pending.delete(id)
@@ -324,7 +366,10 @@ export class Connection {
     if (socket && socket.readyState <= 1) { try { socket.close() } catch { /* already closing */ } }
     for (const [, p] of this.pending) { this.rt.clearTimeout(p.timer); p.reject(e) }
     this.pending.clear()
-    for (const q of this.queue.splice(0)) { this.rt.clearTimeout(q.timer); q.reject(e) }
+    for (const q of this.queue.splice(0)) {
+      this.rt.clearTimeout(q.timer)
+      q.reject(markUnsent(e instanceof KvError ? new KvError(e.data, e.message, { cause: e }) : new KvError({ kind: 'Unavailable', node: this.node }, e.message, { cause: e })))
+    }
     if (this.state === 'open' || this.state === 'connecting') this.state = 'idle'
   }
 }

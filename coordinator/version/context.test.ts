@@ -10,6 +10,9 @@ import { decodeContext, encodeContext } from './context.ts'
 import { EMPTY, context, update, type VersionVector } from './dvv.ts'
 import { KvError } from '../errors.ts'
 import { limits } from '../limits.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('context properties')
 
 const isBadRequest = (e: unknown): boolean => e instanceof KvError && e.kind === 'BadRequest'
 const token = (x: unknown): string => Buffer.from(pack(x)).toString('base64url')
@@ -46,7 +49,7 @@ test('property: decode(encode(vv)) is vv, keys sorted; the token matches an inde
     assert.equal(encodeContext(back), text)
     // Insertion order does not matter: the same vector is always the same token.
     assert.equal(encodeContext(Object.fromEntries(Object.entries(vv).reverse())), text)
-  }), { numRuns: 1000 })
+  }), fcParams({ numRuns: 1000 }))
 })
 
 test('property: arbitrary text decodes to a valid vector or fails with BadRequest, nothing else', () => {
@@ -70,7 +73,7 @@ test('property: arbitrary text decodes to a valid vector or fails with BadReques
       assert.ok(actor.length > 0 && Number.isSafeInteger(counter) && counter > 0)
     }
     assert.deepEqual(decodeContext(encodeContext(vv)), vv)
-  }), { numRuns: 1000 })
+  }), fcParams({ numRuns: 1000 }))
   assert.ok(accepted > 0, 'the generator should produce some valid contexts (at least "")')
 })
 

@@ -1,8 +1,8 @@
 // Tests for dvv.ts: concrete examples, and property tests over states produced by simulated histories
 // (replicas stamping writes and syncing, clients reading a context and writing with it later). A
 // knowledge model that never looks at version vectors checks that no write is lost or wrongly kept.
-// fast-check prints the seed and the shrunk history on failure; pin a failing seed below as a
-// regression case with `{ seed, path }`.
+// Property seeds are printed (test/seed.ts) and RINGKV_SEED replays them; fast-check prints the
+// shrunk history on failure: pin a failing one below as a regression case with `{ seed, path }`.
 
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -14,6 +14,9 @@ import {
 import { KvError } from '../errors.ts'
 import { AssertionError } from '../assert.ts'
 import { limits } from '../limits.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('dvv properties')
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
@@ -343,7 +346,7 @@ test('property: sync is commutative, associative and idempotent, and byte-determ
     assert.ok(descends(ab, a) && descends(ab, b), 'a merge descends both sides')
     assert.equal(descends(a, b) && descends(b, a), equals(a, b), 'mutual descent is equality')
     if (descends(a, b)) assert.ok(equals(ab, a), 'merging an ancestor changes nothing')
-  }), params(1000))
+  }), fcParams(params(1000)))
 })
 
 test('property: update drops exactly the covered siblings, adds one, and its dot is fresh', () => {
@@ -363,7 +366,7 @@ test('property: update drops exactly the covered siblings, adds one, and its dot
       }
       assert.deepEqual(after.vv, mergeVectors(mergeVectors(before.vv, ctx), { [actor]: dot.counter }))
     }
-  }), params(500))
+  }), fcParams(params(500)))
 })
 
 test('property: no lost update — after full sync the siblings are exactly the writes nothing superseded', () => {
@@ -381,7 +384,7 @@ test('property: no lost update — after full sync the siblings are exactly the 
       const present = final[0]!.siblings.some((s) => dotOf(s) === dotOf(w.sibling))
       assert.equal(present, supersededBy.length === 0, `write ${w.id}`)
     }
-  }), params(1000))
+  }), fcParams(params(1000)))
 })
 
 test('property: inputs are not mutated (states are frozen throughout the simulation)', () => {
@@ -392,5 +395,5 @@ test('property: inputs are not mutated (states are frozen throughout the simulat
     sync(a, b)
     update(a, context(b), 'r9.1', bytes('x'))
     assert.equal(canon(a), before)
-  }), params(200))
+  }), fcParams(params(200)))
 })

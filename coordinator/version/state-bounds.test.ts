@@ -11,6 +11,9 @@ import { limits } from '../limits.ts'
 import { decodeContext, encodeContext } from './context.ts'
 import { EMPTY, equals, sync, update, type DvvSet } from './dvv.ts'
 import { boundsError, contextTextBytes, ownDotsError, syncForWrite } from './state-bounds.ts'
+import { propertyParams } from '../../test/seed.ts'
+
+const fcParams = propertyParams('state-bounds properties')
 
 const enc = new TextEncoder()
 const bytes = (s: string): Uint8Array => enc.encode(s)
@@ -95,8 +98,6 @@ test('a dot with two values is refused on the write path, stored state unchanged
 })
 
 test('property: sync is a join even when states disagree about a dot\'s value', () => {
-  const seed = Number(process.env.RINGKV_SEED ?? Date.now() % 2 ** 31)
-  console.log(`state-bounds sync property seed=${seed} (replay with RINGKV_SEED=${seed})`)
   // Few actors, counters and values, so dots collide often.
   const stateArb = fc.array(fc.record({ actor: fc.constantFrom('a.1', 'b.1'), counter: fc.integer({ min: 1, max: 3 }), value: fc.option(fc.constantFrom('p', 'q', 'r'), { nil: null }) }), { maxLength: 4 })
     .chain(sibs => fc.record({ extra: fc.record({ 'a.1': fc.integer({ min: 0, max: 3 }), 'b.1': fc.integer({ min: 0, max: 3 }) }) }).map(({ extra }) => {
@@ -114,5 +115,5 @@ test('property: sync is a join even when states disagree about a dot\'s value', 
     assert.ok(equals(sync(a, b), sync(b, a)), 'commutative')
     assert.ok(equals(sync(sync(a, b), c), sync(a, sync(b, c))), 'associative')
     assert.ok(equals(sync(a, a), a), 'idempotent')
-  }), { seed, numRuns: 2000 })
+  }), fcParams({ numRuns: 2000 }))
 })

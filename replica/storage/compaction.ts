@@ -10,6 +10,7 @@
 // so puts and gets keep flowing while a compaction runs (p99 put latency during compaction is in
 // bench/storage-bench.ts).
 
+import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 import { assert } from '../../coordinator/assert.ts'
 import type { TableInfo } from './engine-types.ts'
 import type { Merge } from './memtable.ts'
@@ -52,10 +53,13 @@ export function pickCompaction(tables: readonly TableInfo[]): CompactionPick | u
 /** Resolves when the caller should continue; undefined when the current slice still has time. */
 export type YieldIfDue = () => Promise<void> | undefined
 
-export function sliceYielder(sliceMs: number, checkAbort: () => void): YieldIfDue {
+export function sliceYielder(sliceMs: number, checkAbort: () => void, slices?: LatencyHistogram): YieldIfDue {
   let deadline = performance.now() + sliceMs
   return () => {
-    if (performance.now() < deadline) return undefined
+    const now = performance.now()
+    if (now < deadline) return undefined
+    // The slice began sliceMs before its deadline: that is how long it held the event loop.
+    slices?.recordMs(now - deadline + sliceMs)
     return new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
       checkAbort()
       deadline = performance.now() + sliceMs
@@ -67,13 +71,15 @@ export function sliceYielder(sliceMs: number, checkAbort: () => void): YieldIfDu
  * Merges `inputs` (newest first) into one table. Versions of one key are folded oldest first with
  * `merge`. Returns the table's bytes, verified by the builder's order asserts and checksums.
  */
-export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldIfDue: YieldIfDue): Promise<{ buf: Buffer; builder: TableBuilder }> {
+export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldIfDue: YieldIfDue,
+  settle?: (value: Uint8Array) => Uint8Array | undefined): Promise<{ buf: Buffer; builder: TableBuilder }> {
   assert(inputs.length >= 1, 'compaction without inputs')
   let capacity = 0
   for (const t of inputs) capacity += t.bytes
   const builder = new TableBuilder(capacity)
   const its: TableIterator[] = inputs.map((t) => t.iterator())
   let n = 0
+  let droppedFirst: [string, Uint8Array] | undefined
   for (;;) {
     let min: string | undefined
     for (const it of its) {
@@ -90,12 +96,17 @@ export async function mergeTables(inputs: readonly Table[], merge: Merge, yieldI
         it.next()
       }
     }
-    builder.add(min, value!)
+    // `settle` (only when the oldest table is an input) may rewrite a value or drop the key; one
+    // dropped key is kept aside so that a table never ends up empty.
+    const settled = settle === undefined ? value! : settle(value!)
+    if (settled !== undefined) builder.add(min, settled)
+    else if (builder.keys === 0) droppedFirst = [min, value!]
     if ((++n & 63) === 0) {
       const y = yieldIfDue()
       if (y !== undefined) await y
     }
   }
+  if (builder.keys === 0 && droppedFirst !== undefined) builder.add(droppedFirst[0], droppedFirst[1])
   const buf = await trimSliced(await builder.finishSliced(yieldIfDue), yieldIfDue)
   return { buf, builder }
 }

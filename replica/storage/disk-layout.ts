@@ -7,6 +7,7 @@
 //   MANIFEST.json        EngineManifest, the commit point (manifest.ts)
 //   tables/<id>.sst      SSTables named in the manifest; <id> is 6+ zero-padded digits
 //   wal/<seq>.log        WAL segments; <seq> is 8+ zero-padded digits
+//   HANDOFF.json         progress of outgoing partition handoffs (replica/handoff/handoff-progress.ts)
 //   hints/<seq>.hints    hint log segments (replica/hints/hint-log.ts): writes kept for absent
 //                        owners, apart from the replica's own data; <seq> is 8+ zero-padded digits
 //   <name>.tmp           a file being written; renamed over <name> once durable (file-util.ts)
@@ -17,6 +18,7 @@ import type { TableInfo } from './engine-types.ts'
 
 export const identityFileName = 'NODE.json'
 export const manifestFileName = 'MANIFEST.json'
+export const handoffFileName = 'HANDOFF.json'
 export const tablesDirName = 'tables'
 export const walDirName = 'wal'
 export const hintsDirName = 'hints'
@@ -32,6 +34,10 @@ export function identityPath(dir: string): string {
 
 export function manifestPath(dir: string): string {
   return join(dir, manifestFileName)
+}
+
+export function handoffPath(dir: string): string {
+  return join(dir, handoffFileName)
 }
 
 export function tablesDir(dir: string): string {

@@ -8,6 +8,8 @@
 // before the engine is opened); its file names are in disk-layout.ts: the manifest, replaced
 // atomically, the immutable tables it names (others are garbage), and the WAL segments.
 
+import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
+
 /** Structured logging: a message and its fields (the replica prints them as one JSON line). */
 export type Log = (msg: string, fields?: Record<string, unknown>) => void
 
@@ -15,6 +17,12 @@ export interface EngineOptions {
   dir: string
   /** Combine two versions of one key, `older` first. Commutative, associative, idempotent. */
   merge: (older: Uint8Array, newer: Uint8Array) => Uint8Array
+  /**
+   * Applied to each value a compaction writes when its inputs include the oldest table (so no
+   * older version of the key remains): returns the value to keep, or undefined to drop the key.
+   * The replica settles reaped keys this way (state-codec.ts settleStored). Default: keep as is.
+   */
+  settle?: (value: Uint8Array) => Uint8Array | undefined
   /** Freeze and flush the memtable when it holds this many bytes. */
   memtableBytesMax?: number
   /** false only in benchmarks that measure the cost of fsync itself. */
@@ -87,7 +95,24 @@ export interface ValueWriter {
   write(buf: Buffer, offset: number): void
 }
 
+/**
+ * Where the engine's time goes, for the replica's /metrics (docs/performance.md): each WAL group's
+ * fdatasync, each memtable flush and compaction from start to commit, and each slice of their work
+ * between two event-loop yields (what a flush or compaction holds the replica's loop for).
+ */
+export interface StorageLatency {
+  readonly walFsync: LatencyHistogram
+  readonly flush: LatencyHistogram
+  readonly flushSlice: LatencyHistogram
+  readonly compaction: LatencyHistogram
+  readonly compactionSlice: LatencyHistogram
+}
+
 export interface Engine {
+  /** Latency histograms (the LSM engine keeps them; other engines may not). */
+  readonly latency?: StorageLatency
+  /** The last WAL group's fsync (ms): read when a put resolves, the fsync that made it durable. */
+  readonly lastFsyncMs?: number
   /** Merged value across memtable and tables, newest first; undefined when never written. */
   get(key: string): Uint8Array | undefined
   /**

@@ -27,7 +27,8 @@ import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { mergeTables, pickCompaction, sliceYielder, trimSliced } from './compaction.ts'
 import type { YieldIfDue } from './compaction.ts'
-import type { Engine, EngineManifest, EngineOptions, EngineStats, PutOptions, ScanResult, Log, TableInfo, ValueWriter } from './engine-types.ts'
+import type { Engine, EngineManifest, EngineOptions, EngineStats, PutOptions, ScanResult, Log, StorageLatency, TableInfo, ValueWriter } from './engine-types.ts'
+import { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 import { tableFileName, tableId, tablePath, tablesDir as tablesDirOf, walDir as walDirOf } from './disk-layout.ts'
 import { writeFileAtomic } from './file-util.ts'
 import { emptyManifest, loadManifest, writeManifest } from './manifest.ts'
@@ -119,7 +120,7 @@ export async function openEngine(opts: EngineOptions): Promise<Engine> {
   const wal = new WalWriter(walDir, firstSeq, fsync, log, replay.segmentBytes, preallocate)
   log('storage: opened', { dir, tables: tables.length, walRecords: replay.records, walBytes: replay.bytes, keys: active.size })
   const engine = new LsmEngine(dir, merge, memtableBytesMax, fsync, log, manifest, tables, active, wal,
-    opts.obsoleteTableGraceMs ?? storageLimits.obsoleteTableGraceMs)
+    opts.obsoleteTableGraceMs ?? storageLimits.obsoleteTableGraceMs, opts.settle)
   if (active.bytes >= memtableBytesMax) engine.freezeInBackground()
   return engine
 }
@@ -174,6 +175,10 @@ class LsmEngine implements Engine {
   private readonly keyScratch = Buffer.allocUnsafe(4 * storageLimits.keyBytesMax)
   /** Past this the active memtable refuses puts while the flush backlog is full. */
   private readonly activeBytesHardMax: number
+  readonly latency: StorageLatency = {
+    walFsync: new LatencyHistogram(), flush: new LatencyHistogram(), flushSlice: new LatencyHistogram(),
+    compaction: new LatencyHistogram(), compactionSlice: new LatencyHistogram(),
+  }
 
   constructor(
     private readonly dir: string,
@@ -186,6 +191,7 @@ class LsmEngine implements Engine {
     active: Memtable,
     private readonly wal: WalWriter,
     private readonly obsoleteGraceMs: number,
+    private readonly settle: ((value: Uint8Array) => Uint8Array | undefined) | undefined,
   ) {
     this.durableManifest = manifest
     this.tables = tables
@@ -193,6 +199,11 @@ class LsmEngine implements Engine {
     this.walSegmentMin = manifest.walSegmentMin
     this.active = active
     this.activeBytesHardMax = Math.max(memtableBytesMax * storageLimits.activeMemtableGrowthMax, storageLimits.activeMemtableBytesFloor)
+    wal.fsyncLatency = this.latency.walFsync
+  }
+
+  get lastFsyncMs(): number {
+    return this.wal.lastFsyncMs
   }
 
   // ---- writes ----
@@ -264,17 +275,17 @@ class LsmEngine implements Engine {
     }
   }
 
-  private yielder(): YieldIfDue {
+  private yielder(slices: LatencyHistogram): YieldIfDue {
     return sliceYielder(storageLimits.backgroundSliceMs, () => {
       if (this.closing) throw new Aborted('closing')
-    })
+    }, slices)
   }
 
   private async flushOne(entry: Frozen): Promise<void> {
     if (this.failed !== undefined) throw this.failed
     if (this.closing) throw new Aborted('closing')
     const started = performance.now()
-    const y = this.yielder()
+    const y = this.yielder(this.latency.flushSlice)
     const keys = await entry.mem.sortKeysSliced(y)
     const builder = new TableBuilder(entry.mem.bytes)
     for (let i = 0; i < keys.length; i++) {
@@ -297,6 +308,7 @@ class LsmEngine implements Engine {
     this.walSegmentMin = entry.boundary
     const m = await this.persistManifest()
     this.flushes++
+    this.latency.flush.recordMs(performance.now() - started)
     this.log('storage: flushed', { table: info.file, keys: info.keys, bytes: info.bytes, ms: Math.round(performance.now() - started) })
     this.notify(m)
     await this.wal.deleteBelow(entry.boundary)
@@ -364,7 +376,9 @@ class LsmEngine implements Engine {
     const started = performance.now()
     const inputs = this.tables.slice(pick.start, pick.start + pick.count)
     this.log('storage: compaction started', { tier: pick.tier, inputs: inputs.map((t) => t.info.file) })
-    const { buf, builder } = await mergeTables(inputs.map((t) => t.table), this.merge, this.yielder())
+    // Only a round that includes the oldest table may settle values: nothing older is left for them.
+    const oldest = pick.start + pick.count === this.tables.length
+    const { buf, builder } = await mergeTables(inputs.map((t) => t.table), this.merge, this.yielder(this.latency.compactionSlice), oldest ? this.settle : undefined)
     const info = await this.writeTable(buf, builder, pick.tier + 1)
     // Flushes may have added newer tables meanwhile; the inputs are still adjacent because only
     // compaction removes tables and one runs at a time.
@@ -374,6 +388,7 @@ class LsmEngine implements Engine {
     this.tables.splice(at, inputs.length, { info, table: builder.toTable(info.file, buf) })
     const m = await this.persistManifest()
     this.compactions++
+    this.latency.compaction.recordMs(performance.now() - started)
     const inBytes = inputs.reduce((s, t) => s + t.info.bytes, 0)
     this.log('storage: compacted', { tier: pick.tier, inputs: inputs.map((t) => t.info.file), output: info.file, inBytes, outBytes: info.bytes, ms: Math.round(performance.now() - started) })
     this.notify(m)

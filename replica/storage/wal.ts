@@ -34,6 +34,7 @@ import { open, readdir, readFile, truncate, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
+import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 import { KvError } from '../../coordinator/errors.ts'
 import { tmpSuffix, walSegmentName, walSegmentSeqOf } from './disk-layout.ts'
 import type { Log, ValueWriter } from './engine-types.ts'
@@ -265,6 +266,13 @@ export class WalWriter {
   private closed = false
   /** Bytes per live segment, for stats and for deleting covered segments. */
   readonly segmentBytes: Map<number, number>
+  /** Where each group's fdatasync time goes, when the engine watches (its /metrics histogram). */
+  fsyncLatency: LatencyHistogram | undefined
+  /**
+   * How long the last group's fdatasync took (ms). A put's promise resolves right after its group's
+   * fsync, before the next group's can end, so a caller reading this then sees its own group's.
+   */
+  lastFsyncMs = 0
 
   constructor(
     private readonly walDir: string,
@@ -392,7 +400,12 @@ export class WalWriter {
           writevAllSync(fd, [groupHeader(g.records, g.bytes), ...g.records], frameBytes, this.pos)
           this.pos += frameBytes
           this.preallocate()
-          if (this.fsync) await fdatasyncFd(fd)
+          if (this.fsync) {
+            const t0 = performance.now()
+            await fdatasyncFd(fd)
+            this.lastFsyncMs = performance.now() - t0
+            this.fsyncLatency?.recordMs(this.lastFsyncMs)
+          }
           this.segmentBytes.set(g.seq, this.pos)
         } catch (e) {
           this.fail(e, g)

@@ -1,0 +1,84 @@
+// The checker both fault tools run after healing, over the History of infra/fault-workload.ts and
+// what the cluster holds:
+// - Set keys: every element whose add was acknowledged is in the final read (Jepsen's set test).
+// - Register keys: a value whose put was acknowledged is in the final read unless some write (of
+//   any outcome: an unknown one may have been stored) read it first and so superseded it; and a
+//   value that an acknowledged write (put or delete) read first is gone (no resurrection). Values
+//   are unique per put, so "unless re-added" never arises.
+// - Convergence: every primary replica of every key holds the same state (DVV equality), read from
+//   each replica directly. Today this follows a full read pass at R=N, whose read repair is the only
+//   way replicas converge; once anti-entropy exists the comparison runs without that pass.
+
+import { equals, type DvvSet } from '../coordinator/version/dvv.ts'
+import { elementsOf, registerKeys, setKeys, type History, type Op } from './fault-workload.ts'
+
+export interface Finding { readonly key: string; readonly value: string; readonly why: string }
+
+export interface CheckReport {
+  readonly ops: { total: number; ok: number; failed: number; unknown: number }
+  /** Acknowledged writes whose effect was checked (adds and puts present, deletes' effect absent). */
+  readonly acknowledgedChecked: number
+  readonly lost: Finding[]
+  readonly resurrected: Finding[]
+  readonly divergent: Array<{ key: string; why: string }>
+}
+
+const dec = new TextDecoder()
+
+/** `finals`: values of each key from the final read (R=N); `replicas`: each primary's state per key. */
+export function checkHistory(history: History, finals: ReadonlyMap<string, readonly string[]>,
+  replicas: ReadonlyMap<string, ReadonlyMap<string, DvvSet | null>>): CheckReport {
+  const ops = history.ops
+  const count = (o: Op['outcome']) => ops.filter(op => op.outcome === o).length
+  const lost: Finding[] = []
+  const resurrected: Finding[] = []
+  let acknowledgedChecked = 0
+  for (const key of setKeys) {
+    const final = new Set(elementsOf(finals.get(key) ?? []))
+    for (const op of ops) {
+      if (op.key !== key || op.outcome !== 'ok') continue
+      acknowledgedChecked++
+      if (!final.has(op.value)) lost.push({ key, value: op.value, why: `add acknowledged at ${op.endMs} ms, missing from the final set` })
+    }
+  }
+  for (const key of registerKeys) {
+    const final = new Set(finals.get(key) ?? [])
+    const superseded = new Set<string>()
+    for (const op of ops) if (op.key === key && op.outcome !== 'failed') for (const v of op.observed) superseded.add(v)
+    for (const op of ops) {
+      if (op.key !== key || op.outcome !== 'ok') continue
+      acknowledgedChecked++
+      if (op.kind === 'put' && !final.has(op.value) && !superseded.has(op.value)) {
+        lost.push({ key, value: op.value, why: `put acknowledged at ${op.endMs} ms, never read by a later write, missing from the final read` })
+      }
+      for (const v of op.observed) {
+        if (final.has(v)) resurrected.push({ key, value: v, why: `the ${op.kind} acknowledged at ${op.endMs} ms (client ${op.client}) read it first, yet it is in the final read` })
+      }
+    }
+  }
+  const divergent: Array<{ key: string; why: string }> = []
+  for (const [key, states] of replicas) {
+    const all = [...states]
+    const [first] = all
+    if (!first) continue
+    for (const [node, s] of all.slice(1)) {
+      if (!sameState(first[1], s)) { divergent.push({ key, why: `${first[0]} holds ${show(first[1])}, ${node} holds ${show(s)}` }); break }
+    }
+  }
+  return { ops: { total: ops.length, ok: count('ok'), failed: count('failed'), unknown: count('unknown') }, acknowledgedChecked, lost, resurrected, divergent }
+}
+
+function sameState(a: DvvSet | null, b: DvvSet | null): boolean {
+  if (a === null || b === null) return a === b
+  return equals(a, b)
+}
+
+function show(s: DvvSet | null): string {
+  if (s === null) return 'nothing'
+  const sib = s.siblings.map(x => `${x.actor}:${x.counter}=${x.value === null ? 'tombstone' : dec.decode(x.value).slice(0, 40)}`)
+  return `vv ${JSON.stringify(s.vv)} siblings [${sib.join(', ')}]`.slice(0, 400)
+}
+
+export function passed(r: CheckReport): boolean {
+  return r.lost.length === 0 && r.resurrected.length === 0 && r.divergent.length === 0
+}

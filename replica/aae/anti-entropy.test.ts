@@ -1,0 +1,360 @@
+// Anti-entropy without sockets: real ReplicaServices over real engines in temp dirs, each exchange
+// message encoded to a frame and decoded again, validated and answered by the peer's service exactly
+// as the data plane would. Property tests (fast-check, seeded: RINGKV_SEED replays) that two trees
+// differ exactly where the data differ, that the incremental tree equals one rebuilt from storage,
+// and that after an exchange both replicas hold sync of both; tombstone reaping (no resurrection, no
+// reused dots after a reap); and hostile peers (garbage, wrong shapes, lies: typed errors, nothing merged).
+
+import assert from 'node:assert/strict'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, test } from 'node:test'
+import fc from 'fast-check'
+import { KvError } from '../../coordinator/errors.ts'
+import { decodeFrame, encodeFrame, type Message } from '../../coordinator/protocol/codec.ts'
+import { parseReply } from '../../coordinator/protocol/fast-parse.ts'
+import { keyHash32, partitionOfHash } from '../../coordinator/ring/partition-hash.ts'
+import { createRing, preferenceListOfPartition, type Ring } from '../../coordinator/ring/ring.ts'
+import { errorFromWire } from '../../coordinator/transport/connection.ts'
+import { EMPTY, equals, isDeleted, sync, update, type DvvSet } from '../../coordinator/version/dvv.ts'
+import { ReplicaService, type Grant } from '../replica-service.ts'
+
+/** The requests here come from peers (no hello on these in-process calls): the peer role. */
+const peerGrant: Grant = { role: 'peer', name: 'test' }
+import { decodeStored, mergeStates, settleStored } from '../state-codec.ts'
+import { openEngine } from '../storage/engine.ts'
+import type { Engine } from '../storage/engine-types.ts'
+import { testSeed } from '../../test/seed.ts'
+import { AntiEntropy, type AaePeer, type PeerRequestType } from './anti-entropy.ts'
+import { differing, segmentOfHash, stateHash, TictacTree } from './tictac-tree.ts'
+
+const enc = new TextEncoder()
+const dirs: string[] = []
+after(async () => { for (const d of dirs) await rm(d, { recursive: true, force: true }) })
+
+interface Replica {
+  readonly id: string
+  readonly engine: Engine
+  readonly service: ReplicaService
+  readonly aae: AntiEntropy
+  readonly dir: string
+}
+
+/** A cluster of replicas in this process; `down` marks replicas others see as unreachable; `skewMs` moves every clock. */
+class World {
+  readonly replicas = new Map<string, Replica>()
+  readonly down = new Set<string>()
+  skewMs = 0
+  /** Rewrites a reply before the asking replica sees it (a lying peer). */
+  tamper: ((from: string, type: string, body: any) => any) | undefined
+  constructor(readonly ring: Ring, readonly graceMs = 1000) {}
+
+  async add(id: string, dir?: string): Promise<Replica> {
+    dir ??= await mkdtemp(join(tmpdir(), `ringkv-aae-${id}-`))
+    dirs.push(dir)
+    const engine = await openEngine({ dir, merge: mergeStates, settle: settleStored, fsync: false })
+    let service: ReplicaService | undefined
+    const aae = new AntiEntropy({
+      nodeId: id, actor: `${id}.1`, engine, ring: () => this.ring,
+      runtime: { now: () => Date.now() + this.skewMs, setTimeout: (fn, ms) => setTimeout(fn, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
+      peer: node => this.peer(node), isReachable: node => !this.down.has(node),
+      applyState: (k, s) => service!.applyState(k, s), tombstoneGraceMs: this.graceMs, intervalMs: 3_600_000, log: () => {},
+    })
+    service = new ReplicaService({ nodeId: id, actor: `${id}.1`, engine, ring: () => this.ring, valueBytesMax: 1 << 20, aae })
+    await aae.start()
+    aae.close() // no periodic loop: tests run exchanges themselves
+    const r = { id, engine, service, aae, dir }
+    this.replicas.set(id, r)
+    return r
+  }
+
+  /** An in-process peer: every request and reply goes through encodeFrame/decodeFrame and validation. */
+  peer(node: string): AaePeer {
+    return {
+      request: <T extends PeerRequestType>(type: T, body: unknown) => new Promise<any>((ok, fail) => {
+        const target = this.replicas.get(node)
+        if (!target || this.down.has(node)) return fail(new KvError({ kind: 'Unavailable', node }, `${node} is down`))
+        const [m] = decodeFrame(encodeFrame([[type, 1, body]])) as Message[]
+        target.service.handle(m![0], m![1], m![2], msg => {
+          const [rt, , rb] = decodeFrame(encodeFrame([msg]))[0] as Message
+          if (rt === 'error') return fail(errorFromWire(rb, node))
+          const parsed = parseReply(type, this.tamper ? this.tamper(node, type, rb) : rb)
+          if (!parsed.success) return fail(new KvError({ kind: 'ProtocolError' }, `bad ${type} reply: ${parsed.error.message}`))
+          ok(parsed.data)
+        }, peerGrant)
+      }),
+    }
+  }
+
+  request(id: string, type: string, body: unknown): Promise<{ type: string; body: any }> {
+    return new Promise(ok => this.replicas.get(id)!.service.handle(type, 7, body, msg => ok({ type: msg[0], body: msg[2] }), peerGrant))
+  }
+}
+
+function read(r: Replica, key: string): DvvSet {
+  const b = r.engine.get(key)
+  return b === undefined ? EMPTY : decodeStored(b).state
+}
+
+function partitionOf(ring: Ring, key: string): number {
+  return partitionOfHash(keyHash32(key), ring.partitions)
+}
+
+/**
+ * Consistent histories: per key a sequence of writes by outside actors (each a fresh dot), and
+ * snapshots of it along the way. A replica holds sync of some snapshots (or nothing): any two
+ * replicas' states of a key are then states of one history, as in a real cluster.
+ */
+const historyArb = fc.array(fc.record({
+  actor: fc.constantFrom('x.1', 'y.1', 'z.1'),
+  supersede: fc.boolean(),
+  value: fc.option(fc.uint8Array({ minLength: 0, maxLength: 8 }), { nil: null, freq: 4 }),
+}), { minLength: 1, maxLength: 5 })
+
+function snapshots(history: { actor: string; supersede: boolean; value: Uint8Array | null }[]): DvvSet[] {
+  let s: DvvSet = EMPTY
+  const out: DvvSet[] = []
+  for (const w of history) {
+    s = update(s, w.supersede ? s.vv : {}, w.actor, w.value)
+    out.push(s)
+  }
+  return out
+}
+
+/** Sync of the snapshots `mask` picks (bit i: snapshot i), EMPTY when none. */
+function pick(snaps: DvvSet[], mask: number): DvvSet {
+  let s: DvvSet = EMPTY
+  snaps.forEach((x, i) => { if (mask & (1 << i)) s = sync(s, x) })
+  return s
+}
+
+const keysArb = fc.uniqueArray(fc.string({ minLength: 1, maxLength: 12 }).filter(k => !k.includes('\u0000') && k.isWellFormed()), { minLength: 1, maxLength: 40 })
+const caseArb = keysArb.chain(keys => fc.tuple(fc.constant(keys), fc.array(fc.tuple(historyArb, fc.nat(31), fc.nat(31)), { minLength: keys.length, maxLength: keys.length })))
+
+test('two trees differ exactly in the segments where some key\'s history differs', () => {
+  const seed = testSeed('tictac tree diff')
+  fc.assert(fc.property(caseArb, ([keys, cases]) => {
+    const a = new TictacTree()
+    const b = new TictacTree()
+    const expected = new Set<number>()
+    keys.forEach((key, i) => {
+      const [history, ma, mb] = cases[i]!
+      const snaps = snapshots(history)
+      const sa = pick(snaps, ma)
+      const sb = pick(snaps, mb)
+      const seg = segmentOfHash(keyHash32(key))
+      if (sa.siblings.length > 0) a.set(seg, key, stateHash(key, sa))
+      if (sb.siblings.length > 0) b.set(seg, key, stateHash(key, sb))
+      if (!equals(sa, sb)) expected.add(seg)
+    })
+    assert.deepEqual(new Set(differing(a.leaves, b.leaves)), expected)
+    const branches = new Set([...expected].map(s => s >>> 5))
+    assert.deepEqual(new Set(differing(a.branches, b.branches)), branches)
+    // Removing every key brings a tree back to all zeros: XOR out is exact.
+    for (const key of keys) { const seg = segmentOfHash(keyHash32(key)); a.set(seg, key, 0) }
+    assert.ok(a.leaves.every(x => x === 0) && a.branches.every(x => x === 0) && a.size === 0)
+  }), { seed, numRuns: 200 })
+})
+
+test('after an exchange both replicas hold sync of both; the live tree equals a rebuilt one', async () => {
+  const seed = testSeed('aae exchange converges')
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 8, n: 3 })
+  let run = 0
+  await fc.assert(fc.asyncProperty(caseArb, async ([keys, cases]) => {
+    const world = new World(ring)
+    const A = await world.add(`A`)
+    const B = await world.add(`B`)
+    run++
+    const before = new Map<string, [DvvSet, DvvSet]>()
+    for (const [i, key] of keys.entries()) {
+      const [history, ma, mb] = cases[i]!
+      const snaps = snapshots(history)
+      const sa = pick(snaps, ma)
+      const sb = pick(snaps, mb)
+      if (sa.siblings.length > 0) await A.service.applyState(key, sa)
+      if (sb.siblings.length > 0) await B.service.applyState(key, sb)
+      before.set(key, [sa, sb])
+    }
+    for (let p = 0; p < ring.partitions; p++) {
+      const r = await A.aae.exchange(p, 'B')
+      assert.equal(r.full, true)
+    }
+    for (const [key, [sa, sb]] of before) {
+      const want = sync(sa, sb)
+      for (const [r, had] of [[A, sa], [B, sb]] as const) {
+        const got = read(r, key)
+        // A tombstone-only state is not copied onto a replica holding nothing: both read not found.
+        if (had.siblings.length === 0 && isDeleted(want)) assert.ok(got.siblings.length === 0 || equals(got, want), `${r.id} ${key}`)
+        else assert.ok(equals(got, want), `${r.id} holds sync of both for ${JSON.stringify(key)}`)
+      }
+    }
+    // Incremental maintenance equals a rebuild from storage.
+    for (const r of [A, B]) {
+      const fresh = new AntiEntropy({
+        nodeId: r.id, actor: `${r.id}.1`, engine: r.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
+        peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
+      })
+      await fresh.start()
+      fresh.close()
+      for (let p = 0; p < ring.partitions; p++) {
+        const live = await world.request(r.id, 'aaeRoot', { partition: p, shape: { width: 32, depth: 2 } })
+        const rebuilt = fresh.serve('aaeRoot', { partition: p, shape: { width: 32, depth: 2 } }) as { branches: Uint8Array }
+        assert.deepEqual(Buffer.from(live.body.branches), Buffer.from(rebuilt.branches), `${r.id} partition ${p}: live tree = rebuilt tree`)
+      }
+    }
+    await A.engine.close()
+    await B.engine.close()
+  }), { seed, numRuns: 12 })
+  assert.ok(run > 0)
+})
+
+/** A 3-replica world and a key written through A, replicated to `to`. */
+async function written(world: World, key: string, to: string[]): Promise<DvvSet> {
+  const put = await world.request('A', 'put', { key: enc.encode(key), context: {}, value: enc.encode('v1') })
+  assert.equal(put.type, 'put')
+  const state = read(world.replicas.get('A')!, key)
+  for (const id of to) await world.replicas.get(id)!.service.applyState(key, state)
+  return state
+}
+
+async function exchangeAll(world: World, partition: number): Promise<void> {
+  for (const a of world.replicas.values()) {
+    for (const b of world.replicas.keys()) {
+      if (b === a.id || world.down.has(a.id) || world.down.has(b)) continue
+      await a.aae.exchange(partition, b)
+    }
+  }
+}
+
+test('tombstones: a replica that missed the delete brings nothing back, before or after the grace; a re-created key gets fresh dots', async () => {
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 4, n: 3 })
+  const world = new World(ring, 1000)
+  for (const id of ['A', 'B', 'C']) await world.add(id)
+  const [A, B, C] = ['A', 'B', 'C'].map(id => world.replicas.get(id)!) as [Replica, Replica, Replica]
+  const key = 'doomed'
+  const p = partitionOf(ring, key)
+  const v1 = await written(world, key, ['B', 'C'])
+  // C goes down; the delete lands on A and B only.
+  world.down.add('C')
+  const del = await world.request('A', 'put', { key: enc.encode(key), context: v1.vv, value: null })
+  assert.equal(del.type, 'put')
+  await B.service.applyState(key, read(A, key))
+  // Before the grace, and after it: no reap while C is unreachable.
+  await exchangeAll(world, p)
+  assert.equal(A.aae.reap(p) + B.aae.reap(p), 0)
+  world.skewMs += 5000
+  await exchangeAll(world, p)
+  assert.equal(A.aae.reap(p) + B.aae.reap(p), 0, 'no reap while a primary is unreachable')
+  assert.ok(isDeleted(read(A, key)) && read(A, key).siblings.length > 0, 'A still holds the tombstone')
+  // C comes back holding the old value: anti-entropy gives it the tombstone, not the value to the others.
+  world.down.delete('C')
+  assert.deepEqual(read(C, key), v1)
+  await exchangeAll(world, p)
+  for (const r of [A, B, C]) assert.ok(isDeleted(read(r, key)), `${r.id} reads the key as deleted`)
+  // The grace passes, full exchanges confirm: A and B reap; C (not asked to reap yet) keeps its tombstone.
+  world.skewMs += 5000
+  await exchangeAll(world, p)
+  assert.equal(A.aae.reap(p), 1)
+  assert.equal(B.aae.reap(p), 1)
+  const reapedGet = await world.request('A', 'get', { key: enc.encode(key) })
+  assert.equal(reapedGet.body.state, null, 'a reaped key reads as never written')
+  assert.equal(A.aae.counters.tombstonesReaped, 1)
+  // Exchanging with C, which still holds the tombstone, does not bring it back to A or B.
+  await exchangeAll(world, p)
+  assert.equal(read(A, key).siblings.length, 0)
+  // Write again on A: the new dot is above the tombstone's, so C (which missed the reap) keeps it.
+  const tomb = read(C, key)
+  const again = await world.request('A', 'put', { key: enc.encode(key), context: {}, value: enc.encode('v2') })
+  assert.equal(again.type, 'put')
+  const fresh = read(A, key)
+  assert.ok(fresh.vv['A.1']! > tomb.vv['A.1']!, `dot (A.1, ${fresh.vv['A.1']}) is above the reaped tombstone's (A.1, ${tomb.vv['A.1']})`)
+  await exchangeAll(world, p)
+  for (const r of [A, B, C]) {
+    const s = read(r, key)
+    assert.deepEqual(s.siblings.map(x => x.value && Buffer.from(x.value).toString()), ['v2'], `${r.id} holds the re-created value`)
+  }
+  // The floor survives a restart.
+  await A.engine.close()
+  world.replicas.delete('A')
+  const A2 = await world.add('A', A.dir)
+  assert.ok(A2.aae.floorOf(key) >= tomb.vv['A.1']!)
+  for (const r of world.replicas.values()) await r.engine.close()
+})
+
+test('compaction over the oldest table drops a reaped key', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'ringkv-aae-settle-'))
+  dirs.push(dir)
+  const engine = await openEngine({ dir, merge: mergeStates, settle: settleStored, fsync: false })
+  const tomb = update(EMPTY, {}, 'x.1', null)
+  const { encodeState, reapedValue } = await import('../state-codec.ts')
+  await engine.put('gone', encodeState(tomb))
+  await engine.put('kept', encodeState(update(EMPTY, {}, 'x.1', enc.encode('v'))))
+  await engine.flush()
+  await engine.put('gone', reapedValue)
+  await engine.flush()
+  for (let i = 0; i < 2; i++) { await engine.put(`pad${i}`, encodeState(tomb)); await engine.flush() }
+  assert.equal(decodeStored(engine.get('gone')!).state.siblings.length, 0, 'reaped: the barrier hides the older tombstone')
+  await engine.compact()
+  assert.equal(engine.get('gone'), undefined, 'the compaction that included the oldest table dropped the key')
+  assert.ok(engine.get('kept') !== undefined)
+  await engine.close()
+})
+
+test('hostile exchange input: garbage, wrong shapes, a partition not held, a lying peer: typed errors, nothing merged', async () => {
+  const nodes = ['A', 'B', 'C', 'D', 'E'].map(id => ({ id, url: `ws://${id}` }))
+  const ring = createRing({ nodes, partitions: 16, n: 3 })
+  const world = new World(ring)
+  for (const n of nodes) await world.add(n.id)
+  const A = world.replicas.get('A')!
+  const held = [...Array(ring.partitions).keys()].filter(p => preferenceListOfPartition(ring, p).primaries.includes('A'))
+  const notHeld = [...Array(ring.partitions).keys()].find(p => !held.includes(p))!
+  const p = held[0]!
+  const peer = preferenceListOfPartition(ring, p).primaries.find(n => n !== 'A')!
+  const shape = { width: 32, depth: 2 }
+  const cases: Array<[string, unknown, string]> = [
+    ['aaeRoot', { partition: 'x', shape }, 'BadRequest'],
+    ['aaeRoot', { partition: p, shape: { width: 16, depth: 3 } }, 'BadRequest'],
+    ['aaeRoot', { partition: p, shape: { width: 32, depth: 1 } }, 'BadRequest'],
+    ['aaeRoot', { partition: notHeld, shape }, 'NotPrimary'],
+    ['aaeRoot', { partition: 1e9, shape }, 'BadRequest'],
+    ['aaeBranches', { partition: p, shape, branches: [32] }, 'BadRequest'],
+    ['aaeBranches', { partition: p, shape, branches: [] }, 'BadRequest'],
+    ['aaeKeys', { partition: p, shape, segments: Array(65).fill(0) }, 'BadRequest'],
+    ['aaeKeys', { partition: p, shape, segments: [1], after: { segment: 2, key: enc.encode('k') } }, 'BadRequest'],
+    ['aaeKeys', { partition: p, shape, segments: [1], after: { segment: 1, key: Uint8Array.of(0xff) } }, 'BadRequest'],
+    ['aaeKeys', 'garbage', 'BadRequest'],
+  ]
+  for (const [type, body, kind] of cases) {
+    const r = await world.request('A', type, body)
+    assert.equal(r.type, 'error', `${type} ${JSON.stringify(body)} refused`)
+    assert.equal(r.body.kind, kind, `${type}: ${r.body.message}`)
+  }
+  // Data that differs between A and its peer in partition p.
+  const keys: string[] = []
+  for (let i = 0; keys.length < 20; i++) if (partitionOf(ring, `k${i}`) === p) keys.push(`k${i}`)
+  for (const k of keys) await world.replicas.get(peer)!.service.applyState(k, update(EMPTY, {}, 'x.1', enc.encode(k)))
+  const foreign = [...Array(1000).keys()].map(i => `f${i}`).find(k => partitionOf(ring, k) !== p)!
+  const lies: Array<[string, (type: string, body: any) => any]> = [
+    ['a key of another partition', (type, body) => type === 'aaeKeys' ? { ...body, entries: [...body.entries, { key: enc.encode(foreign), state: { vv: { 'x.1': 1 }, siblings: [{ actor: 'x.1', counter: 1, value: enc.encode('evil') }] } }] } : body],
+    ['a root of the wrong depth', (type, body) => type === 'aaeRoot' ? { branches: body.branches.subarray(0, 64) } : body],
+    ['too few leaves', (type, body) => type === 'aaeBranches' ? { leaves: body.leaves.subarray(4) } : body],
+    ['a state whose dot is not covered', (type, body) => type === 'aaeKeys' ? { ...body, entries: body.entries.map((e: any) => ({ key: e.key, state: { vv: {}, siblings: e.state.siblings } })) } : body],
+    ['a key twice', (type, body) => type === 'aaeKeys' ? { ...body, entries: [...body.entries, ...body.entries] } : body],
+    ['a counter near 2^53', (type, body) => type === 'aaeKeys' ? { ...body, entries: body.entries.map((e: any) => ({ key: e.key, state: { vv: { 'x.1': 2 ** 53 - 2 }, siblings: [{ actor: 'x.1', counter: 2 ** 53 - 2, value: null }] } })) } : body],
+    ['a next cursor outside the segments asked for', (type, body) => type === 'aaeKeys' ? { entries: body.entries.slice(0, 1), next: { segment: 1023, key: enc.encode('zzz') } } : body],
+  ]
+  for (const [lie, tamper] of lies) {
+    world.tamper = (from, type, body) => (from === peer ? tamper(type, body) : body)
+    await assert.rejects(A.aae.exchange(p, peer), (e: unknown) => e instanceof KvError && ['ProtocolError', 'BadRequest'].includes(e.kind), lie)
+    for (const k of [...keys, foreign]) assert.equal(A.engine.get(k), undefined, `${lie}: nothing merged (${k})`)
+  }
+  world.tamper = undefined
+  // A forged state claiming A's own dots is refused per key; the exchange is then not full.
+  await world.replicas.get(peer)!.service.applyState(keys[0]!, update(EMPTY, { 'A.1': 5 }, 'w.1', enc.encode('forged')))
+  const r = await A.aae.exchange(p, peer)
+  assert.equal(r.full, false, 'a refused key makes the exchange partial')
+  assert.equal(A.engine.get(keys[0]!), undefined, 'the forged state was not stored')
+  assert.ok(A.engine.get(keys[1]!) !== undefined, 'the honest keys were repaired')
+  for (const r2 of world.replicas.values()) await r2.engine.close()
+})

@@ -1,0 +1,570 @@
+// Active anti-entropy on one replica (Dynamo §4.7, DeCandia 2007; the tree is Tictac AAE's, see
+// tictac-tree.ts and docs/anti-entropy.md): one tree per partition it stores, kept current as
+// writes land, rebuilt from storage at start in slices; exchanges with the other primaries of each
+// partition, one at a time and rate-limited; and tombstone reaping.
+//
+// An exchange (this replica asks, the peer answers aaeRoot / aaeBranches / aaeKeys):
+//   1. the peer's root (one hash per branch) against ours: equal roots end it;
+//   2. the leaves under the differing branches: the differing segments;
+//   3. the keys and states of those segments, in pages; each page is checked whole before any of it
+//      is merged (every key must hash to the partition and to a segment asked for, every state must
+//      validate), so a lying peer gets a typed error and nothing from it is stored;
+//   4. per key, merged = sync(ours, theirs): ours is replaced through the replica's `replicate` rule
+//      when merged has more, and merged is sent to the peer as a `replicate` when theirs lacks
+//      something, so both end with sync of both. A tombstone-only state and an absent key read the
+//      same (not found), and are not copied onto each other (see docs/anti-entropy.md: this is what
+//      lets a reaped key stay reaped).
+// A run that covered every differing segment without a failure is a full exchange; its start time
+// is recorded per (partition, peer).
+//
+// Tombstones: a key whose state is all tombstones is reaped (replaced by a barrier, state-codec.ts)
+// once the grace has passed since it landed here, every other primary of its partition is reachable
+// and has had a full exchange with this replica that started after it landed (so it holds the
+// tombstone, something newer, or nothing). The partition's dot floor for this replica's actor is
+// raised to the tombstone's counter first and stored, so a re-created key never reuses a dot the
+// tombstone covered.
+//
+// Time and timers come through the Runtime seam, peers through a narrow request interface, storage
+// through the Engine interface: a simulator can drive all of it.
+
+import { KvError, badRequest } from '../../coordinator/errors.ts'
+import { limits } from '../../coordinator/limits.ts'
+import type { z } from 'zod'
+import { replySchemas, type ParsedRequest, type ReplyBody, type RequestBody, type Wire } from '../../coordinator/protocol/messages.ts'
+import { keyHash32, partitionOfHash } from '../../coordinator/ring/partition-hash.ts'
+import { preferenceListOfPartition, type Ring } from '../../coordinator/ring/ring.ts'
+import type { Runtime } from '../../coordinator/runtime.ts'
+import { counterOf, EMPTY, equals, isDeleted, sync, validate, type DvvSet } from '../../coordinator/version/dvv.ts'
+import type { AaeHooks, AaeRequestType } from '../replica-service.ts'
+import { decodeStored, encodeState, reapedValue, stateWriter } from '../state-codec.ts'
+import type { Engine, Log } from '../storage/engine-types.ts'
+import {
+  bytesToWords, differing, sameShape, segmentOfHash, stateHash, treeShape, TictacTree, wordsToBytes,
+} from './tictac-tree.ts'
+
+/** The requests an exchange sends to a peer (the four it needs of the data-plane protocol). */
+export type PeerRequestType = AaeRequestType | 'replicate'
+
+/** One peer replica, as an exchange sees it: a connection that sends a request and awaits its reply. */
+export interface AaePeer {
+  request<T extends PeerRequestType>(type: T, body: RequestBody<T>): Promise<ReplyBody<T>>
+}
+
+export interface AntiEntropyOptions {
+  readonly nodeId: string
+  readonly actor: string
+  readonly engine: Engine
+  readonly ring: () => Ring
+  readonly runtime: Pick<Runtime, 'now' | 'setTimeout' | 'clearTimeout'>
+  readonly peer: (node: string) => AaePeer
+  /**
+   * Whether `node` is up as membership sees it. Exchanges skip unreachable peers, and no tombstone
+   * is reaped while a primary of its partition is unreachable.
+   */
+  readonly isReachable: (node: string) => boolean
+  /** Merges a peer's state into this replica under the replicate rule (ReplicaService.applyState). */
+  readonly applyState: (key: string, state: DvvSet) => Promise<void>
+  readonly tombstoneGraceMs: number
+  /** Pause between exchanges of the periodic loop (limits.aaeExchangeIntervalMs by default). */
+  readonly intervalMs?: number
+  readonly log: Log
+}
+
+export interface AaeCounters {
+  exchanges: { clean: number; repaired: number; failed: number }
+  keysRepaired: number
+  bytes: number
+  tombstonesReaped: number
+}
+
+/** An on-demand repair (`ringkv repair`): its exchanges, how far it got, and what it found. */
+export interface RepairJob {
+  readonly id: number
+  readonly partitions: number
+  readonly total: number
+  done: number
+  keysRepaired: number
+  failed: number
+  readonly startedAt: number
+  finishedAt: number | null
+}
+
+interface Partition {
+  readonly tree: TictacTree
+  /** Highest counter of this replica's actor held by a tombstone reaped in this partition. */
+  floor: number
+  /** Tombstone-only keys and when each landed here (its latest write). */
+  readonly tombstones: Map<string, number>
+  /** Start time of the last full exchange with each peer. */
+  readonly lastFull: Map<string, number>
+}
+
+interface Exchange { readonly partition: number; readonly peer: string; readonly job?: RepairJob }
+
+/** Where each partition's floor is stored: a key no client can write (keys may not hold NUL). */
+const floorPrefix = '\u0000aae-floor/'
+const floorKey = (partition: number): string => `${floorPrefix}${partition}`
+
+/** A bucket of tokens refilled at `perSecond`, holding at most one second's worth. */
+class TokenBucket {
+  private tokens: number
+  private at: number
+  constructor(private readonly perSecond: number, private readonly rt: Pick<Runtime, 'now' | 'setTimeout'>) {
+    this.tokens = perSecond
+    this.at = rt.now()
+  }
+  /** Resolves once `n` tokens are taken (n above the capacity waits for a full bucket, then takes it all). */
+  async take(n: number): Promise<void> {
+    for (;;) {
+      const now = this.rt.now()
+      this.tokens = Math.min(this.perSecond, this.tokens + ((now - this.at) * this.perSecond) / 1000)
+      this.at = now
+      const need = Math.min(n, this.perSecond)
+      if (this.tokens >= need) { this.tokens -= need; return }
+      const waitMs = Math.ceil(((need - this.tokens) * 1000) / this.perSecond)
+      await new Promise<void>(ok => this.rt.setTimeout(ok, waitMs, { background: true }))
+    }
+  }
+}
+
+export class AntiEntropy implements AaeHooks {
+  readonly counters: AaeCounters = { exchanges: { clean: 0, repaired: 0, failed: 0 }, keysRepaired: 0, bytes: 0, tombstonesReaped: 0 }
+  private readonly partitions = new Map<number, Partition>()
+  /** Keys up to this one are in the trees; later writes to later keys wait for the rebuild scan. */
+  private rebuiltThrough: string | undefined = undefined
+  private ready = false
+  private closed = false
+  private timer: unknown
+  private cursor = 0
+  private readonly queue: Exchange[] = []
+  private job: RepairJob | undefined
+  private jobs = 0
+  private running: Promise<void> | undefined
+  private readonly keysBucket: TokenBucket
+  private readonly bytesBucket: TokenBucket
+  private memo = { key: '', hash: 0 }
+
+  constructor(private readonly opts: AntiEntropyOptions) {
+    this.keysBucket = new TokenBucket(limits.aaeRepairKeysPerSecond, opts.runtime)
+    this.bytesBucket = new TokenBucket(limits.aaeRepairBytesPerSecond, opts.runtime)
+    this.loadFloors()
+  }
+
+  // ---- the write path's hooks (ReplicaService) ----
+
+  onWrite(key: string, next: DvvSet): void {
+    const h = this.keyHash(key)
+    // Before the rebuild scan reaches a key, the scan will read its latest state itself.
+    if (!this.ready && (this.rebuiltThrough === undefined || key > this.rebuiltThrough)) return
+    this.account(this.partitionOf(partitionOfHash(h, this.opts.ring().partitions)), segmentOfHash(h), key, next, this.opts.runtime.now())
+  }
+
+  floorOf(key: string): number {
+    if (this.partitions.size === 0) return 0
+    const p = this.partitions.get(partitionOfHash(this.keyHash(key), this.opts.ring().partitions))
+    return p?.floor ?? 0
+  }
+
+  // ---- serving a peer's exchange ----
+
+  serve<T extends AaeRequestType>(type: T, body: ParsedRequest<T>): unknown {
+    const { partition, shape } = body
+    if (!sameShape(shape, treeShape)) {
+      throw badRequest(`tree shape width ${shape.width} depth ${shape.depth} differs from this replica's (width ${treeShape.width} depth ${treeShape.depth})`)
+    }
+    const ring = this.opts.ring()
+    if (partition >= ring.partitions || !preferenceListOfPartition(ring, partition).primaries.includes(this.opts.nodeId)) {
+      throw new KvError({ kind: 'NotPrimary', partition, node: this.opts.nodeId }, `${this.opts.nodeId} is not a primary of partition ${partition}`)
+    }
+    if (!this.ready) throw new KvError({ kind: 'Unavailable', node: this.opts.nodeId }, `${this.opts.nodeId}: anti-entropy trees are still being rebuilt`)
+    const tree = this.partitionOf(partition).tree
+    if (type === 'aaeRoot') return { branches: wordsToBytes(tree.branches) }
+    if (type === 'aaeBranches') {
+      const { branches } = body as ParsedRequest<'aaeBranches'>
+      const out = new Uint32Array(branches.length * limits.aaeTreeWidth)
+      branches.forEach((b, i) => out.set(tree.leavesOf(b), i * limits.aaeTreeWidth))
+      return { leaves: wordsToBytes(out) }
+    }
+    const { segments, after } = body as ParsedRequest<'aaeKeys'>
+    return this.keysPage(tree, segments, after)
+  }
+
+  /**
+   * A page of the named segments' keys and states, in the order the segments are named and keys in
+   * string order within each, starting after `after`; `next` names the last key sent when more follow.
+   */
+  private keysPage(tree: TictacTree, segments: readonly number[], after: { segment: number; key: string } | undefined): RequestBodyOf<'aaeKeys'> {
+    const entries: Array<{ key: Uint8Array; state: DvvSet }> = []
+    let bytes = 0
+    let last: { segment: number; key: string } | undefined
+    let from = after === undefined ? 0 : segments.indexOf(after.segment)
+    if (from < 0) throw badRequest(`after names segment ${after!.segment}, which is not among the segments asked for`)
+    for (; from < segments.length; from++) {
+      const segment = segments[from]!
+      for (const key of tree.keysOf(segment)) {
+        if (after !== undefined && segment === after.segment && key <= after.key) continue
+        const stored = this.opts.engine.get(key)
+        if (stored === undefined) continue
+        const { state } = decodeStored(stored)
+        if (state.siblings.length === 0) continue
+        const size = stateWriter(state).bytes
+        if (last !== undefined && (entries.length >= limits.aaeKeysPerReplyMax || bytes + size > limits.aaeKeysReplyBytesMax)) {
+          return { entries, next: { segment: last.segment, key: encoder.encode(last.key) } }
+        }
+        entries.push({ key: encoder.encode(key), state })
+        bytes += size
+        last = { segment, key }
+      }
+    }
+    return { entries }
+  }
+
+  // ---- running exchanges ----
+
+  /** Rebuilds the trees from storage in slices, then starts the periodic loop. */
+  start(): Promise<void> {
+    const rebuild = this.rebuild()
+    rebuild.then(() => this.schedule(), e => this.opts.log('anti-entropy: rebuild failed; exchanges stay off', { error: (e as Error).message }))
+    return rebuild
+  }
+
+  close(): void {
+    this.closed = true
+    this.opts.runtime.clearTimeout(this.timer)
+  }
+
+  isReady(): boolean { return this.ready }
+
+  /**
+   * Queues a repair of `partition` (every partition this replica is a primary of when undefined)
+   * with each other primary, ahead of the periodic loop. One repair at a time: while one runs, it
+   * is returned.
+   */
+  repair(partition?: number): RepairJob {
+    if (this.job && this.job.finishedAt === null) return this.job
+    const ring = this.opts.ring()
+    if (partition !== undefined && !(Number.isInteger(partition) && partition >= 0 && partition < ring.partitions)) {
+      throw badRequest(`partition must be an integer from 0 to ${ring.partitions - 1}, got ${partition}`)
+    }
+    const pairs: Array<{ partition: number; peer: string }> = []
+    const held = partition === undefined ? this.primaryPartitions() : [partition]
+    if (partition !== undefined && !preferenceListOfPartition(ring, partition).primaries.includes(this.opts.nodeId)) {
+      throw new KvError({ kind: 'NotPrimary', partition, node: this.opts.nodeId }, `${this.opts.nodeId} is not a primary of partition ${partition}`)
+    }
+    for (const p of held) for (const peer of this.peersOf(p)) if (pairs.length < limits.aaeRepairQueueMax) pairs.push({ partition: p, peer })
+    const job: RepairJob = { id: ++this.jobs, partitions: held.length, total: pairs.length, done: 0, keysRepaired: 0, failed: 0, startedAt: this.opts.runtime.now(), finishedAt: pairs.length === 0 ? this.opts.runtime.now() : null }
+    this.job = job
+    this.queue.length = 0
+    for (const pair of pairs) this.queue.push({ ...pair, job })
+    this.kick()
+    return job
+  }
+
+  repairJob(): RepairJob | undefined { return this.job }
+
+  /** Per partition this replica is a primary of: when its last full pass (a full exchange with every other primary) started, or null. */
+  lastFullPasses(): Map<number, number | null> {
+    const out = new Map<number, number | null>()
+    for (const p of this.primaryPartitions()) {
+      const part = this.partitions.get(p)
+      let oldest: number | null = Infinity
+      for (const peer of this.peersOf(p)) {
+        const t = part?.lastFull.get(peer)
+        if (t === undefined) { oldest = null; break }
+        oldest = Math.min(oldest, t)
+      }
+      out.set(p, oldest === Infinity ? null : oldest)
+    }
+    return out
+  }
+
+  /** Runs one exchange now, outside the loop (tests and the loop itself). */
+  async exchange(partition: number, peerNode: string): Promise<{ full: boolean; keysRepaired: number }> {
+    const startedAt = this.opts.runtime.now()
+    const part = this.partitionOf(partition)
+    const peer = this.opts.peer(peerNode)
+    const shape = treeShape
+    let repaired = 0
+    let failures = 0
+    const root = await peer.request('aaeRoot', { partition, shape })
+    this.counters.bytes += root.branches.byteLength
+    if (root.branches.byteLength !== limits.aaeTreeWidth * 4) throw protocolError(peerNode, `root of ${root.branches.byteLength} bytes, expected ${limits.aaeTreeWidth * 4}`)
+    const branches = differing(part.tree.branches, bytesToWords(root.branches))
+    if (branches.length > 0) {
+      const reply = await peer.request('aaeBranches', { partition, shape, branches })
+      this.counters.bytes += reply.leaves.byteLength
+      if (reply.leaves.byteLength !== branches.length * limits.aaeTreeWidth * 4) throw protocolError(peerNode, `${reply.leaves.byteLength} bytes of leaves for ${branches.length} branches`)
+      const theirs = bytesToWords(reply.leaves)
+      const segments: number[] = []
+      branches.forEach((b, i) => {
+        const mine = part.tree.leavesOf(b)
+        for (const j of differing(mine, theirs.subarray(i * limits.aaeTreeWidth, (i + 1) * limits.aaeTreeWidth))) segments.push(b * limits.aaeTreeWidth + j)
+      })
+      for (let i = 0; i < segments.length; i += limits.aaeSegmentsPerFetchMax) {
+        const r = await this.repairSegments(partition, part, peerNode, peer, segments.slice(i, i + limits.aaeSegmentsPerFetchMax))
+        repaired += r.repaired
+        failures += r.failures
+      }
+    }
+    const full = failures === 0
+    if (full) part.lastFull.set(peerNode, startedAt)
+    if (branches.length === 0) this.counters.exchanges.clean++
+    else this.counters.exchanges.repaired++
+    this.counters.keysRepaired += repaired
+    return { full, keysRepaired: repaired }
+  }
+
+  private async repairSegments(partition: number, part: Partition, peerNode: string, peer: AaePeer, segments: number[]): Promise<{ repaired: number; failures: number }> {
+    const asked = new Set(segments)
+    const partitions = this.opts.ring().partitions
+    const seen = new Set<string>()
+    let repaired = 0
+    let failures = 0
+    let after: { segment: number; key: Uint8Array } | undefined
+    for (let page = 0; ; page++) {
+      if (page >= limits.aaePagesPerFetchMax) throw protocolError(peerNode, `more than ${limits.aaePagesPerFetchMax} pages for ${segments.length} segments`)
+      const reply = await peer.request('aaeKeys', { partition, shape: treeShape, segments, ...(after ? { after } : {}) })
+      // The whole page is checked before any of it is merged.
+      let pageBytes = 0
+      const inPage = new Set<string>()
+      for (const { key, state } of reply.entries) {
+        const h = keyHash32(key)
+        if (partitionOfHash(h, partitions) !== partition || !asked.has(segmentOfHash(h))) {
+          throw protocolError(peerNode, `sent key ${JSON.stringify(key.slice(0, 64))}, which is not in partition ${partition}'s segments asked for`)
+        }
+        if (seen.has(key) || inPage.has(key)) throw protocolError(peerNode, `sent key ${JSON.stringify(key.slice(0, 64))} twice`)
+        inPage.add(key)
+        validate(state)
+        pageBytes += key.length + stateWriter(state).bytes
+      }
+      if (reply.next !== undefined && !asked.has(reply.next.segment)) throw protocolError(peerNode, `continues at segment ${reply.next.segment}, not one asked for`)
+      this.counters.bytes += pageBytes
+      const work: Promise<boolean>[] = []
+      for (const { key, state } of reply.entries) {
+        seen.add(key)
+        work.push(this.repairKey(key, state, peer))
+      }
+      for (const r of await Promise.allSettled(work)) {
+        if (r.status === 'fulfilled') { if (r.value) repaired++ } else {
+          failures++
+          this.opts.log('anti-entropy: key not repaired', { peer: peerNode, partition, error: (r.reason as Error)?.message })
+        }
+      }
+      if (reply.next === undefined) break
+      after = { segment: reply.next.segment, key: encoder.encode(reply.next.key) }
+    }
+    // Keys only this side holds: the peer lacks them.
+    const work: Promise<boolean>[] = []
+    for (const segment of segments) {
+      for (const key of part.tree.keysOf(segment)) if (!seen.has(key)) work.push(this.repairKey(key, EMPTY, peer))
+    }
+    for (const r of await Promise.allSettled(work)) {
+      if (r.status === 'fulfilled') { if (r.value) repaired++ } else {
+        failures++
+        this.opts.log('anti-entropy: key not pushed', { peer: peerNode, partition, error: (r.reason as Error)?.message })
+      }
+    }
+    return { repaired, failures }
+  }
+
+  /** Brings this replica and the peer to sync(ours, theirs) for one key; true when either changed. */
+  private async repairKey(key: string, theirs: DvvSet, peer: AaePeer): Promise<boolean> {
+    const stored = this.opts.engine.get(key)
+    const ours = stored === undefined ? EMPTY : decodeStored(stored).state
+    if (equals(ours, theirs)) return false
+    const merged = sync(ours, theirs)
+    // Tombstones only, against nothing: both read as not found; see the file comment.
+    const needOurs = !equals(merged, ours) && !(ours.siblings.length === 0 && isDeleted(merged))
+    const needTheirs = !equals(merged, theirs) && !(theirs.siblings.length === 0 && isDeleted(merged))
+    if (!needOurs && !needTheirs) return false
+    const bytes = stateWriter(merged).bytes
+    await this.keysBucket.take(1)
+    await this.bytesBucket.take(bytes)
+    const steps: Promise<unknown>[] = []
+    if (needOurs) steps.push(this.opts.applyState(key, theirs))
+    if (needTheirs) {
+      this.counters.bytes += key.length + bytes
+      steps.push(peer.request('replicate', { key: encoder.encode(key), state: merged as never }))
+    }
+    await Promise.all(steps)
+    return true
+  }
+
+  // ---- tombstones ----
+
+  /** Reaps the partition's tombstones that are due (at most tombstoneReapsPerRoundMax). */
+  reap(partition: number): number {
+    const part = this.partitions.get(partition)
+    if (part === undefined || part.tombstones.size === 0 || !this.ready) return 0
+    const now = this.opts.runtime.now()
+    const pl = preferenceListOfPartition(this.opts.ring(), partition)
+    if (!pl.primaries.includes(this.opts.nodeId)) return 0
+    // The oldest confirmation from another primary: a tombstone that landed after it waits.
+    let confirmedAt = Infinity
+    for (const peer of pl.primaries) {
+      if (peer === this.opts.nodeId) continue
+      const t = part.lastFull.get(peer)
+      if (t === undefined || !this.opts.isReachable(peer)) return 0
+      confirmedAt = Math.min(confirmedAt, t)
+    }
+    let reaped = 0
+    let checked = 0
+    for (const [key, landedAt] of part.tombstones) {
+      if (checked++ >= limits.tombstonesTrackedPerPartitionMax || reaped >= limits.tombstoneReapsPerRoundMax) break
+      if (now - landedAt < this.opts.tombstoneGraceMs || landedAt >= confirmedAt) continue
+      const stored = this.opts.engine.get(key)
+      const state = stored === undefined ? EMPTY : decodeStored(stored).state
+      if (state.siblings.length === 0 || !isDeleted(state)) { part.tombstones.delete(key); continue }
+      const counter = counterOf(state.vv, this.opts.actor)
+      if (counter > part.floor) {
+        part.floor = counter
+        this.persist(floorKey(partition), encodeState({ vv: { [this.opts.actor]: counter }, siblings: [] }))
+      }
+      this.persist(key, reapedValue)
+      const h = this.keyHash(key)
+      part.tree.set(segmentOfHash(h), key, 0)
+      part.tombstones.delete(key)
+      reaped++
+    }
+    this.counters.tombstonesReaped += reaped
+    return reaped
+  }
+
+  private persist(key: string, value: Uint8Array): void {
+    // Visible at once; a failed write fails the engine, which then refuses writes (and /health says so).
+    this.opts.engine.put(key, value).catch(e => this.opts.log('anti-entropy: reap not stored', { error: (e as Error).message }))
+  }
+
+  // ---- internals ----
+
+  private keyHash(key: string): number {
+    if (this.memo.key !== key) this.memo = { key, hash: keyHash32(key) }
+    return this.memo.hash
+  }
+
+  private partitionOf(p: number): Partition {
+    let part = this.partitions.get(p)
+    if (part === undefined) {
+      part = { tree: new TictacTree(), floor: 0, tombstones: new Map(), lastFull: new Map() }
+      this.partitions.set(p, part)
+    }
+    return part
+  }
+
+  private account(part: Partition, segment: number, key: string, state: DvvSet, now: number): void {
+    part.tree.set(segment, key, state.siblings.length === 0 ? 0 : stateHash(key, state))
+    if (state.siblings.length > 0 && isDeleted(state)) {
+      part.tombstones.delete(key)
+      if (part.tombstones.size < limits.tombstonesTrackedPerPartitionMax) part.tombstones.set(key, now)
+    } else if (part.tombstones.size > 0) {
+      part.tombstones.delete(key)
+    }
+  }
+
+  private loadFloors(): void {
+    let after: string | undefined
+    for (let i = 0; i <= limits.partitionsMax; i++) {
+      const { entries, cursor } = this.opts.engine.scan(floorPrefix, { limit: limits.aaeRebuildKeysPerSlice, ...(after !== undefined ? { after } : {}) })
+      for (const [key, value] of entries) {
+        const p = Number(key.slice(floorPrefix.length))
+        if (Number.isInteger(p)) this.partitionOf(p).floor = counterOf(decodeStored(value).state.vv, this.opts.actor)
+      }
+      if (cursor === undefined) return
+      after = cursor
+    }
+  }
+
+  private async rebuild(): Promise<void> {
+    const started = this.opts.runtime.now()
+    const partitions = this.opts.ring().partitions
+    let after: string | undefined
+    let keys = 0
+    for (;;) {
+      if (this.closed) return
+      const { entries, cursor } = this.opts.engine.scan('', { limit: limits.aaeRebuildKeysPerSlice, ...(after !== undefined ? { after } : {}) })
+      const now = this.opts.runtime.now()
+      for (const [key, value] of entries) {
+        if (key.startsWith('\u0000')) continue
+        const { state } = decodeStored(value)
+        if (state.siblings.length === 0) continue
+        const h = keyHash32(key)
+        this.account(this.partitionOf(partitionOfHash(h, partitions)), segmentOfHash(h), key, state, now)
+        keys++
+      }
+      if (cursor === undefined) break
+      after = cursor
+      this.rebuiltThrough = cursor
+      // Yield between slices: foreground requests run meanwhile.
+      await new Promise<void>(ok => this.opts.runtime.setTimeout(ok, 0, { background: true }))
+    }
+    this.ready = true
+    this.opts.log('anti-entropy: trees rebuilt', { keys, partitions: this.partitions.size, ms: this.opts.runtime.now() - started })
+  }
+
+  private primaryPartitions(): number[] {
+    const ring = this.opts.ring()
+    const out: number[] = []
+    for (let p = 0; p < ring.partitions; p++) if (preferenceListOfPartition(ring, p).primaries.includes(this.opts.nodeId)) out.push(p)
+    return out
+  }
+
+  private peersOf(partition: number): string[] {
+    return preferenceListOfPartition(this.opts.ring(), partition).primaries.filter(n => n !== this.opts.nodeId)
+  }
+
+  /** The next (partition, peer) of the periodic round robin whose peer is reachable. */
+  private nextPeriodic(): Exchange | undefined {
+    const ring = this.opts.ring()
+    const peersPer = ring.n - 1
+    if (peersPer < 1) return undefined
+    const slots = ring.partitions * peersPer
+    for (let i = 0; i < slots; i++) {
+      const slot = this.cursor++ % slots
+      const partition = Math.floor(slot / peersPer)
+      const pl = preferenceListOfPartition(ring, partition)
+      if (!pl.primaries.includes(this.opts.nodeId)) continue
+      const peer = pl.primaries.filter(n => n !== this.opts.nodeId)[slot % peersPer]
+      if (peer !== undefined && this.opts.isReachable(peer)) return { partition, peer }
+    }
+    return undefined
+  }
+
+  private schedule(): void {
+    if (this.closed) return
+    this.timer = this.opts.runtime.setTimeout(() => this.kick(), this.opts.intervalMs ?? limits.aaeExchangeIntervalMs, { background: true })
+  }
+
+  /** Runs the next exchange unless one is running (one at a time), then schedules the one after. */
+  private kick(): void {
+    if (this.running || this.closed || !this.ready) return
+    this.opts.runtime.clearTimeout(this.timer)
+    const next = this.queue.shift() ?? this.nextPeriodic()
+    if (next === undefined) { this.schedule(); return }
+    this.running = this.exchange(next.partition, next.peer).then(
+      r => { if (next.job) { next.job.keysRepaired += r.keysRepaired; if (!r.full) next.job.failed++ } },
+      e => {
+        this.counters.exchanges.failed++
+        if (next.job) next.job.failed++
+        this.opts.log('anti-entropy: exchange failed', { partition: next.partition, peer: next.peer, error: (e as Error)?.message })
+      },
+    ).then(() => {
+      try { this.reap(next.partition) } catch (e) { this.opts.log('anti-entropy: reap failed', { partition: next.partition, error: (e as Error)?.message }) }
+      if (next.job) {
+        next.job.done++
+        if (next.job.done >= next.job.total) next.job.finishedAt = this.opts.runtime.now()
+      }
+      this.running = undefined
+      // Queued repairs go on at once; the periodic loop waits its interval.
+      if (this.queue.length > 0) this.kick(); else this.schedule()
+    })
+  }
+}
+
+const encoder = new TextEncoder()
+
+/** A reply body as the sender writes it: keys as UTF-8 bytes (zod's input side of the schema). */
+type RequestBodyOf<T extends AaeRequestType> = Wire<z.input<(typeof replySchemas)[T]>>
+
+function protocolError(peer: string, what: string): KvError {
+  return new KvError({ kind: 'ProtocolError', detail: what.slice(0, 512) }, `anti-entropy peer ${peer} ${what}; nothing from this reply was merged`)
+}
