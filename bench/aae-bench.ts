@@ -21,7 +21,7 @@ import { createRing } from '../coordinator/ring/ring.ts'
 import { errorFromWire } from '../coordinator/transport/connection.ts'
 import { EMPTY, update, type DvvSet } from '../coordinator/version/dvv.ts'
 import { AntiEntropy, type AaePeer, type PeerRequestType } from '../replica/aae/anti-entropy.ts'
-import { ReplicaService } from '../replica/replica-service.ts'
+import { ReplicaService, type Grant } from '../replica/replica-service.ts'
 import { mergeStates, settleStored } from '../replica/state-codec.ts'
 import { openEngine } from '../replica/storage/engine.ts'
 import type { Engine } from '../replica/storage/engine-types.ts'
@@ -43,6 +43,8 @@ const runtime = { now: Date.now, setTimeout: (fn: () => void, ms: number) => set
 
 interface Side { engine: Engine; service: ReplicaService; aae: AntiEntropy }
 const sides = new Map<string, Side>()
+/** In-process peer calls (no hello): the peer role. */
+const peerGrant: Grant = { role: 'peer', name: 'bench' }
 const wire = { bytes: 0 }
 
 function peer(node: string): AaePeer {
@@ -59,7 +61,7 @@ function peer(node: string): AaePeer {
         const parsed = parseReply(type, rb)
         if (!parsed.success) return fail(new Error(parsed.error.message))
         ok(parsed.data)
-      })
+      }, peerGrant)
     }),
   }
 }

@@ -27,7 +27,8 @@ const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'w
 const value = new Uint8Array(1024).fill(7)
 const enc = new TextEncoder()
 
-interface Service { handle(type: string, id: number, body: unknown, reply: (m: readonly [string, number, any]) => void): void }
+/** The grant (replica-service.ts) is ignored by a checkout older than authentication. */
+interface Service { handle(type: string, id: number, body: unknown, reply: (m: readonly [string, number, any]) => void, grant: { role: 'peer'; name: string }): void }
 
 async function measure(label: string, dir: string, make: (dir: string) => Promise<{ service: Service; close(): Promise<void> }>): Promise<{ label: string; putsPerS: number; updatesPerS: number }> {
   const { service, close } = await make(dir)
@@ -41,7 +42,7 @@ async function measure(label: string, dir: string, make: (dir: string) => Promis
           if (m[0] !== 'put') return fail(new Error(JSON.stringify(m[2])))
           contexts[j] = m[2].state.vv
           ok()
-        })))
+        }, { role: 'peer', name: 'bench' })))
       }
       await Promise.all(batch)
     }

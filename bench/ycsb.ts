@@ -458,7 +458,8 @@ async function main(): Promise<void> {
     seeds = started.seeds
   }
   if (aborted) return
-  kv = createClient({ seeds })
+  // RINGKV_TOKEN: a cluster started with an auth file (--seeds); the token is never printed.
+  kv = createClient({ seeds, ...(process.env.RINGKV_TOKEN ? { token: process.env.RINGKV_TOKEN } : {}) })
   const ring = await kv.ring()
   if (cfg.r > ring.n || cfg.w > ring.n) throw new Error(`--r ${cfg.r} / --w ${cfg.w} exceed the cluster's N=${ring.n}`)
 

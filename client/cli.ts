@@ -15,9 +15,15 @@
 //   ringkv leave NODE                              NODE hands its partitions off, then exits
 //   ringkv remove NODE                             NODE (dead) is dropped; its partitions refill from survivors
 // Membership commands ask the first seed that answers over HTTP (the replica's port, /members etc.).
-// --seeds ws://host:port,... (default $RINGKV_SEEDS or ws://127.0.0.1:7001). A failure prints
+// Membership and repair commands send the token as `Authorization: Bearer` (leave, remove and
+// repair need the admin role) and trust --ca for https://.
+// --seeds ws://host:port,... (default $RINGKV_SEEDS or ws://127.0.0.1:7001); --token T (default
+// $RINGKV_TOKEN) for a cluster with an auth file; --ca FILE (PEM) to trust a self-signed wss:// cluster. A failure prints
 // `error <kind>: <message>` and, for a quorum or discovery failure, each replica and why, one a line.
 
+import { readFileSync } from 'node:fs'
+import { request as httpRequest } from 'node:http'
+import { request as httpsRequest } from 'node:https'
 import { parseArgs } from 'node:util'
 import cliProgress from 'cli-progress'
 import { limits } from '../coordinator/limits.ts'
@@ -26,7 +32,7 @@ import { createClient, isKvError, type KvClient } from './index.ts'
 
 const usage = `usage: ringkv <put KEY VALUE | get KEY | del KEY | status | repair | members | transfers | endpoints KEY | leave NODE | remove NODE>
   [--seeds ws://127.0.0.1:7001,...]
-  [--context C] [--r N] [--w N] [--timeout-ms N] [--json] [--partition P]`
+  [--context C] [--r N] [--w N] [--timeout-ms N] [--json] [--partition P] [--token T (or RINGKV_TOKEN)] [--ca PEM-FILE]`
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -34,7 +40,7 @@ async function main(argv: string[]): Promise<number> {
     options: {
       seeds: { type: 'string', default: process.env.RINGKV_SEEDS ?? 'ws://127.0.0.1:7001' },
       context: { type: 'string' }, r: { type: 'string' }, w: { type: 'string' },
-      'timeout-ms': { type: 'string' }, partition: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' },
+      'timeout-ms': { type: 'string' }, partition: { type: 'string' }, token: { type: 'string' }, ca: { type: 'string' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h' },
     },
   })
   const [cmd, ...args] = positionals
@@ -43,7 +49,13 @@ async function main(argv: string[]): Promise<number> {
   const wopts = { ...(values.context ? { context: values.context } : {}), ...(values.w ? { w: num(values.w)! } : {}) }
   let kv: KvClient | undefined
   try {
-    kv = createClient({ seeds: values.seeds!.split(','), ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}) })
+    const token = values.token ?? (process.env.RINGKV_TOKEN || undefined)
+    const ca = values.ca !== undefined ? readFileSync(values.ca) : undefined
+    const web: HttpAuth = { token, ca }
+    kv = createClient({
+      seeds: values.seeds!.split(','), ...(values['timeout-ms'] ? { timeoutMs: Number(values['timeout-ms']) } : {}),
+      ...(token !== undefined ? { token } : {}), ...(ca !== undefined ? { ca } : {}),
+    })
     switch (cmd) {
       case 'put': {
         if (args.length !== 2) throw new Error('put takes KEY VALUE')
@@ -73,7 +85,7 @@ async function main(argv: string[]): Promise<number> {
         const rows = await Promise.all(ring.nodes.map(async node => {
           const http = node.url.replace(/^ws/, 'http')
           let state = 'down'
-          try { state = (await fetch(`${http}/health`, { signal: AbortSignal.timeout(1000) })).ok ? 'up' : 'down' } catch { /* down */ }
+          try { state = (await httpJson(`${http}/health`, 'GET', web, 1000)).ok ? 'up' : 'down' } catch { /* down */ }
           return { node: node.id, url: node.url, partitions: counts.get(node.id) ?? 0, state }
         }))
         if (values.json) { process.stdout.write(JSON.stringify({ ringVersion: ring.version, partitions: ring.partitions, n: ring.n, nodes: rows }) + '\n'); return 0 }
@@ -83,9 +95,9 @@ async function main(argv: string[]): Promise<number> {
         return 0
       }
       case 'repair':
-        return await repair(await kv.ring(), values.partition === undefined ? undefined : Number(values.partition), values.json!)
+        return await repair(await kv.ring(), values.partition === undefined ? undefined : Number(values.partition), values.json!, web)
       case 'members': {
-        const body = await fromSeeds(seedsOf(values.seeds!), '/members') as MembersBody
+        const body = await fromSeeds(seedsOf(values.seeds!), '/members', web) as MembersBody
         if (values.json) { process.stdout.write(JSON.stringify(body) + '\n'); return 0 }
         const r = body.ring
         process.stdout.write(`ring v${r.version}, claimant ${r.claimant ?? '-'}` + (r.plan ? `, plan v${r.plan.version}: ${r.plan.done}/${r.plan.transfers} transfers done` : '') + '\n')
@@ -96,7 +108,7 @@ async function main(argv: string[]): Promise<number> {
         return 0
       }
       case 'transfers': {
-        const body = await fromSeeds(seedsOf(values.seeds!), '/transfers') as { ring: { version: number }; plan: Array<{ partition: number; from: string; to: string; done: boolean }>; transfers: unknown[] }
+        const body = await fromSeeds(seedsOf(values.seeds!), '/transfers', web) as { ring: { version: number }; plan: Array<{ partition: number; from: string; to: string; done: boolean }>; transfers: unknown[] }
         if (values.json) { process.stdout.write(JSON.stringify(body) + '\n'); return 0 }
         if (body.plan.length === 0) process.stdout.write(`ring v${body.ring.version}: no plan in progress\n`)
         else process.stdout.write(`ring v${body.ring.version}: ${body.plan.filter(t => t.done).length}/${body.plan.length} transfers done\n`)
@@ -111,7 +123,7 @@ async function main(argv: string[]): Promise<number> {
         if (args.length !== 1) throw new Error('endpoints takes KEY')
         const e = await kv.endpoints(args[0]!)
         // Reachability as the replicas' failure detector sees it, when a seed answers /members.
-        const view = await fromSeeds(seedsOf(values.seeds!), '/members').then(b => b as MembersBody, () => undefined)
+        const view = await fromSeeds(seedsOf(values.seeds!), '/members', web).then(b => b as MembersBody, () => undefined)
         const reachable = (node: string, up: boolean) => view?.members.find(m => m.node === node)?.reachable ?? up
         if (values.json) { process.stdout.write(JSON.stringify(e) + '\n'); return 0 }
         process.stdout.write(`key ${JSON.stringify(args[0])}: partition ${e.partition}, ring v${e.ringVersion}\n`)
@@ -123,7 +135,7 @@ async function main(argv: string[]): Promise<number> {
       case 'leave':
       case 'remove': {
         if (args.length !== 1) throw new Error(`${cmd} takes NODE`)
-        const body = await fromSeeds(seedsOf(values.seeds!), `/admin/${cmd}/${encodeURIComponent(args[0]!)}`, 'POST') as { node: string; status: string }
+        const body = await fromSeeds(seedsOf(values.seeds!), `/admin/${cmd}/${encodeURIComponent(args[0]!)}`, web, 'POST') as { node: string; status: string }
         process.stdout.write(`ok ${body.node} ${body.status}` + (cmd === 'leave' ? ': it hands its partitions off, then exits (ringkv members shows progress)\n' : ': its partitions refill from the surviving replicas\n'))
         return 0
       }
@@ -148,7 +160,7 @@ interface RepairJob { id: number; total: number; done: number; keysRepaired: num
  * every job is done: all replicas, each over the partitions it is a primary of; or, with
  * `partition`, one primary of it, which exchanges with each other primary.
  */
-async function repair(ring: Ring, partition: number | undefined, json: boolean): Promise<number> {
+async function repair(ring: Ring, partition: number | undefined, json: boolean, web: HttpAuth): Promise<number> {
   if (partition !== undefined && !(Number.isInteger(partition) && partition >= 0 && partition < ring.partitions)) {
     throw new Error(`--partition must be an integer from 0 to ${ring.partitions - 1}`)
   }
@@ -158,8 +170,8 @@ async function repair(ring: Ring, partition: number | undefined, json: boolean):
   const jobs = new Map<string, RepairJob>()
   for (const id of targets) {
     try {
-      const res = await fetch(`${http(id)}/admin/repair${partition === undefined ? '' : `?partition=${partition}`}`, { method: 'POST', signal: AbortSignal.timeout(limits.requestTimeoutMsDefault) })
-      const body = await res.json() as { repair?: RepairJob; error?: { kind: string; message: string } }
+      const res = await httpJson(`${http(id)}/admin/repair${partition === undefined ? '' : `?partition=${partition}`}`, 'POST', web, limits.requestTimeoutMsDefault)
+      const body = (res.body ?? {}) as { repair?: RepairJob; error?: { kind: string; message: string } }
       if (!res.ok || !body.repair) { process.stderr.write(`  ${id}: ${body.error?.kind ?? res.status}: ${body.error?.message ?? ''}\n`); continue }
       jobs.set(id, body.repair)
       if (partition !== undefined) break
@@ -180,7 +192,9 @@ async function repair(ring: Ring, partition: number | undefined, json: boolean):
     for (const [id, job] of jobs) {
       if (job.finishedAt !== null) continue
       try {
-        const body = await (await fetch(`${http(id)}/admin/repair`, { signal: AbortSignal.timeout(limits.requestTimeoutMsDefault) })).json() as { repair: RepairJob | null }
+        const res = await httpJson(`${http(id)}/admin/repair`, 'GET', web, limits.requestTimeoutMsDefault)
+        if (!res.ok) continue
+        const body = res.body as { repair: RepairJob | null }
         // A restarted replica forgets its job: count what it had as done.
         jobs.set(id, body.repair && body.repair.id === job.id ? body.repair : { ...job, done: job.total, failed: job.failed + job.total - job.done, finishedAt: Date.now() })
       } catch { /* unreachable for now: asked again next round */ }
@@ -208,22 +222,52 @@ function seedsOf(seeds: string): string[] {
  * The JSON of `path` from the first seed whose replica answers (its HTTP routes share the data
  * plane's port). An error body from the replica becomes the KvError it names.
  */
-async function fromSeeds(seeds: string[], path: string, method = 'GET'): Promise<unknown> {
+async function fromSeeds(seeds: string[], path: string, web: HttpAuth, method = 'GET'): Promise<unknown> {
   const why: string[] = []
   for (const seed of seeds) {
     const http = seed.replace(/^ws(s?):/, 'http$1:')
-    let res: Response
+    let res: HttpReply
     try {
-      res = await fetch(`${http}${path}`, { method, signal: AbortSignal.timeout(5000) })
+      res = await httpJson(`${http}${path}`, method, web, 5000)
     } catch (e) {
       why.push(`${seed}: ${(e as Error).message}`)
       continue
     }
-    const body = await res.json().catch(() => undefined) as { error?: { kind?: string; message?: string } } | undefined
+    const body = res.body as { error?: { kind?: string; message?: string } } | undefined
     if (res.ok) return body
     throw new Error(`${seed} answered ${res.status}: ${body?.error?.kind ?? ''} ${body?.error?.message ?? ''}`.trim())
   }
   throw new Error(`no seed answered ${path}: ${why.join('; ')}`)
+}
+
+/** What the CLI's HTTP calls to replicas present: the token (as a Bearer header) and the CA for https://. */
+interface HttpAuth { readonly token: string | undefined; readonly ca: Buffer | undefined }
+interface HttpReply { readonly status: number; readonly ok: boolean; readonly body: unknown }
+
+/**
+ * One HTTP call to a replica's routes, its body parsed as JSON (undefined when it is not JSON).
+ * node:http(s) rather than fetch: fetch cannot be given a CA, and a --ca cluster is self-signed.
+ */
+function httpJson(url: string, method: string, web: HttpAuth, timeoutMs: number): Promise<HttpReply> {
+  const headers: Record<string, string> = web.token !== undefined ? { authorization: `Bearer ${web.token}` } : {}
+  const send = url.startsWith('https:') ? httpsRequest : httpRequest
+  return new Promise((ok, fail) => {
+    const req = send(url, { method, headers, timeout: timeoutMs, ...(web.ca !== undefined && url.startsWith('https:') ? { ca: web.ca } : {}) }, res => {
+      let text = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { text += d })
+      res.on('error', fail)
+      res.on('end', () => {
+        let body: unknown
+        try { body = JSON.parse(text) } catch { body = undefined }
+        const status = res.statusCode ?? 0
+        ok({ status, ok: status >= 200 && status < 300, body })
+      })
+    })
+    req.on('timeout', () => req.destroy(new Error(`timed out after ${timeoutMs} ms`)))
+    req.on('error', fail)
+    req.end()
+  })
 }
 
 process.exitCode = await main(process.argv.slice(2))

@@ -48,6 +48,13 @@ export interface ClientOptions {
   readonly WebSocket?: WebSocketCtor
   /** Replace clock, timers, randomness and sockets (deterministic simulation). */
   readonly runtime?: Runtime
+  /** The token replicas started with an auth file require (sent once per connection, in its hello). */
+  readonly token?: string
+  /**
+   * Node only: the PEM certificate authority that wss:// seeds are checked against (a self-signed
+   * cluster); it replaces the system's. Browsers and Workers use their own trust store.
+   */
+  readonly ca?: string | Uint8Array
 }
 
 export interface PutOptions { readonly context?: string; readonly w?: number; readonly timeoutMs?: number; readonly sloppy?: boolean }
@@ -57,7 +64,7 @@ export interface DeleteOptions extends PutOptions { readonly r?: number }
 /** update(): `timeoutMs` covers every read and write of every attempt. */
 export interface UpdateOptions { readonly r?: number; readonly w?: number; readonly timeoutMs?: number; readonly sloppy?: boolean }
 
-const clientOptionKeys = ['seeds', 'r', 'w', 'timeoutMs', 'sloppy', 'resolve', 'valueBytesMax', 'connectionsPerReplica', 'WebSocket', 'runtime']
+const clientOptionKeys = ['seeds', 'r', 'w', 'timeoutMs', 'sloppy', 'resolve', 'valueBytesMax', 'connectionsPerReplica', 'WebSocket', 'runtime', 'token', 'ca']
 const putKeys = ['context', 'w', 'timeoutMs', 'sloppy']
 const getKeys = ['r', 'timeoutMs', 'sloppy', 'resolve']
 const deleteKeys = ['context', 'r', 'w', 'timeoutMs', 'sloppy']
@@ -87,7 +94,7 @@ export class KvClient {
     const o = this.opts
     this.coordinator = runtimeFor(o).then(runtime => (this.ready = new KvCoordinator({
       seeds: o.seeds, runtime, client: 'ringkv-sdk',
-      ...pick(o, ['r', 'w', 'timeoutMs', 'sloppy', 'valueBytesMax', 'connectionsPerReplica']),
+      ...pick(o, ['r', 'w', 'timeoutMs', 'sloppy', 'valueBytesMax', 'connectionsPerReplica', 'token']),
     })))
     // If it fails, the app hears of it at its next call; an app that makes none must not be ended
     // by an unhandled rejection.
@@ -255,6 +262,8 @@ function checkedClientOptions(opts: ClientOptions): ClientOptions {
     issues.push(...coordinatorOptionIssues('createClient', copy, clientOptionKeys))
     if (copy.resolve !== undefined && typeof copy.resolve !== 'function') issues.push(`createClient: resolve must be a function (values) => Uint8Array, got ${show(copy.resolve)}`)
     if (copy.WebSocket !== undefined && typeof copy.WebSocket !== 'function') issues.push(`createClient: WebSocket must be a WebSocket constructor, got ${show(copy.WebSocket)}`)
+    if (copy.ca !== undefined && typeof copy.ca !== 'string' && !(copy.ca instanceof Uint8Array)) issues.push(`createClient: ca must be a PEM string or bytes, got ${show(copy.ca)}`)
+    if (copy.ca !== undefined && (copy.WebSocket !== undefined || copy.runtime !== undefined)) issues.push('createClient: ca applies to the ws package on Node; with your own WebSocket or runtime, give it the CA yourself')
     const rtIssue = copy.runtime === undefined ? undefined : runtimeIssue(copy.runtime)
     if (rtIssue !== undefined) issues.push(`createClient: runtime ${rtIssue}`)
   } catch (e) {
@@ -286,14 +295,15 @@ async function runtimeFor(opts: ClientOptions): Promise<Runtime> {
   if (opts.runtime) return opts.runtime
   if (opts.WebSocket) return systemRuntime(opts.WebSocket)
   const global = (globalThis as { WebSocket?: WebSocketCtor }).WebSocket
-  if (global) return systemRuntime(global)
+  // A CA can only be given to the ws package: a global WebSocket (browsers, Workers) takes none.
+  if (global && opts.ca === undefined) return systemRuntime(global)
   let ws: typeof import('ws')
   try {
     ws = await import('ws')
   } catch (e) {
     throw badRequestCausedBy(e, 'no WebSocket here: this runtime has no global WebSocket and the ws package cannot be loaded; pass options.WebSocket')
   }
-  return systemRuntime(nodeWebSocket(ws.default as never, limits.frameBytesMax))
+  return systemRuntime(nodeWebSocket(ws.default as never, limits.frameBytesMax, { ca: opts.ca }))
 }
 
 function pick<T extends object, K extends keyof T>(o: T, keys: K[]): Partial<Pick<T, K>> {

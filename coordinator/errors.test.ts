@@ -34,6 +34,9 @@ const samples: { readonly [K in KvErrorKind]: Extract<KvErrorData, { kind: K }> 
   ChecksumMismatch: { kind: 'ChecksumMismatch', expected: 0xdeadbeef, actual: 12 },
   ProtocolError: { kind: 'ProtocolError', detail: 'reply type mismatch' },
   Internal: { kind: 'Internal' },
+  Unauthorized: { kind: 'Unauthorized' },
+  Forbidden: { kind: 'Forbidden', role: 'read', required: 'write' },
+  SessionNotMet: { kind: 'SessionNotMet', replied: 1, timeoutMs: 1000 },
   NotPrimary: { kind: 'NotPrimary', partition: 17, node: 'n2' },
   NotOwner: { kind: 'NotOwner', ringVersion: 7, partition: 42 },
 }

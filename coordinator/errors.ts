@@ -70,6 +70,16 @@ export const errorTable = {
   /** A peer broke the protocol; `detail` when the sender gave one (replicas say it in the message). */
   ProtocolError: { status: 500, data: z.object({ detail: text.optional() }) },
   Internal: { status: 500, data: z.object({}) },
+  /** No credential, or one the server does not know (a missing or unknown token: auth/auth.ts). */
+  Unauthorized: { status: 401, data: z.object({}) },
+  /** A known credential whose role may not do this: `role` is the caller's, `required` what it needs. */
+  Forbidden: { status: 403, data: z.object({ role: z.string().max(limits.nameCharsMax), required: z.string().max(limits.nameCharsMax) }) },
+  /**
+   * A read presented with a causal session (http/session.ts) found no set of replicas, among those
+   * that answered in time, whose merged state has seen what the session has: read-your-writes could
+   * not be kept, so nothing older is returned. `replied`: replicas that answered.
+   */
+  SessionNotMet: { status: 503, data: z.object({ replied: count, timeoutMs: ms.optional() }) },
   /**
    * An anti-entropy request named a partition the replica (`node`) is not a primary of: a peer with
    * another ring, or one lying about the partitions it holds. Nothing is exchanged.
@@ -81,7 +91,7 @@ export const errorTable = {
    * stale (or ahead); fetch the ring and retry (the SDK does, once).
    */
   NotOwner: { status: 421, data: z.object({ ringVersion: count, partition: count }) },
-} as const satisfies Record<string, { readonly status: 400 | 409 | 421 | 413 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
+} as const satisfies Record<string, { readonly status: 400 | 401 | 403 | 409 | 413 | 421 | 429 | 500 | 503 | 504 | 507; readonly data: z.ZodObject }>
 
 type Table = typeof errorTable
 export type KvErrorKind = keyof Table
@@ -161,6 +171,25 @@ export function failureRecord(failures: ReadonlyMap<string, unknown>): Record<st
 export function asKvError(e: unknown, what: string): KvError {
   if (e instanceof KvError) return e
   return new KvError({ kind: 'Internal' }, `${what}: ${e instanceof Error ? e.message : String(e)}`, { cause: e })
+}
+
+/**
+ * A quorum or discovery failure in which every replica refused the caller's credential the same way
+ * (all Unauthorized, or all Forbidden) is that refusal, not an outage: the app should fix its token,
+ * not retry. Anything else is returned as it is.
+ */
+export function authFailureOf(e: KvError): KvError {
+  const failures = e.data.kind === 'QuorumNotMet' || e.data.kind === 'Unavailable' ? e.data.failures : undefined
+  const list = failures ? Object.values(failures) : []
+  if (list.length === 0) return e
+  if (list.every(f => f.kind === 'Unauthorized')) {
+    return new KvError({ kind: 'Unauthorized' }, `every replica refused this client's token: ${e.message}`, { cause: e })
+  }
+  if (list.every(f => f.kind === 'Forbidden')) {
+    const data = errorTable.Forbidden.data.safeParse(list[0])
+    if (data.success) return new KvError({ kind: 'Forbidden', ...data.data }, `every replica refused this client's role: ${e.message}`, { cause: e })
+  }
+  return e
 }
 
 export function badRequest(...issues: string[]): KvError {

@@ -9,7 +9,7 @@
 // can end the process: the drivers catch what the quorum, merge or context encoding throw from
 // inside reply callbacks and reject the call with it, instead of leaving an unhandled rejection.
 
-import { asKvError, badRequest, failureRecord, KvError, QuorumError, type ReplicaFailure } from './errors.ts'
+import { asKvError, authFailureOf, badRequest, failureRecord, KvError, QuorumError, type ReplicaFailure } from './errors.ts'
 import { limits } from './limits.ts'
 import { OpStats } from './metrics/op-stats.ts'
 import { turnCachedClock } from './metrics/turn-clock.ts'
@@ -45,7 +45,14 @@ export interface CoordinatorOptions {
 export interface Deadline { readonly at: number; readonly timeoutMs: number }
 
 export interface WriteOptions { readonly context?: string | undefined; readonly w?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined }
-export interface ReadOptions { readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined }
+export interface ReadOptions {
+  readonly r?: number | undefined; readonly timeoutMs?: number | undefined; readonly sloppy?: boolean | undefined; readonly deadline?: Deadline | undefined
+  /**
+   * What the answer must have seen (a causal session's vector for the key, http/session.ts): the read
+   * waits for more replicas until their merge covers it, and fails SessionNotMet if none do in time.
+   */
+  readonly floor?: VersionVector | undefined
+}
 
 export interface ReadResult {
   readonly found: boolean
@@ -151,6 +158,7 @@ export const callOptionChecks: Record<string, Check> = {
   w: isQuorum,
   timeoutMs: isTimeout,
   sloppy: isBoolean,
+  floor: v => typeof v === 'object' && v !== null && !Array.isArray(v) ? undefined : `must be a version vector, got ${show(v)}`,
   deadline: v => {
     const d = v as Deadline | null
     return typeof d === 'object' && d !== null && Number.isFinite(d.at) && isTimeout(d.timeoutMs) === undefined ? undefined : `must be a Deadline, got ${show(v)}`
@@ -396,7 +404,7 @@ export class KvCoordinator {
     this.checkOptions('delete', opts)
     const deadline = this.deadlineOf(opts)
     let context = opts.context
-    if (!context) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline })).context
+    if (!context) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline, floor: opts.floor })).context
     return this.put(key, null, { context, w: opts.w, sloppy: opts.sloppy, deadline })
   }
 
@@ -424,7 +432,7 @@ export class KvCoordinator {
     for (const slot of chosen.slots) if (slot.target) targets.push(slot.target)
     let skipped: Map<string, Error> | undefined
     for (const p of chosen.down) (skipped ??= new Map()).set(p, this.pool.whyDown(p))
-    const q = new ReadQuorum({ r, targets: targets.map(t => t.node), primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}) })
+    const q = new ReadQuorum({ r, targets: targets.map(t => t.node), primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor })
     return new Promise<ReadResult>((resolve, reject) => {
       new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, targets, left, this.repairs, resolve, reject, this.opStats, this.clock, t0).start()
     })
@@ -551,8 +559,8 @@ class RingDiscovery {
       else failures.set(url, new KvError({ kind: 'Unavailable' }, 'not asked: the deadline came first'))
     })
     const listed = [...failures].map(([url, e]) => `${url}: ${e instanceof KvError ? e.kind + ': ' : ''}${e.message}`)
-    return new KvError({ kind: 'Unavailable', failures: failureRecord(failures) },
-      `no seed answered with the ring ${why}: ${listed.join('; ')}`, { cause: [...failures.values()][0] })
+    return authFailureOf(new KvError({ kind: 'Unavailable', failures: failureRecord(failures) },
+      `no seed answered with the ring ${why}: ${listed.join('; ')}`, { cause: [...failures.values()][0] }))
   }
 
   private askNext(): boolean {
@@ -670,7 +678,7 @@ class WriteDriver {
     if (o.status === 'pending') return
     this.settled = true
     this.rt.clearTimeout(this.timer)
-    if (o.status === 'failed') { this.reject(o.error); return }
+    if (o.status === 'failed') { this.reject(authFailureOf(o.error)); return }
     let context: string
     try {
       context = encodeContext(contextOf(o.state))
@@ -791,9 +799,12 @@ function refusedBeforeWriting(e: unknown): boolean {
   return e instanceof KvError && (e.kind === 'Overloaded' || e.kind === 'StorageFull')
 }
 
-/** Errors that say the request itself cannot be stored, on any replica. */
+/**
+ * Errors that say the request itself cannot be stored, on any replica; Forbidden too: every replica
+ * holds the same auth file, so a token that may not write here may not write anywhere.
+ */
 function isRefusal(e: unknown): e is KvError {
-  return e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'TooLarge' || e.kind === 'TooManySiblings')
+  return e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'TooLarge' || e.kind === 'TooManySiblings' || e.kind === 'Forbidden')
 }
 
 class ReadDriver {
@@ -868,7 +879,7 @@ class ReadDriver {
       const o = this.q.outcome
       if (o.status === 'pending') return
       this.settled = true
-      if (o.status === 'failed') { this.rt.clearTimeout(this.timer); this.repaired = true; this.reject(o.error); return }
+      if (o.status === 'failed') { this.rt.clearTimeout(this.timer); this.repaired = true; this.reject(authFailureOf(o.error)); return }
       const state = o.state
       let context = ''
       try {

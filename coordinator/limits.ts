@@ -225,6 +225,27 @@ export const limits = {
    */
   healthProbeTimeoutMs: 500,
 
+  // Authentication and sessions (docs/security.md).
+  /** Most tokens one auth file may list (every hello compares against each, in constant time). */
+  authTokensMax: 256,
+  /** Shortest token an auth file may list: a guessable token is a configuration error. */
+  authTokenCharsMin: 16,
+  /** Shortest cluster secret: replicas hold it, clients never do. */
+  clusterSecretCharsMin: 32,
+  /** Largest auth file or secret file read at start (bytes). */
+  authFileBytesMax: 1024 * 1024,
+  /**
+   * Most keys a causal session remembers (the most recent ones: older keys drop out and lose the
+   * read-your-writes guarantee, as the docs say).
+   */
+  sessionKeysMax: 32,
+  /** Longest session token, in characters (header or cookie); keys drop out oldest first to fit. */
+  sessionCharsMax: 6144,
+  /** Bytes of a key's hash that name it in a session (64 bits: a collision needs ~2^32 keys in one session). */
+  sessionKeyTagBytes: 8,
+  /** Bytes of the session's HMAC-SHA-256 tag that it carries. */
+  sessionMacBytes: 16,
+
   // Membership (docs/membership.md): gossip, the phi-accrual failure detector, ring changes.
   /** How often a replica gossips its cluster state to one random peer (default; --gossip-interval-ms). */
   gossipIntervalMsDefault: 1000,
@@ -473,6 +494,9 @@ assert((limits.edgeShardsMax & (limits.edgeShardsMax - 1)) === 0 && (limits.edge
 assert(limits.edgeLingerMs < limits.requestTimeoutMsDefault, 'a per-request coordinator lingers less than a request may take')
 assert(limits.schemaIssuesMax * (limits.issueCharsMax + 2) * 2 <= limits.errorMessageCharsMax, 'the schema issues of an error reply, joined into its message, must fit its bound with room to spare')
 
+assert(limits.authTokenCharsMin <= limits.tokenCharsMax && limits.clusterSecretCharsMin <= limits.tokenCharsMax, 'a token and the cluster secret must fit a hello')
+assert(limits.sessionCharsMax >= limits.contextBytesMax + 512, 'a session must hold the largest context of one key')
+assert(limits.sessionKeysMax >= 1 && limits.sessionKeyTagBytes >= 8 && limits.sessionMacBytes >= 16, 'a session names at least one key, by 64 bits, under a 128-bit tag')
 assert(limits.latencyHistogramBucketsPerOctave >= 1 && limits.latencyHistogramOctaves >= 20 && limits.latencyHistogramOctaves <= 40,
   'latency histograms must reach past a second and stay small')
 assert(limits.opPhaseSamplesMax >= 1000, 'the slowest 1 % of the phase samples must be at least 10 operations')

@@ -62,8 +62,9 @@ export function systemRuntime(WebSocketImpl: WebSocketCtor): Runtime {
  * section 10.3); a Node process talking to its own replicas has no such attacker in the path.
  * The class is passed in so that coordinator/ imports nothing Node-specific.
  */
-export function nodeWebSocket(Ws: new (url: string, options: object) => SocketLike, frameBytesMax: number): WebSocketCtor {
-  const options = { perMessageDeflate: false, maxPayload: frameBytesMax, generateMask: () => { /* keep the zero mask */ } }
+export function nodeWebSocket(Ws: new (url: string, options: object) => SocketLike, frameBytesMax: number, tls?: { readonly ca?: string | Uint8Array | undefined }): WebSocketCtor {
+  // `ca`: the certificate authority wss:// replicas are checked against (a self-signed one), on top of nothing: given, it replaces the system's.
+  const options = { perMessageDeflate: false, maxPayload: frameBytesMax, generateMask: () => { /* keep the zero mask */ }, ...(tls?.ca !== undefined ? { ca: tls.ca } : {}) }
   return class extends (Ws as new (url: string, options: object) => SocketLike) {
     constructor(url: string) {
       super(url, options)

@@ -5,13 +5,15 @@
 import * as esbuild from 'esbuild'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
-import { createHash } from 'node:crypto'
-import { mkdir, rename, writeFile } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
+import { request as httpsRequest } from 'node:https'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts'
 import type { S3Config } from '../replica/snapshot/s3-store.ts'
+import { loadSecurity } from '../replica/node/security.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const replicaMain = join(root, 'replica', 'node', 'main.ts')
@@ -63,6 +65,15 @@ export interface ClusterOptions {
   /** Port of the embedded S3 server (0 = any free port). */
   readonly s3Port?: number
   /**
+   * An auth file (docs/security.md): replicas and the gateway require its tokens. The cluster secret
+   * is made here (random, dataDir/cluster-secret, 0600) unless `clusterSecretFile` names one; the
+   * in-process gateway presents it to the replicas (it is part of the cluster, not a client).
+   */
+  readonly authFile?: string
+  readonly clusterSecretFile?: string
+  /** PEM files: replicas and the gateway serve https:// and wss://; `ca` (default: the cert) checks them. */
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca?: string }
+  /**
    * Join the cluster of this member (ws://host:port) instead of starting a new one: the replicas
    * are named n<port> (so they cannot clash with n1, n2, ...) and start with --join.
    */
@@ -74,10 +85,14 @@ export interface ClusterOptions {
 export class ReplicaProcess {
   proc: ChildProcess | undefined
   private logStream: WriteStream | undefined
-  constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>) {}
+  constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>,
+    /** The CA to trust when it serves TLS (wss://, https://); undefined = plain ws:// and http://. */
+    private readonly ca?: Buffer,
+    /** With auth on: the token start() shows /health (the cluster secret), to learn that a join completed. */
+    private readonly healthToken?: string) {}
 
-  get url(): string { return `ws://127.0.0.1:${this.port}` }
-  get httpUrl(): string { return `http://127.0.0.1:${this.port}` }
+  get url(): string { return `${this.ca ? 'wss' : 'ws'}://127.0.0.1:${this.port}` }
+  get httpUrl(): string { return `${this.ca ? 'https' : 'http'}://127.0.0.1:${this.port}` }
   get pid(): number | undefined { return this.proc?.pid }
 
   async start(timeoutMs = 20_000, member = false): Promise<void> {
@@ -96,7 +111,7 @@ export class ReplicaProcess {
     proc.stderr!.pipe(this.logStream, { end: false })
     const exited = new Promise<never>((_, fail) => proc.once('exit', code => fail(new Error(`replica ${this.id} exited with ${code} during start; see ${join(dirname(this.dataDir), this.id + '.log')}`))))
     exited.catch(() => undefined)
-    await Promise.race([waitHealthy(this.httpUrl, timeoutMs, member), exited])
+    await Promise.race([waitHealthy(this.httpUrl, timeoutMs, { ca: this.ca, member, token: this.healthToken }), exited])
   }
 
   /** Resolves with the exit code once the process has exited (at once if it already has). */
@@ -137,7 +152,25 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   if (!(Number.isInteger(count) && count >= 1 && count <= 64)) throw new Error(`--replicas must be 1..64, got ${opts.replicas}`)
   const dataDir = resolve(opts.dataDir)
   const nodes = Array.from({ length: count }, (_, i) => ({ id: opts.join ? `n${basePort + i}` : `n${i + 1}`, port: basePort + i }))
-  const nodesArg = nodes.map(n => `${n.id}=ws://127.0.0.1:${n.port}`).join(',')
+  const nodesArg = nodes.map(n => `${n.id}=${opts.tls ? 'wss' : 'ws'}://127.0.0.1:${n.port}`).join(',')
+  const securityArgs: string[] = []
+  let clusterSecretFile = opts.clusterSecretFile
+  if (opts.authFile !== undefined) {
+    if (clusterSecretFile === undefined) {
+      clusterSecretFile = join(dataDir, 'cluster-secret')
+      await mkdir(dataDir, { recursive: true, mode: 0o700 })
+      // Kept across restarts: replicas started later must present the same one.
+      const existing = await readFile(clusterSecretFile, 'utf8').catch(() => undefined)
+      if (existing === undefined) await writeFile(clusterSecretFile, randomBytes(32).toString('base64url') + '\n', { mode: 0o600 })
+    }
+    securityArgs.push('--auth-file', resolve(opts.authFile), '--cluster-secret-file', resolve(clusterSecretFile))
+  }
+  const tlsCa = opts.tls ? resolve(opts.tls.ca ?? opts.tls.cert) : undefined
+  if (opts.tls) securityArgs.push('--tls-cert', resolve(opts.tls.cert), '--tls-key', resolve(opts.tls.key), '--tls-ca', tlsCa!)
+  // The gateway holds what the replicas hold (the same files, read the same way).
+  const security = loadSecurity({
+    authFile: opts.authFile, clusterSecretFile, tlsCert: opts.tls?.cert, tlsKey: opts.tls?.key, tlsCa,
+  }, 'replica', 'ringkv')
   let s3: EmbeddedS3 | undefined
   let s3Config: S3Config | undefined
   if (opts.s3 === 'embedded') {
@@ -154,8 +187,8 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   } : { S3_ENDPOINT: '' }
   const replicas = nodes.map(n => new ReplicaProcess(n.id, n.port, join(dataDir, n.id), [
     '--id', n.id, '--port', String(n.port), '--data-dir', join(dataDir, n.id), ...(opts.join ? ['--join', opts.join] : ['--nodes', nodesArg]),
-    '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...(opts.extraArgs ?? []),
-  ], { ...s3Env, ...(opts.env ?? {}) }))
+    '--partitions', String(opts.partitions ?? 256), '--n', String(opts.n ?? 3), ...securityArgs, ...(opts.extraArgs ?? []),
+  ], { ...s3Env, ...(opts.env ?? {}) }, security.ca, security.clusterSecret))
   const cluster: Cluster = {
     replicas,
     seeds: replicas.map(r => r.url),
@@ -177,7 +210,10 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   try {
     await Promise.all(replicas.map(r => r.start(opts.readyTimeoutMs, opts.join !== undefined && opts.waitMember !== false)))
     if (opts.httpPort !== 0) {
-      (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({ seeds: cluster.seeds, port: opts.httpPort ?? 8080 })
+      (cluster as { gateway: RunningGateway | undefined }).gateway = await startGateway({
+        seeds: cluster.seeds, port: opts.httpPort ?? 8080,
+        auth: security.auth, token: security.clusterSecret, sessionKey: security.sessionKey, tls: security.tls, ca: security.ca,
+      })
     }
   } catch (e) {
     await cluster.stop()
@@ -186,19 +222,42 @@ export async function startCluster(opts: ClusterOptions): Promise<Cluster> {
   return cluster
 }
 
-/** Waits until the replica answers /health (and, with `member`, until it owns partitions in the ring). */
-export async function waitHealthy(httpUrl: string, timeoutMs: number, member = false): Promise<void> {
+/**
+ * Waits until the replica answers /health (over https:// checked against `ca` when given) and, with
+ * `member`, until it owns partitions in the ring (with auth on, /health says so only to a token).
+ */
+export async function waitHealthy(httpUrl: string, timeoutMs: number, opts: { ca?: Buffer | undefined; member?: boolean; token?: string | undefined } = {}): Promise<void> {
+  const { ca, member = false, token } = opts
   const deadline = Date.now() + timeoutMs
   let last: unknown
   while (Date.now() < deadline) {
     try {
-      const res = await fetch(`${httpUrl}/health`, { signal: AbortSignal.timeout(1000) })
-      if (res.ok && (!member || ((await res.json()) as { member?: boolean }).member === true)) return
-      last = new Error(res.ok ? 'not a ring member yet' : `status ${res.status}`)
+      const headers: Record<string, string> = token !== undefined ? { authorization: `Bearer ${token}` } : {}
+      const res = ca ? await httpsGet(`${httpUrl}/health`, ca, headers)
+        : await fetch(`${httpUrl}/health`, { headers, signal: AbortSignal.timeout(1000) }).then(async r => ({ status: r.status, body: await r.text() }))
+      const ok = res.status >= 200 && res.status < 300
+      if (ok && (!member || (JSON.parse(res.body) as { member?: boolean }).member === true)) return
+      last = new Error(ok ? 'not a ring member yet' : `status ${res.status}`)
     } catch (e) {
       last = e
     }
     await new Promise(r => setTimeout(r, 50))
   }
   throw new Error(`${httpUrl} not healthy after ${timeoutMs} ms: ${(last as Error)?.message}`)
+}
+
+/** The status and body of a GET over https://, checked against `ca` (fetch cannot be given a CA). */
+function httpsGet(url: string, ca: Buffer, headers: Record<string, string>): Promise<{ status: number; body: string }> {
+  return new Promise((ok, fail) => {
+    const req = httpsRequest(url, { ca, headers, timeout: 1000 }, res => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d: string) => { body += d })
+      res.on('end', () => ok({ status: res.statusCode ?? 0, body }))
+      res.on('error', fail)
+    })
+    req.on('timeout', () => req.destroy(new Error('timed out')))
+    req.on('error', fail)
+    req.end()
+  })
 }

@@ -17,6 +17,10 @@
 // state merged with that hint, so sloppy reads see hinted writes. A fallback never stamps a hinted
 // `put` (write-quorum.ts): it refuses with HintRefused.
 //
+// Authentication (docs/security.md): with an Authenticator, a hello must carry a known token (or the
+// cluster secret), and its role is kept in the connection's Grant; every later message is checked
+// against requestRoles (messages.ts) by a table lookup. The token is checked once per connection.
+//
 // Anti-entropy (docs/anti-entropy.md) hooks in narrowly: `aae.onWrite` sees every state in the turn
 // it is computed (the tree XORs the key's old hash out and the new one in), `aae.floorOf` gives the
 // dot floor a reaped key's partition left behind (a re-created key's dots start above it, and a
@@ -25,12 +29,13 @@
 // written again.
 
 import { unreachable } from '../coordinator/assert.ts'
+import { roleAllows, type Authenticator, type Role } from '../coordinator/auth/auth.ts'
 import { badRequest, KvError } from '../coordinator/errors.ts'
 import { limits } from '../coordinator/limits.ts'
 import { LatencyHistogram } from '../coordinator/metrics/histogram.ts'
 import type { Message } from '../coordinator/protocol/codec.ts'
 import { parseRequest } from '../coordinator/protocol/fast-parse.ts'
-import { describeIssues, isRequestType, keySchema, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
+import { describeIssues, isRequestType, keySchema, requestRoles, type ErrorBody, type ParsedRequest, type RequestType } from '../coordinator/protocol/messages.ts'
 import { partitionOfKey } from '../coordinator/ring/partition-hash.ts'
 import type { Ring } from '../coordinator/ring/ring.ts'
 import { preferenceList } from '../coordinator/ring/preference-list.ts'
@@ -86,6 +91,17 @@ function elideOwnValue(state: DvvSet, actor: string, value: Uint8Array | null): 
   }
 }
 
+/**
+ * One connection's standing: the role its hello established, and the name of the token it
+ * presented. Undefined until a hello succeeds; every role ('peer') when the replica runs without an
+ * auth file, as before authentication existed.
+ */
+export interface Grant { role: Role | undefined; name: string | undefined }
+
+export function newGrant(): Grant {
+  return { role: undefined, name: undefined }
+}
+
 /** The anti-entropy types, served by ReplicaServiceOptions.aae. */
 export type AaeRequestType = 'aaeRoot' | 'aaeBranches' | 'aaeKeys'
 
@@ -108,6 +124,8 @@ export interface ReplicaServiceOptions {
   readonly valueBytesMax: number
   /** Returns an error when writes must be refused (e.g. the local snapshot budget is exhausted). */
   readonly writeGate?: () => KvError | undefined
+  /** Tokens and the cluster secret; undefined = no authentication (everything is allowed). */
+  readonly auth?: Authenticator | undefined
   /**
    * Membership (replica/membership/membership-service.ts): answers gossip, and says whether a key's
    * partition is this replica's to serve (undefined) or not (NotOwner). Without it (a replica in a
@@ -165,8 +183,11 @@ export class ReplicaService {
     this.now = opts.now
   }
 
-  /** Answers one message. Never throws: every failure becomes an `error` reply. */
-  handle(type: string, id: number, body: unknown, reply: Reply): void {
+  /**
+   * Answers one message on a connection whose standing is `grant` (a hello fills it in). Never
+   * throws: every failure becomes an `error` reply.
+   */
+  handle(type: string, id: number, body: unknown, reply: Reply, grant: Grant): void {
     if (!isRequestType(type)) {
       // One label for every unknown type: a client cannot grow the metrics map.
       this.counters.requests.other = (this.counters.requests.other ?? 0) + 1
@@ -174,6 +195,12 @@ export class ReplicaService {
       return
     }
     this.counters.requests[type] = (this.counters.requests[type] ?? 0) + 1
+    const required = requestRoles[type]
+    if (required !== 'none' && (grant.role === undefined || !roleAllows(grant.role, required))) {
+      if (grant.role === undefined) this.error(reply, id, { kind: 'Unauthorized', message: `${type} before a hello with a known token` })
+      else this.error(reply, id, { kind: 'Forbidden', message: `${type} needs the ${required} role; this connection's token (${grant.name}) has ${grant.role}`, role: grant.role, required })
+      return
+    }
     const parsed = parseRequest(type, body)
     if (!parsed.success) {
       const issues = describeIssues(parsed.error)
@@ -181,7 +208,7 @@ export class ReplicaService {
       return
     }
     try {
-      this.dispatch({ type, body: parsed.data } as Parsed, id, reply)
+      this.dispatch({ type, body: parsed.data } as Parsed, id, reply, grant)
     } catch (e) {
       this.fail(reply, id, e)
     }
@@ -192,7 +219,7 @@ export class ReplicaService {
     this.error(reply, id, { kind: 'ProtocolError', message: why })
   }
 
-  private dispatch(req: Parsed, id: number, reply: Reply): void {
+  private dispatch(req: Parsed, id: number, reply: Reply, grant: Grant): void {
     const { engine, actor } = this.opts
     // Only successful gets, stamps and replicates are timed: a refusal is counted under errors.
     const t0 = this.now?.()
@@ -202,6 +229,19 @@ export class ReplicaService {
         if (protocol !== limits.protocolVersion) {
           this.error(reply, id, { kind: 'ProtocolError', message: `protocol ${protocol} not supported; this replica speaks ${limits.protocolVersion}` })
           return
+        }
+        const auth = this.opts.auth
+        if (auth) {
+          const who = auth.authenticate(req.body.token)
+          if (!who) {
+            this.error(reply, id, { kind: 'Unauthorized', message: req.body.token === undefined ? 'this replica needs a token in hello' : 'unknown token' })
+            return
+          }
+          grant.role = who.role
+          grant.name = who.name
+        } else {
+          grant.role = 'peer'
+          grant.name = 'anyone'
         }
         reply(['hello', id, { protocol: limits.protocolVersion, node: this.opts.nodeId, actor, ring: this.opts.ring() }])
         return

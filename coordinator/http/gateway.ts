@@ -14,15 +14,28 @@
 // Errors answer JSON { error: { kind, message, ...data } } with the status errorTable (errors.ts)
 // gives the kind: 400 BadRequest, 409 TooManySiblings, 413 TooLarge, 429 Overloaded, 503
 // QuorumNotMet and Unavailable (both with `failures`: each replica and why), 504 Timeout, 507
-// StorageFull, 500 Corruption, ProtocolError and Internal.
+// StorageFull, 500 Corruption, ProtocolError and Internal, 401 Unauthorized, 403 Forbidden, 503
+// SessionNotMet.
+//
+// With an Authenticator (auth/auth.ts), every request needs `Authorization: Bearer <token>`: GET and
+// HEAD need the read role, other methods write, anything under /admin admin (httpRoleOf). /health
+// answers without a token too, with its status only (load balancers), and in full with one.
+// Causal sessions (session.ts): every /kv answer carries x-ringkv-session, what the client has now
+// seen; a GET presented with it (header, or the ringkv_session cookie) only answers with a state that
+// has seen it. The session comes back as a cookie too when the request carried the cookie or asked
+// with ?session=cookie.
 
 import { Hono, type Context } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
+import { getCookie, setCookie } from 'hono/cookie'
+import { bearerToken, roleAllows, type Authenticator, type Role } from '../auth/auth.ts'
 import { badRequest, errorBody, httpStatusOf, KvError } from '../errors.ts'
 import { limits } from '../limits.ts'
 import type { KvCoordinator } from '../kv-coordinator.ts'
 import { keyIssues } from '../protocol/messages.ts'
 import { decodeContext } from '../version/context.ts'
+import type { VersionVector } from '../version/dvv.ts'
+import { emptySession, floorOf, SESSION_COOKIE, SESSION_HEADER, SessionCodec, withKey, type Session } from './session.ts'
 
 export const CONTEXT_HEADER = 'x-ringkv-context'
 
@@ -35,27 +48,82 @@ export interface GatewayOptions {
    */
   readonly health?: () => Record<string, unknown>
   readonly role?: string
+  /** Tokens that may call this gateway; undefined = no authentication. */
+  readonly auth?: Authenticator | undefined
+  /** The MAC key of causal sessions (session.ts sessionKeyFrom); undefined = no sessions. */
+  readonly sessionKey?: Uint8Array | undefined
+}
+
+/** The role a request needs: /admin admin, reads read, every other method write. */
+export function httpRoleOf(method: string, path: string): Role {
+  if (path === '/admin' || path.startsWith('/admin/')) return 'admin'
+  return method === 'GET' || method === 'HEAD' || method === 'OPTIONS' ? 'read' : 'write'
 }
 
 export function createGatewayApp(opts: GatewayOptions): Hono {
   const app = new Hono()
   const { kv } = opts
 
+  const { auth } = opts
+  const sessions = opts.sessionKey ? new SessionCodec(opts.sessionKey) : undefined
+
   app.onError((err, c) => errorResponse(c, err))
+
+  // The token is checked once per request, before any route runs (routes added after this app is
+  // made, such as a replica's /metrics and /admin/snapshot, are covered too). No message quotes it.
+  if (auth) {
+    app.use('*', async (c, next) => {
+      const who = auth.authenticate(bearerToken(c.req.header('authorization')))
+      if (!who) {
+        if (c.req.method === 'GET' && c.req.path === '/health') return next()
+        c.header('www-authenticate', 'Bearer realm="ringkv"')
+        throw new KvError({ kind: 'Unauthorized' }, c.req.header('authorization') === undefined
+          ? 'this gateway needs Authorization: Bearer <token>' : 'unknown token (or not a Bearer token)')
+      }
+      const required = httpRoleOf(c.req.method, c.req.path)
+      if (!roleAllows(who.role, required)) {
+        throw new KvError({ kind: 'Forbidden', role: who.role, required }, `${c.req.method} ${c.req.path.slice(0, 64)} needs the ${required} role; token ${who.name} has ${who.role}`)
+      }
+      return next()
+    })
+  }
 
   // How many replicas answer right now: 'down' (503) when none does, so a load balancer moves on.
   // `health` may set its own status (a replica's 'read-only', 503 too), merged over this one.
+  // Without a token (when tokens are required) only the status: no replica names, paths or counts.
   app.get('/health', async c => {
     const replicas = await kv.reachability()
     const status = replicas.reachable === 0 ? 'down' : replicas.reachable < replicas.total ? 'degraded' : 'ok'
     const body = { status, role: opts.role ?? 'gateway', replicas, ...(opts.health?.() ?? {}) }
-    return c.json(body, body.status === 'read-only' || body.status === 'down' ? 503 : 200)
+    const code = body.status === 'read-only' || body.status === 'down' ? 503 : 200
+    if (auth && !auth.authenticate(bearerToken(c.req.header('authorization')))) return c.json({ status: body.status }, code)
+    return c.json(body, code)
   })
   app.get('/ring', async c => c.json(await kv.getRing()))
 
+  /** The session the request presented (header first, then cookie); a bad one is a BadRequest. */
+  const sessionOf = (c: Context): Session | undefined => {
+    if (!sessions) return undefined
+    const text = c.req.header(SESSION_HEADER) ?? getCookie(c, SESSION_COOKIE)
+    return text === undefined || text === '' ? undefined : sessions.decode(text)
+  }
+  /** Hands the client its session, now also covering `vv` for `key`. */
+  const giveSession = (c: Context, session: Session | undefined, key: string, vv: VersionVector | undefined): void => {
+    if (!sessions) return
+    const next = vv === undefined ? (session ?? emptySession) : withKey(session ?? emptySession, key, vv)
+    const text = sessions.encode(next)
+    c.header(SESSION_HEADER, text)
+    if (c.req.query('session') === 'cookie' || getCookie(c, SESSION_COOKIE) !== undefined) {
+      setCookie(c, SESSION_COOKIE, text, { path: '/', httpOnly: true, sameSite: 'Lax', secure: new URL(c.req.url).protocol === 'https:' })
+    }
+  }
+
   app.get('/kv/*', async c => {
     const key = keyFromPath(c.req.path)
-    const got = await kv.get(key, { r: intParam(c, 'r'), timeoutMs: intParam(c, 'timeout_ms') })
+    const session = sessionOf(c)
+    const floor = session ? floorOf(session, key) : undefined
+    const got = await kv.get(key, { r: intParam(c, 'r'), timeoutMs: intParam(c, 'timeout_ms'), floor })
+    giveSession(c, session, key, got.state?.vv)
     if (got.context) c.header(CONTEXT_HEADER, got.context)
     if (!got.found) return c.json({ found: false }, 404)
     if (got.values.length === 1) {
@@ -67,15 +135,20 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
 
   app.put('/kv/*', kvBodyLimit(), async c => {
     const key = keyFromPath(c.req.path)
+    const session = sessionOf(c)
     const value = new Uint8Array(await c.req.arrayBuffer())
     const res = await kv.put(key, value, { context: c.req.header(CONTEXT_HEADER), w: intParam(c, 'w'), timeoutMs: intParam(c, 'timeout_ms') })
+    giveSession(c, session, key, res.state.vv)
     c.header(CONTEXT_HEADER, res.context)
     return c.body(null, 204)
   })
 
   app.delete('/kv/*', async c => {
     const key = keyFromPath(c.req.path)
-    const res = await kv.delete(key, { context: c.req.header(CONTEXT_HEADER), w: intParam(c, 'w'), r: intParam(c, 'r'), timeoutMs: intParam(c, 'timeout_ms') })
+    const session = sessionOf(c)
+    // The read a delete without a context makes honours the session: the tombstone covers what the client saw.
+    const res = await kv.delete(key, { context: c.req.header(CONTEXT_HEADER), w: intParam(c, 'w'), r: intParam(c, 'r'), timeoutMs: intParam(c, 'timeout_ms'), floor: session ? floorOf(session, key) : undefined })
+    giveSession(c, session, key, res.state.vv)
     c.header(CONTEXT_HEADER, res.context)
     return c.body(null, 204)
   })

@@ -7,6 +7,7 @@
 // silently substitute U+FFFD; values travel as bytes; a null value is a tombstone (delete).
 
 import { z } from 'zod'
+import type { Requirement } from '../auth/auth.ts'
 import { errorKinds, errorTable, type ErrorFields, type KvErrorBody, type KvErrorKind } from '../errors.ts'
 import { limits } from '../limits.ts'
 import { memberStatuses } from '../membership/cluster-state.ts'
@@ -172,6 +173,28 @@ export const requestSchemas = {
     after: z.object({ segment: z.number().int().nonnegative().max(limits.aaeTreeWidth * limits.aaeTreeWidth - 1), key: keySchema }).optional(),
   }),
 } as const
+
+/**
+ * The role each request needs when the replica runs with an auth file (auth/auth.ts: read < write <
+ * admin < peer). This is the one table of who may send what: a new request type does not typecheck
+ * until it is given a role here. Peer-only messages (gossip, handoff, hints, anti-entropy: what
+ * replicas send each other) need 'peer', which only the cluster secret grants; membership commands
+ * from an operator need 'admin'. `replicate` is 'write': coordinators (the SDK, gateways) send it
+ * to finish every write and for read repair. Checked once per message against the role the
+ * connection's hello established: a table lookup, no token work.
+ */
+export const requestRoles = {
+  hello: 'none',
+  ring: 'read',
+  get: 'read',
+  put: 'write',
+  replicate: 'write',
+  gossip: 'peer',
+  handoff: 'peer',
+  aaeRoot: 'peer',
+  aaeBranches: 'peer',
+  aaeKeys: 'peer',
+} as const satisfies { readonly [T in keyof typeof requestSchemas]: Requirement }
 
 /**
  * How long a replica spent on a write, in µs, from dispatch to reply (`serviceUs`) and of that

@@ -137,7 +137,7 @@ describe('ReadQuorum', () => {
     assert.equal(q.outcome.status, 'pending')
     q.onFailed('c')
     const o = outcome(q)
-    assert.ok(o.status === 'failed' && o.error.acked === 1 && o.error.required === 2)
+    assert.ok(o.status === 'failed' && o.error instanceof QuorumError && o.error.acked === 1 && o.error.required === 2)
   })
 
   it('does not repair fallbacks', () => {

@@ -5,15 +5,20 @@
 // the driver sends them the merged state (read repair), after the caller already has its answer.
 // When the read fails, its QuorumError names every replica of the preference list that did not
 // reply, and why: its error, a timeout, or that it was not asked (known down, or R already lost).
+//
+// A causal floor (a session's vector for the key, http/session.ts) raises the bar: R replies are not
+// enough until their merge covers the floor, so the read waits for more of the targets; when every
+// target has answered (or the deadline passed) without covering it, the read fails SessionNotMet
+// rather than return something older than what the caller has already seen.
 
 import { assert } from '../assert.ts'
 import { KvError, QuorumError } from '../errors.ts'
-import { descends, sync, type DvvSet } from '../version/dvv.ts'
+import { coversVector, descends, sync, type DvvSet, type VersionVector } from '../version/dvv.ts'
 
 export type ReadOutcome =
   | { readonly status: 'pending' }
   | { readonly status: 'ok'; readonly state: DvvSet | null; readonly replied: readonly string[] }
-  | { readonly status: 'failed'; readonly error: QuorumError }
+  | { readonly status: 'failed'; readonly error: QuorumError | KvError }
 
 export interface ReadQuorumOptions {
   readonly r: number
@@ -23,6 +28,8 @@ export interface ReadQuorumOptions {
   readonly primaries: ReadonlySet<string>
   /** Preference-list nodes not asked because the transport knows them down, with why. */
   readonly skipped?: ReadonlyMap<string, Error>
+  /** What the answer must have seen (a session's vector for the key); none = any R replies do. */
+  readonly floor?: VersionVector | undefined
 }
 
 export class ReadQuorum {
@@ -68,7 +75,9 @@ export class ReadQuorum {
 
   /** The request's deadline (`timeoutMs` after it started) passed: fail now unless R was met. */
   expire(timeoutMs?: number): void {
-    if (this.result.status === 'pending') this.fail(timeoutMs)
+    if (this.result.status !== 'pending') return
+    if (this.replies.size >= this.opts.r) this.failSession(timeoutMs)
+    else this.fail(timeoutMs)
   }
 
   /** Primaries that replied with a state behind the merge of all replies. */
@@ -86,9 +95,28 @@ export class ReadQuorum {
   private settle(): void {
     if (this.result.status !== 'pending') return
     if (this.replies.size >= this.opts.r) {
-      this.result = { status: 'ok', state: this.merged, replied: [...this.replies.keys()] }
+      if (this.covered()) this.result = { status: 'ok', state: this.merged, replied: [...this.replies.keys()] }
+      else if (this.complete) this.failSession()
     } else if (this.opts.targets.length - this.failed.size < this.opts.r) {
       this.fail()
+    }
+  }
+
+  /** True when the merge of the replies has seen the floor (always, without one). */
+  private covered(): boolean {
+    const floor = this.opts.floor
+    if (floor === undefined) return true
+    if (this.merged === null) return Object.keys(floor).length === 0
+    return coversVector(this.merged.vv, floor)
+  }
+
+  private failSession(expiredAfterMs?: number): void {
+    const replied = [...this.replies.keys()]
+    const why = expiredAfterMs === undefined ? `every target answered (${replied.join(', ')})` : `within ${expiredAfterMs} ms ${replied.length} replied (${replied.join(', ')})`
+    this.result = {
+      status: 'failed',
+      error: new KvError({ kind: 'SessionNotMet', replied: replied.length, ...(expiredAfterMs !== undefined ? { timeoutMs: expiredAfterMs } : {}) },
+        `no replica that answered has seen this session's writes of the key: ${why}; retry later`),
     }
   }
 

@@ -117,6 +117,7 @@ export class Connection {
   /** Why isUp() is false: the failure the connection is backing off from, or that it is closed. */
   whyDown(): KvError {
     if (this.state === 'closed') return this.unavailable('connection closed')
+    if (this.lastFailure?.kind === 'Unauthorized') return this.lastFailure
     return this.unavailable(`down, backing off after: ${this.lastFailure?.message ?? 'a failure'}`, this.lastFailure)
   }
 
@@ -129,7 +130,12 @@ export class Connection {
   request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
       if (this.state === 'closed') return reject(markUnsent(this.unavailable('connection closed')))
-      if (this.state === 'backoff') return reject(markUnsent(this.unavailable('replica unreachable, backing off')))
+      // A refused token stays the answer while backing off: the caller must hear Unauthorized, not
+      // "down". A copy is marked unsent: the shared lastFailure also rejected requests that were sent.
+      if (this.state === 'backoff') {
+        const lf = this.lastFailure
+        return reject(markUnsent(lf?.kind === 'Unauthorized' ? new KvError(lf.data, lf.message, { cause: lf }) : this.unavailable('replica unreachable, backing off')))
+      }
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
         this.send(type, body, timeoutMs, approxBytes, resolve, reject)
         return

@@ -102,26 +102,27 @@ function describeValue(v: unknown): string {
 
 const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 
-function base64urlEncode(bytes: Uint8Array): string {
+export function base64urlEncode(bytes: Uint8Array): string {
   let binary = ''
   for (let i = 0; i < bytes.length; i++) binary += String.fromCharCode(bytes[i] ?? 0)
   return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 }
 
-function base64urlDecode(text: string): Uint8Array {
+/** base64url without padding to bytes; anything else is a BadRequest naming `what` was given. */
+export function base64urlDecode(text: string, what = 'context'): Uint8Array {
   for (let i = 0; i < text.length; i++) {
     if (!alphabet.includes(text.charAt(i))) {
-      throw badRequest(`context is not valid base64url: character ${JSON.stringify(text.charAt(i))} at ${i}`)
+      throw badRequest(`${what} is not valid base64url: character ${JSON.stringify(text.charAt(i))} at ${i}`)
     }
   }
   // A final group of one character carries only 6 bits, less than a byte: no encoder emits it.
-  if (text.length % 4 === 1) throw badRequest('context is not valid base64url: truncated')
+  if (text.length % 4 === 1) throw badRequest(`${what} is not valid base64url: truncated`)
   const padded = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4)
   let binary: string
   try {
     binary = atob(padded)
   } catch (cause) {
-    throw badRequestCausedBy(cause, 'context is not valid base64url')
+    throw badRequestCausedBy(cause, `${what} is not valid base64url`)
   }
   const bytes = new Uint8Array(binary.length)
   for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i)

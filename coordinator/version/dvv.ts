@@ -150,7 +150,7 @@ export function mergeVectors(a: VersionVector, b: VersionVector): VersionVector 
 }
 
 /** Every actor of `b` is in `a` with at least b's counter. */
-function coversVector(a: VersionVector, b: VersionVector): boolean {
+export function coversVector(a: VersionVector, b: VersionVector): boolean {
   for (const actor in b) if (Object.hasOwn(b, actor) && counterOf(a, actor) < (b[actor] ?? 0)) return false
   return true
 }

@@ -13,7 +13,7 @@
 import { decodeFrame, type Message } from '../../coordinator/protocol/codec.ts'
 import { FrameBatcher } from '../../coordinator/protocol/frame-batcher.ts'
 import type { SocketLike, SocketFactory } from '../../coordinator/runtime.ts'
-import type { ReplicaService } from '../../replica/replica-service.ts'
+import { newGrant, type ReplicaService } from '../../replica/replica-service.ts'
 import { faultLimits } from '../fault-limits.ts'
 import type { SimClock } from './sim-clock.ts'
 
@@ -50,6 +50,8 @@ class SimConn {
   hostGeneration = -1
   private readonly lastAt = { up: 0, down: 0 }
   private batcher: FrameBatcher | undefined
+  /** This connection's standing (its hello fills it in), as ws-data-plane.ts keeps one per socket. */
+  private readonly grant = newGrant()
   /** Frames received while the replica was paused, processed when it resumes. */
   readonly inbox: Uint8Array[] = []
 
@@ -95,7 +97,7 @@ class SimConn {
     try { messages = decodeFrame(frame) } catch { this.close('bad frame'); return }
     for (const m of messages) {
       if ('bad' in m) service.bad(m.id, m.bad, reply)
-      else service.handle(m[0], m[1], m[2], reply)
+      else service.handle(m[0], m[1], m[2], reply, this.grant)
     }
   }
 

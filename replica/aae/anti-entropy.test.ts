@@ -18,7 +18,10 @@ import { keyHash32, partitionOfHash } from '../../coordinator/ring/partition-has
 import { createRing, preferenceListOfPartition, type Ring } from '../../coordinator/ring/ring.ts'
 import { errorFromWire } from '../../coordinator/transport/connection.ts'
 import { EMPTY, equals, isDeleted, sync, update, type DvvSet } from '../../coordinator/version/dvv.ts'
-import { ReplicaService } from '../replica-service.ts'
+import { ReplicaService, type Grant } from '../replica-service.ts'
+
+/** The requests here come from peers (no hello on these in-process calls): the peer role. */
+const peerGrant: Grant = { role: 'peer', name: 'test' }
 import { decodeStored, mergeStates, settleStored } from '../state-codec.ts'
 import { openEngine } from '../storage/engine.ts'
 import type { Engine } from '../storage/engine-types.ts'
@@ -79,13 +82,13 @@ class World {
           const parsed = parseReply(type, this.tamper ? this.tamper(node, type, rb) : rb)
           if (!parsed.success) return fail(new KvError({ kind: 'ProtocolError' }, `bad ${type} reply: ${parsed.error.message}`))
           ok(parsed.data)
-        })
+        }, peerGrant)
       }),
     }
   }
 
   request(id: string, type: string, body: unknown): Promise<{ type: string; body: any }> {
-    return new Promise(ok => this.replicas.get(id)!.service.handle(type, 7, body, msg => ok({ type: msg[0], body: msg[2] })))
+    return new Promise(ok => this.replicas.get(id)!.service.handle(type, 7, body, msg => ok({ type: msg[0], body: msg[2] }), peerGrant))
   }
 }
 

@@ -42,6 +42,11 @@ export interface MembershipServiceOptions {
   readonly log: (msg: string, fields?: Record<string, unknown>) => void
   /** This replica has left the cluster (or was removed): its owner shuts it down. */
   readonly onGone: (status: 'left' | 'removed') => void
+  /**
+   * Token said in `hello` on gossip and join connections: the cluster secret when the replicas run
+   * with an auth file (gossip needs the 'peer' role, messages.ts requestRoles).
+   */
+  readonly token?: string
 }
 
 export interface MembershipCounters {
@@ -90,7 +95,7 @@ export class MembershipService implements MembershipHooks {
       self: opts.self, url: opts.url, now: opts.runtime.now, random: opts.runtime.random, initial,
       phiThreshold: opts.phiThreshold, phi, trusting: true,
     })
-    this.pool = new ConnectionPool(opts.runtime, { client: `gossip:${opts.self}`, perReplica: 1 })
+    this.pool = new ConnectionPool(opts.runtime, { client: `gossip:${opts.self}`, perReplica: 1, ...(opts.token !== undefined ? { token: opts.token } : {}) })
     this.membership.onChange(s => this.changed(s))
     this.changed(this.membership.state)
   }
@@ -116,7 +121,7 @@ export class MembershipService implements MembershipHooks {
   async join(seedUrl: string): Promise<void> {
     const rt = this.opts.runtime
     const deadline = rt.now() + limits.joinTimeoutMs
-    const conn = new Connection('seed', seedUrl, rt, { client: `join:${this.opts.self}` })
+    const conn = new Connection('seed', seedUrl, rt, { client: `join:${this.opts.self}`, ...(this.opts.token !== undefined ? { token: this.opts.token } : {}) })
     let last: unknown
     try {
       while (rt.now() < deadline && !this.closed) {

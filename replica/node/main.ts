@@ -7,9 +7,9 @@
 //
 //   node --import tsx replica/node/main.ts --id n1 --port 7001 --data-dir .data/n1 \
 //        --nodes n1=ws://127.0.0.1:7001,n2=ws://127.0.0.1:7002,n3=ws://127.0.0.1:7003
+//        [--auth-file auth.json --cluster-secret-file secret] [--tls-cert c.pem --tls-key k.pem --tls-ca ca.pem]
 //   node --import tsx replica/node/main.ts --id n4 --port 7004 --data-dir .data/n4 --join ws://127.0.0.1:7001
 
-import { createAdaptorServer } from '@hono/node-server'
 import { bodyLimit } from 'hono/body-limit'
 import type { Server } from 'node:http'
 import { chmod, mkdir, readdir, stat } from 'node:fs/promises'
@@ -45,7 +45,7 @@ import { manifestFileName } from '../storage/disk-layout.ts'
 import { openEngine } from '../storage/engine.ts'
 import { storageLimits } from '../storage/storage-limits.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
-import { hardenHttpServer, httpServerOptions } from './http-server.ts'
+import { createAppServer, loadSecurity, type SecurityFiles } from './security.ts'
 import { renderMembershipMetrics, renderMetrics, type AdminCounters } from './metrics.ts'
 import { installLastResort, isEntryPoint } from './process.ts'
 import { attachDataPlane } from './ws-data-plane.ts'
@@ -71,6 +71,8 @@ export interface ReplicaConfig {
   readonly snapshotBudgetBytes: number | undefined
   /** Memtable size at which it is flushed to a table (engine default when undefined). */
   readonly memtableBytesMax: number | undefined
+  /** Auth, TLS and session files (security.ts); all optional. */
+  readonly security: SecurityFiles
   /** Handoff send rate and batch size (limits.ts defaults when undefined). */
   readonly handoffBytesPerSec: number | undefined
   readonly handoffBatchBytes: number | undefined
@@ -104,6 +106,12 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'snapshot-budget-bytes': { type: 'string' },
       'no-snapshots': { type: 'boolean', default: false },
       'memtable-bytes-max': { type: 'string' },
+      'auth-file': { type: 'string' },
+      'cluster-secret-file': { type: 'string' },
+      'session-secret-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
       'handoff-bytes-per-sec': { type: 'string' },
       'handoff-batch-bytes': { type: 'string' },
       'tombstone-grace-ms': { type: 'string', default: String(limits.tombstoneGraceMsDefault) },
@@ -178,6 +186,10 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
   const aaeIntervalMs = Number(values['aae-interval-ms'])
   if (!(Number.isSafeInteger(aaeIntervalMs) && aaeIntervalMs >= 1)) fail(`--aae-interval-ms must be a positive integer, got ${values['aae-interval-ms']}`)
   return {
+    security: {
+      authFile: values['auth-file'], clusterSecretFile: values['cluster-secret-file'], sessionSecretFile: values['session-secret-file'],
+      tlsCert: values['tls-cert'], tlsKey: values['tls-key'], tlsCa: values['tls-ca'],
+    },
     handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch, tombstoneGraceMs, aaeIntervalMs,
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes, join: values.join, gossipIntervalMs, phiThreshold,
@@ -205,6 +217,8 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
     [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES]
+    [--auth-file FILE --cluster-secret-file FILE] [--session-secret-file FILE]
+    [--tls-cert PEM --tls-key PEM] [--tls-ca PEM]   (serve https:// and wss://; check wss:// peers against the CA)
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
 `
 
@@ -242,6 +256,8 @@ export interface RunningReplica {
 
 export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> {
   const firstRing: Ring | undefined = cfg.join === undefined ? createRing({ nodes: cfg.nodes, partitions: cfg.partitions, n: cfg.n }) : undefined
+  // Read before anything else is opened: a bad auth file or certificate stops the start at once.
+  const security = loadSecurity(cfg.security, 'replica', cfg.cluster)
   const log = (msg: string, fields: Record<string, unknown> = {}) =>
     process.stderr.write(JSON.stringify({ t: new Date().toISOString(), node: cfg.id, msg, ...fields }) + '\n')
   await mkdir(cfg.dataDir, { recursive: true, mode: privateDirMode })
@@ -311,17 +327,21 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     }
     return gate
   }
-  const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
-  const selfUrl = cfg.nodes.find(n => n.id === cfg.id)?.url ?? `ws://${cfg.host}:${cfg.port}`
+  // Every outbound peer connection (gossip, join, handoff, anti-entropy, hint replays, the gateway)
+  // trusts the TLS CA and, with auth on, presents the cluster secret: peer-only messages need the
+  // 'peer' role (messages.ts requestRoles), which only the secret grants.
+  const runtime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca }))
+  const peerToken = security.clusterSecret !== undefined ? { token: security.clusterSecret } : {}
+  const selfUrl = cfg.nodes.find(n => n.id === cfg.id)?.url ?? `${security.tls ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}`
   const handoff = new HandoffManager({
-    nodeId: cfg.id, engine, partitions: cfg.partitions, dataDir: cfg.dataDir, runtime, log,
+    nodeId: cfg.id, engine, partitions: cfg.partitions, dataDir: cfg.dataDir, runtime, log, ...peerToken,
     ...(cfg.handoffBytesPerSec !== undefined ? { bytesPerSec: cfg.handoffBytesPerSec } : {}),
     ...(cfg.handoffBatchBytes !== undefined ? { batchBytes: cfg.handoffBatchBytes } : {}),
   })
   let onGone: (status: 'left' | 'removed') => void = () => undefined
   const members = new MembershipService({
     self: cfg.id, url: selfUrl, runtime, gossipIntervalMs: cfg.gossipIntervalMs, phiThreshold: cfg.phiThreshold,
-    ...(firstRing ? { ring: firstRing } : {}), handoff, log, onGone: status => onGone(status),
+    ...(firstRing ? { ring: firstRing } : {}), handoff, log, onGone: status => onGone(status), ...peerToken,
   })
   // Hints for absent owners: their own log under hints/, read back before the replica serves.
   const opened = await openHintLog(cfg.dataDir)
@@ -335,7 +355,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     if (c === undefined) {
       const url = members.ring().nodes.find(n => n.id === node)?.url
       if (url === undefined) throw new KvError({ kind: 'Unavailable', node }, `${node} is not in the ring`)
-      c = new Connection(node, url, runtime, { client: `aae@${cfg.id}` })
+      c = new Connection(node, url, runtime, { client: `aae@${cfg.id}`, ...peerToken })
       aaePeers.set(node, c)
     }
     return c
@@ -348,15 +368,15 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     tombstoneGraceMs: cfg.tombstoneGraceMs, intervalMs: cfg.aaeIntervalMs,
   })
   service = new ReplicaService({
-    nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members, hints, aae,
+    nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members, hints, aae, auth: security.auth,
     onStored: (key, state) => handoff.onStored(key, state), now: turnCachedClock(() => performance.now()),
   })
   const eventLoop = monitorEventLoopDelay({ resolution: limits.eventLoopDelayResolutionMs })
   eventLoop.enable()
   // Replays go out on connections of their own, to the nodes of the live ring; an owner is
   // reachable when membership's phi-accrual detector says so.
-  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax))
-  const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1 })
+  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca }))
+  const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1, ...peerToken })
   const replayer = new HintReplayer({
     store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log,
     send: async (node, key, state) => {
@@ -372,8 +392,12 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   const restoreInfo = restore.restored
     ? { restoredFromSeq: restore.manifest.seq, snapshotCreatedAt: new Date(restore.createdAt).toISOString(), behindMsAtRestore: restore.behindMs }
     : restoreError ? { error: restoreError } : null
-  // The replica's own HTTP gateway coordinates like any client, over the data plane.
-  const kv = new KvCoordinator({ seeds: cfg.join !== undefined ? [cfg.join] : cfg.nodes.map(n => n.url), runtime, valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}` })
+  // The replica's own HTTP gateway coordinates like any client, over the data plane; with auth on it
+  // presents the cluster secret (it is this replica), after checking the HTTP caller's own token.
+  const kv = new KvCoordinator({
+    seeds: cfg.join !== undefined ? [cfg.join] : cfg.nodes.map(n => n.url), runtime,
+    valueBytesMax: cfg.valueBytesMax, client: `gateway@${cfg.id}`, ...peerToken,
+  })
   // What /health leads with: 'read-only' (503, so load balancers stop sending writes) while storage
   // refuses writes; 'degraded' (200: it serves, but needs attention) while snapshots fail or the
   // restore at start failed; each with the reasons.
@@ -391,7 +415,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     return { status: attention.length > 0 ? 'degraded' : 'ok', reasons: attention }
   }
   const app = createGatewayApp({
-    kv, role: 'replica',
+    kv, role: 'replica', auth: security.auth, sessionKey: security.sessionKey,
     health: () => ({
       ...condition(),
       node: cfg.id, incarnation: identity.incarnation, actor,
@@ -504,13 +528,17 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   }
   app.post('/admin/leave/:node', adminMember('leaving'))
   app.post('/admin/remove/:node', adminMember('removed'))
-  const server = hardenHttpServer(createAdaptorServer({ fetch: app.fetch, serverOptions: httpServerOptions() }) as Server)
+  const server = createAppServer(app.fetch, security.tls)
   const plane = attachDataPlane(server, service)
   await new Promise<void>((ok, fail) => {
     server.once('error', fail)
     server.listen(cfg.port, cfg.host, () => { server.off('error', fail); ok() })
   })
-  log('listening', { url: `ws://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox })
+  // Token names and roles only, never a token.
+  log('listening', {
+    url: `${security.tls ? 'wss' : 'ws'}://${cfg.host}:${cfg.port}`, actor, keys: engine.stats().keysApprox, hints: hints.stats().hints,
+    auth: security.auth ? security.auth.summary() : 'off', tls: security.tls !== undefined,
+  })
   if (cfg.join !== undefined) {
     try {
       await members.join(cfg.join)

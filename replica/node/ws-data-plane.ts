@@ -30,7 +30,7 @@ import { limits } from '../../coordinator/limits.ts'
 import { decodeFrame, type Message } from '../../coordinator/protocol/codec.ts'
 import { FrameBatcher } from '../../coordinator/protocol/frame-batcher.ts'
 import type { ErrorBody } from '../../coordinator/protocol/messages.ts'
-import type { ReplicaService, Reply } from '../replica-service.ts'
+import { newGrant, type ReplicaService, type Reply } from '../replica-service.ts'
 
 /** Why an upgrade was refused. */
 export type RefusedReason = 'connections' | 'handshakes'
@@ -122,6 +122,8 @@ class Peer {
   private readonly batcher: FrameBatcher
   private readonly reply: Reply
   private readonly helloReply: Reply
+  /** The role this connection's hello established (checked once, here, not per frame). */
+  private readonly grant = newGrant()
 
   constructor(
     private readonly ws: WebSocket,
@@ -195,8 +197,8 @@ class Peer {
   private handle(m: Decoded): void {
     if ('bad' in m) { this.bad(m.id, m.bad); return }
     const [type, id, body] = m
-    if (this.hello) { this.service.handle(type, id, body, this.reply); return }
-    if (type === 'hello') { this.service.handle(type, id, body, this.helloReply); return }
+    if (this.hello) { this.service.handle(type, id, body, this.reply, this.grant); return }
+    if (type === 'hello') { this.service.handle(type, id, body, this.helloReply, this.grant); return }
     this.service.bad(id, `hello first: the first message on a connection must be hello, not ${JSON.stringify(type).slice(0, 64)}`, this.reply)
     this.close('hello_first', 'hello first', true)
   }
