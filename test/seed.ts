@@ -25,16 +25,7 @@ export function testSeed(name: string): number {
 }
 
 /** A uniform [0, 1) generator from `seed` (mulberry32): a drop-in for Math.random in tests. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { mulberry32 as seededRandom } from '../infra/sim/sim-clock.ts'
 
 /** `n` bytes from `random` (a seededRandom), in place of crypto.randomBytes for test data. */
 export function seededBytes(random: () => number, n: number): Buffer {

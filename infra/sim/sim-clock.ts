@@ -15,7 +15,7 @@ import { faultLimits } from '../fault-limits.ts'
 
 interface Timer { readonly at: number; readonly seq: number; readonly fn: () => void; cancelled: boolean }
 
-/** A uniform [0, 1) generator from `seed` (mulberry32), as test/seed.ts has it. */
+/** A uniform [0, 1) generator from `seed` (mulberry32); tests use it too, as test/seed.ts seededRandom. */
 export function mulberry32(seed: number): () => number {
   let a = seed >>> 0
   return () => {
