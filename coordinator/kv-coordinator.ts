@@ -385,7 +385,7 @@ export class KvCoordinator {
     const pl = preferenceList(ring, key)
     const q = new WriteQuorum({ w, primaries: pl.primaries, fallbacks: pl.fallbacks, isUp: this.pool.isUp, whyDown: this.pool.whyDown, sloppy })
     const rt = this.opts.runtime
-    // A stamp that takes too long moves on to the next node while there is time left to finish there.
+    // How long a stamp may go without a sign of life from its replica before the connection is probed.
     const stampTimeoutMs = Math.max(1, Math.min(limits.stampTimeoutMsMax, Math.floor(left / 3)))
     return new Promise<WriteResult>((resolve, reject) => {
       new WriteDriver(this.pool, rt, q, { key: keyBytes, context, value }, stampTimeoutMs, resolve, reject, this.opStats, this.clock, t0).start(left)
@@ -721,7 +721,10 @@ class WriteDriver {
       const hint = a.target.hintFor !== undefined ? { hintFor: a.target.hintFor } : {}
       if (a.kind === 'stamp') {
         if (this.stamps++ === 0) this.stampSentAt = this.clock()
-        conn.request('put', { key, context, value, ...hint }, Math.min(left, this.stampTimeoutMs), approx)
+        // The stamp waits for as long as the write may take: once sent it cannot move to another
+        // node (onStampFailed), so giving up early would only fail a slow write. A replica silent for
+        // stampTimeoutMs is probed, and its connection reset (failing the stamp) if it is paused.
+        conn.request('put', { key, context, value, ...hint }, left, approx, this.stampTimeoutMs)
           .then(reply => this.onStamped(node, reply), e => this.onStampFailed(node, e))
       } else {
         conn.request('replicate', { key, state: a.state, ...hint }, left, approx)

@@ -209,8 +209,10 @@ export const limits = {
 
   // Quorum coordination.
   /**
-   * Longest a stamp may take before the write moves to the next preference node (at most a third of
-   * the request's timeout): a paused replica keeps its connection open and fails nothing fast.
+   * Longest a stamp waits with nothing at all arriving from its replica before the connection is
+   * probed for a sign of life (at most a third of the request's timeout): a paused replica keeps its
+   * connection open and fails nothing fast. A live but slow replica (a 16 MiB state, a loaded
+   * machine) answers the probe and the stamp waits on, up to the write's deadline.
    */
   stampTimeoutMsMax: 500,
   /** Times update() re-reads and retries after a concurrent change. */
@@ -475,7 +477,7 @@ assert(limits.nDefault <= limits.nMax, 'default N above max N')
 assert(limits.reconnectBackoffMsMin <= limits.reconnectBackoffMsMax, 'backoff min above max')
 assert(limits.inflightPerConnectionMax <= limits.pendingPerConnectionMax, 'in-flight above pending bound')
 assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')
-assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a stamp timeout must leave time to stamp elsewhere')
+assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a silent stamp replica must be probed well before the write deadline')
 assert(limits.requestTimeoutMsDefault <= limits.requestTimeoutMsMax, 'default timeout above the max')
 assert(limits.connectTimeoutMs <= limits.requestTimeoutMsMax, 'connect timeout above the request timeout max')
 assert(limits.seedsAskedAtOnce >= 1 && limits.seedHedgeMs * 3 <= limits.requestTimeoutMsDefault,

@@ -53,6 +53,7 @@ interface Queued {
   /** The request's own deadline: time spent queued counts against its timeout. */
   readonly deadline: number
   readonly timeoutMs: number
+  readonly probeAfterMs: number | undefined
   readonly resolve: (body: any) => void
   readonly reject: (e: Error) => void
   timer: unknown
@@ -127,7 +128,13 @@ export class Connection {
     this.drop(new KvError({ kind: 'Unavailable', node: this.node }, `replica ${this.node} moved to ${shownUrl(url)}`))
   }
 
-  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0): Promise<ReplyBody<T>> {
+  /**
+   * Sends one request and resolves with its reply. `probeAfterMs` (shorter than timeoutMs): when
+   * nothing at all has arrived on the connection that long after the request was sent, probe it for a
+   * sign of life (silent()) without failing the request, so that a paused replica is found, and
+   * its connection reset, long before a patient request's own timeout.
+   */
+  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0, probeAfterMs?: number): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
       if (this.state === 'closed') return reject(markUnsent(this.unavailable('connection closed')))
       // A refused token stays the answer while backing off: the caller must hear Unauthorized, not
@@ -137,13 +144,13 @@ export class Connection {
         return reject(markUnsent(lf?.kind === 'Unauthorized' ? new KvError(lf.data, lf.message, { cause: lf }) : this.unavailable('replica unreachable, backing off')))
       }
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
-        this.send(type, body, timeoutMs, approxBytes, resolve, reject)
+        this.send(type, body, timeoutMs, approxBytes, resolve, reject, false, probeAfterMs)
         return
       }
       if (this.queue.length >= limits.pendingPerConnectionMax) {
         return reject(markUnsent(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`)))
       }
-      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, resolve, reject, timer: undefined }
+      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, probeAfterMs, resolve, reject, timer: undefined }
       q.timer = this.rt.setTimeout(() => {
         const at = this.queue.indexOf(q)
         if (at < 0) return
@@ -258,10 +265,15 @@ export class Connection {
   }
 
   private send(type: RequestType, body: unknown, timeoutMs: number, approxBytes: number,
-    resolve: (b: any) => void, reject: (e: Error) => void, probe = false): void {
+    resolve: (b: any) => void, reject: (e: Error) => void, probe = false, probeAfterMs?: number): void {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
     const framesBefore = this.framesIn
+    if (probeAfterMs !== undefined && probeAfterMs < timeoutMs && probeAfterMs >= limits.timeoutResetsConnectionMsMin) {
+      this.rt.setTimeout(() => {
+        if (this.pending.get(id) === entry && this.framesIn === framesBefore) this.silent(type, probeAfterMs)
+      }, probeAfterMs)
+    }
     entry.timer = this.rt.setTimeout(() => {
       if (!this.pending.delete(id)) return
       reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
@@ -303,7 +315,7 @@ export class Connection {
       // Its deadline may have passed with its timer not yet run (both due in the same turn).
       const left = q.deadline - this.rt.now()
       if (left < 1) { q.reject(markUnsent(this.queuedTimeout(q.type, q.timeoutMs))); continue }
-      this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject)
+      this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject, false, q.probeAfterMs)
     }
   }
 
