@@ -25,7 +25,6 @@ import { readFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { request as httpsRequest } from 'node:https'
 import { parseArgs } from 'node:util'
-import cliProgress from 'cli-progress'
 import { limits } from '../coordinator/limits.ts'
 import { preferenceListOfPartition, type Ring } from '../coordinator/ring/ring.ts'
 import { createClient, isKvError, type KvClient } from './index.ts'
@@ -182,7 +181,10 @@ async function repair(ring: Ring, partition: number | undefined, json: boolean, 
   if (jobs.size === 0) throw new Error('no replica accepted the repair')
   const total = () => [...jobs.values()].reduce((s, j) => s + j.total, 0)
   const sum = (f: (j: RepairJob) => number) => [...jobs.values()].reduce((s, j) => s + f(j), 0)
-  const bar = json ? undefined : new cliProgress.SingleBar({
+  // The progress bar's library is a development dependency, not the SDK's: an installed package
+  // without it prints only the summary line.
+  const cliProgress = json ? undefined : await import('cli-progress').then(m => m.default, () => undefined)
+  const bar = cliProgress === undefined ? undefined : new cliProgress.SingleBar({
     format: 'repair [{bar}] {percentage}% | {value}/{total} exchanges | {keys} keys repaired | {failed} failed',
     hideCursor: true, stream: process.stderr,
   }, cliProgress.Presets.shades_classic)

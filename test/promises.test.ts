@@ -116,15 +116,16 @@ describe('promises kept against real replicas', () => {
       t.diagnostic(`fresh client's put failed after ${took} ms (timeoutMs 1000)`)
       assert.ok(took < 3000, `fresh client's put took ${took} ms against a 1000 ms deadline`)
 
-      // The gateway that knows the ring: 503 naming n1, n2, n3.
+      // The gateway that knows the ring: its stamp went to a paused primary, whose silent connection
+      // is probed and reset; a sent stamp never moves to another node (docs/quorum.md), so the write
+      // ends 503 Unavailable, its outcome unknown, naming the primary it was sent to.
       started = Date.now()
       const res = await fetch(`${base}/kv/paused?timeout_ms=1000`, { method: 'PUT', body: 'v' })
       took = Date.now() - started
       assert.equal(res.status, 503)
       const body = await res.json() as ErrorJson
-      assert.equal(body.error.kind, 'QuorumNotMet')
-      assert.deepEqual(Object.keys(body.error.failures ?? {}).sort(), ['n1', 'n2', 'n3'])
-      for (const f of Object.values(body.error.failures!)) assert.ok(f.kind && f.message, JSON.stringify(f))
+      assert.equal(body.error.kind, 'Unavailable', JSON.stringify(body))
+      assert.match(body.error.message, /stamp at n[123] failed after it was sent.*outcome unknown/, body.error.message)
       t.diagnostic(`warm gateway's 503 after ${took} ms (timeout_ms=1000)`)
       assert.ok(took < 3000, `gateway 503 took ${took} ms against 1000`)
 
