@@ -583,7 +583,10 @@ export class HandoffManager {
     while (target.inFlight < limits.handoffForwardInFlightMax && target.queue.length > 0 && !this.closed) {
       const f = target.queue.shift()!
       target.inFlight++
-      target.conn.request('replicate', { key: encoder.encode(f.key), state: f.state }, limits.handoffForwardTimeoutMs).then(() => {
+      // hintFor names the target itself: it stores the write as its own even before gossip has told
+      // it of the plan that makes it an owner (without it, an early forward got NotOwner, and enough
+      // of those under a write load failed the transfer for good: a leave that never ended).
+      target.conn.request('replicate', { key: encoder.encode(f.key), state: f.state, hintFor: to }, limits.handoffForwardTimeoutMs).then(() => {
         this.counters.forwarded++
       }, e => {
         this.counters.forwardsFailed++

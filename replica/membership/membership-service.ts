@@ -268,7 +268,19 @@ export class MembershipService implements MembershipHooks {
           this.opts.log('gossip reply refused', { peer, error: (e as Error).message })
         }
       },
-      () => { this.counters.gossipFailed++ })
+      e => {
+        this.counters.gossipFailed++
+        // A peer that already counts this replica as left (or removed) refuses its gossip and no
+        // longer gossips to it, so the refusal is how a leaving replica learns that it is done.
+        const issues = e instanceof KvError && e.kind === 'BadRequest' ? (e.data as { issues?: readonly string[] }).issues ?? [] : []
+        for (const status of ['left', 'removed'] as const) {
+          if (!this.gone && issues.includes(`gossip: ${this.opts.self} has ${status} the cluster`)) {
+            this.gone = true
+            this.opts.log(status === 'left' ? 'left the cluster' : 'removed from the cluster', { peer })
+            this.opts.onGone(status)
+          }
+        }
+      })
   }
 
   private changed(s: ClusterState): void {
