@@ -269,12 +269,7 @@ export class Connection {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
     const framesBefore = this.framesIn
-    if (probeAfterMs !== undefined && probeAfterMs < timeoutMs && probeAfterMs >= limits.timeoutResetsConnectionMsMin) {
-      this.rt.setTimeout(() => {
-        if (this.pending.get(id) === entry && this.framesIn === framesBefore) this.silent(type, probeAfterMs)
-      }, probeAfterMs)
-    }
-    entry.timer = this.rt.setTimeout(() => {
+    const expire = (): void => {
       if (!this.pending.delete(id)) return
       reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
       // A replica that lets a request time out may be paused or partitioned, and its connection
@@ -284,7 +279,16 @@ export class Connection {
       // to mean anything (a caller's timeoutMs of 1 would otherwise take every replica down for
       // every caller).
       if (!probe && this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) this.silent(type, timeoutMs)
-    }, timeoutMs)
+    }
+    // With probeAfterMs, one timer does both: at probeAfterMs it probes a silent connection, then
+    // waits out the rest of the timeout (one live timer per request, as without it).
+    entry.timer = probeAfterMs !== undefined && probeAfterMs < timeoutMs && probeAfterMs >= limits.timeoutResetsConnectionMsMin
+      ? this.rt.setTimeout(() => {
+        if (this.pending.get(id) !== entry) return
+        if (this.framesIn === framesBefore) this.silent(type, probeAfterMs)
+        entry.timer = this.rt.setTimeout(expire, timeoutMs - probeAfterMs)
+      }, probeAfterMs)
+      : this.rt.setTimeout(expire, timeoutMs)
     this.pending.set(id, entry)
     this.batcher!.push([type, id, body], approxBytes)
   }
