@@ -347,18 +347,16 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   const opened = await openHintLog(cfg.dataDir)
   const hints = new HintStore({ log: opened.log, now: () => Date.now(), bounds: cfg.hintBounds, logLine: log })
   await hints.load(opened.records, opened.problems)
-  // Anti-entropy talks to the other primaries over the data plane, like any client (hello first),
-  // over the live ring; a peer is reachable when membership's phi-accrual detector says so.
-  const aaePeers = new Map<string, Connection>()
+  // Anti-entropy and hint replay talk to other replicas over one pool of peer connections (hello
+  // first, with the cluster secret), following the live ring; whether a peer is reachable is
+  // membership's phi-accrual detector's call, not the pool's.
+  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca }))
+  const peers = new ConnectionPool(peerRuntime, { client: `peer@${cfg.id}`, perReplica: 1, ...peerToken })
   const peerConnection = (node: string): Connection => {
-    let c = aaePeers.get(node)
-    if (c === undefined) {
-      const url = members.ring().nodes.find(n => n.id === node)?.url
-      if (url === undefined) throw new KvError({ kind: 'Unavailable', node }, `${node} is not in the ring`)
-      c = new Connection(node, url, runtime, { client: `aae@${cfg.id}`, ...peerToken })
-      aaePeers.set(node, c)
-    }
-    return c
+    if (peers.get(node) === undefined) peers.setNodes(members.ring().nodes)
+    const conn = peers.get(node)
+    if (conn === undefined) throw peers.whyDown(node)
+    return conn
   }
   let service: ReplicaService | undefined
   const aae = new AntiEntropy({
@@ -373,17 +371,10 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   })
   const eventLoop = monitorEventLoopDelay({ resolution: limits.eventLoopDelayResolutionMs })
   eventLoop.enable()
-  // Replays go out on connections of their own, to the nodes of the live ring; an owner is
-  // reachable when membership's phi-accrual detector says so.
-  const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca }))
-  const peers = new ConnectionPool(peerRuntime, { client: `hints@${cfg.id}`, perReplica: 1, ...peerToken })
   const replayer = new HintReplayer({
     store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log,
     send: async (node, key, state) => {
-      if (peers.get(node) === undefined) peers.setNodes(members.ring().nodes)
-      const conn = peers.get(node)
-      if (conn === undefined) throw peers.whyDown(node)
-      await conn.request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
+      await peerConnection(node).request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
     },
     now: () => Date.now(),
     setTimeout: (fn, ms) => peerRuntime.setTimeout(fn, ms, { background: true }),
@@ -562,7 +553,6 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       members.close()
       eventLoop.disable()
       aae.close()
-      for (const c of aaePeers.values()) c.close()
       replayer.stop()
       peers.close()
       await handoff.close()
