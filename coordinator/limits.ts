@@ -447,6 +447,10 @@ export const limits = {
   hintRefusedLogIntervalMs: 10_000,
   /** After a failed replay the owner is left alone this long before the next try. */
   hintReplayBackoffMs: 1000,
+
+  // Local clusters (infra/cluster.ts, `npm start`).
+  /** Log bytes of one replica buffered for its log file; past it output is dropped (a log must never block a replica). */
+  replicaLogBufferedBytesMax: 8 * 1024 * 1024,
 } as const
 
 assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size above the hard max')

@@ -4,7 +4,8 @@
 
 import * as esbuild from 'esbuild'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, type WriteStream } from 'node:fs'
+import { createWriteStream } from 'node:fs'
+import { Writable } from 'node:stream'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
 import { request as httpsRequest } from 'node:https'
@@ -14,6 +15,7 @@ import { startGateway, type RunningGateway } from '../replica/node/gateway.ts'
 import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.ts'
 import type { S3Config } from '../replica/snapshot/s3-store.ts'
 import { loadSecurity } from '../replica/node/security.ts'
+import { limits } from '../coordinator/limits.ts'
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const replicaMain = join(root, 'replica', 'node', 'main.ts')
@@ -82,9 +84,33 @@ export interface ClusterOptions {
   readonly waitMember?: boolean
 }
 
+/**
+ * A replica's log file that never fails its writer: when the file cannot be written (the disk is
+ * full, the directory was removed) it says so once on stderr and discards further output. A plain
+ * file stream would raise an uncaught 'error' (ending `npm start`), and after it the pipe would stop
+ * draining, so a replica would block on a full stdout pipe.
+ */
+export function replicaLogSink(path: string, id: string): Writable {
+  const file = createWriteStream(path, { flags: 'a', mode: 0o600 })
+  let failed = false
+  file.on('error', err => {
+    if (!failed) process.stderr.write(`ringkv: log of replica ${id} (${path}) cannot be written, discarding it: ${err.message}\n`)
+    failed = true
+  })
+  return new Writable({
+    write(chunk, _enc, done) {
+      // The file stream's backpressure is not passed on (a log must not slow a replica); past its
+      // bound, output is dropped.
+      if (!failed && file.writableLength < limits.replicaLogBufferedBytesMax) file.write(chunk)
+      done()
+    },
+    final(done) { if (failed) done(); else file.end(done) },
+  })
+}
+
 export class ReplicaProcess {
   proc: ChildProcess | undefined
-  private logStream: WriteStream | undefined
+  private logStream: Writable | undefined
   constructor(readonly id: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>,
     /** The CA to trust when it serves TLS (wss://, https://); undefined = plain ws:// and http://. */
     private readonly ca?: Buffer,
@@ -99,7 +125,7 @@ export class ReplicaProcess {
     // 0700 (every directory it creates): data and logs are the replica's alone; the replica itself
     // also runs with umask 077 and closes an existing data dir to 0700.
     await mkdir(this.dataDir, { recursive: true, mode: 0o700 })
-    this.logStream ??= createWriteStream(join(dirname(this.dataDir), `${this.id}.log`), { flags: 'a', mode: 0o600 })
+    this.logStream ??= replicaLogSink(join(dirname(this.dataDir), `${this.id}.log`), this.id)
     // RINGKV_NODE_ARGS passes flags such as --cpu-prof to replica processes (NODE_OPTIONS refuses them).
     const nodeArgs = (process.env.RINGKV_NODE_ARGS ?? '').split(' ').filter(Boolean)
     const bundle = await buildReplicaBundle()

@@ -10,7 +10,8 @@
 // Without root, ip or nft the run says so and injects kill, pause and disk faults only.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from 'node:fs'
+import { mkdtempSync, rmSync } from 'node:fs'
+import type { Writable } from 'node:stream'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs, promisify } from 'node:util'
@@ -20,7 +21,7 @@ import { systemRuntime, type WebSocketCtor } from '../../coordinator/runtime.ts'
 import { Connection } from '../../coordinator/transport/connection.ts'
 import type { DvvSet } from '../../coordinator/version/dvv.ts'
 import { startEmbeddedS3, type EmbeddedS3 } from '../embedded-s3.ts'
-import { buildReplicaBundle, waitHealthy } from '../cluster.ts'
+import { buildReplicaBundle, replicaLogSink, waitHealthy } from '../cluster.ts'
 import { checkHistory, passed, type CheckReport } from '../fault-checker.ts'
 import { chaosMemtableBytes, faultLimits } from '../fault-limits.ts'
 import { History, registerKeys, runClient, setKeys, type KvPort } from '../fault-workload.ts'
@@ -67,9 +68,9 @@ say(`chaos: seed ${seed} (replay: npm run chaos -- --seconds ${seconds} --seed $
 
 class Replica {
   proc: ChildProcess | undefined
-  private log: WriteStream
+  private log: Writable
   constructor(readonly index: number, readonly id: string, readonly host: string, readonly port: number, readonly dataDir: string, private readonly args: string[], private readonly env: Record<string, string>, logFile: string) {
-    this.log = createWriteStream(logFile, { flags: 'a' })
+    this.log = replicaLogSink(logFile, id)
   }
   get url(): string { return `ws://${this.host}:${this.port}` }
   async start(bundle: string): Promise<void> {
