@@ -143,6 +143,8 @@ export class AntiEntropy implements AaeHooks {
   private readonly keysBucket: TokenBucket
   private readonly bytesBucket: TokenBucket
   private memo = { key: '', hash: 0 }
+  /** Whether some partition has a dot floor above 0 (set by a reap, or loaded from storage). */
+  private anyFloor = false
 
   constructor(private readonly opts: AntiEntropyOptions) {
     this.keysBucket = new TokenBucket(limits.aaeRepairKeysPerSecond, opts.runtime)
@@ -160,7 +162,8 @@ export class AntiEntropy implements AaeHooks {
   }
 
   floorOf(key: string): number {
-    if (this.partitions.size === 0) return 0
+    // No reap has happened on this replica (the usual case): no floor to look up, no key to hash.
+    if (!this.anyFloor) return 0
     const p = this.partitions.get(partitionOfHash(this.keyHash(key), this.opts.ring().partitions))
     return p?.floor ?? 0
   }
@@ -418,6 +421,7 @@ export class AntiEntropy implements AaeHooks {
       const counter = counterOf(state.vv, this.opts.actor)
       if (counter > part.floor) {
         part.floor = counter
+        this.anyFloor = true
         this.persist(floorKey(partition), encodeState({ vv: { [this.opts.actor]: counter }, siblings: [] }))
       }
       this.persist(key, reapedValue)
@@ -467,7 +471,10 @@ export class AntiEntropy implements AaeHooks {
       const { entries, cursor } = this.opts.engine.scan(floorPrefix, { limit: limits.aaeRebuildKeysPerSlice, ...(after !== undefined ? { after } : {}) })
       for (const [key, value] of entries) {
         const p = Number(key.slice(floorPrefix.length))
-        if (Number.isInteger(p)) this.partitionOf(p).floor = counterOf(decodeStored(value).state.vv, this.opts.actor)
+        if (!Number.isInteger(p)) continue
+        const floor = counterOf(decodeStored(value).state.vv, this.opts.actor)
+        this.partitionOf(p).floor = floor
+        if (floor > 0) this.anyFloor = true
       }
       if (cursor === undefined) return
       after = cursor

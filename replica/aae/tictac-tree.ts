@@ -14,7 +14,6 @@
 // no read of the old state's hash and an exchange can list the keys of a differing segment.
 // Pure: no I/O, no clock; the replica (anti-entropy.ts) owns one per partition it holds.
 
-import { sha256 } from '@noble/hashes/sha2.js'
 import { assert } from '../../coordinator/assert.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { compareStrings, type DvvSet } from '../../coordinator/version/dvv.ts'
@@ -34,14 +33,16 @@ export function segmentOfHash(hash32: number): number {
   return hash32 & (segmentsPerTree - 1)
 }
 
-const encoder = new TextEncoder()
-let scratch = new Uint8Array(4096)
-
 /**
- * The key's contribution: the first 4 bytes of SHA-256 over the key and a canonical spelling of
- * its causal history: the version vector (actors sorted) and each sibling's dot with a tombstone
- * flag. Every string is length-prefixed, so no actor name can make two histories spell alike.
- * Never 0 for a stored state, so "absent" and "present" always differ (0 is what an absent key adds).
+ * The key's contribution: MurmurHash3 (x86, 32-bit) over a canonical spelling of the key and its
+ * causal history: the version vector (actors sorted) and each sibling's dot with a tombstone flag.
+ * Every string is length-prefixed, so no actor name can make two histories spell alike. Never 0
+ * for a stored state, so "absent" and "present" always differ (0 is what an absent key adds).
+ *
+ * Not a cryptographic hash, on purpose: a contribution is 32 bits, and 2^32 tries find a collision
+ * for any hash cut that short, so SHA-256 would buy no safety, only cost: it ran on every write of
+ * every replica and took about 40 times as long (docs/anti-entropy.md). What a contribution needs
+ * is spread (each output bit depends on every input bit), which Murmur3's mixing gives.
  */
 export function stateHash(key: string, state: DvvSet): number {
   let s = `${key.length}:${key}|`
@@ -49,11 +50,44 @@ export function stateHash(key: string, state: DvvSet): number {
   for (const a of actors) s += `${a.length}:${a}${state.vv[a]},`
   s += '|'
   for (const x of state.siblings) s += `${x.actor.length}:${x.actor}${x.counter}${x.value === null ? 't' : 'v'},`
-  if (s.length * 3 > scratch.length) scratch = new Uint8Array(s.length * 3)
-  const { written } = encoder.encodeInto(s, scratch)
-  const d = sha256(scratch.subarray(0, written))
-  const h = ((d[0]! << 24) | (d[1]! << 16) | (d[2]! << 8) | d[3]!) >>> 0
+  const h = murmur3(s)
   return h === 0 ? 1 : h
+}
+
+/**
+ * MurmurHash3 x86_32 (Austin Appleby, public domain) over a string's UTF-16 code units, two to a
+ * 32-bit block, seed 0. Code units rather than UTF-8 bytes: the hash never leaves this process's
+ * trees in another form than its output, and every replica computes it the same way.
+ */
+export function murmur3(s: string): number {
+  const c1 = 0xcc9e2d51
+  const c2 = 0x1b873593
+  const n = s.length
+  let h = 0
+  let i = 0
+  for (; i + 1 < n; i += 2) {
+    let k = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)
+    k = Math.imul(k, c1)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, c2)
+    h ^= k
+    h = (h << 13) | (h >>> 19)
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+  }
+  if (i < n) {
+    let k = s.charCodeAt(i)
+    k = Math.imul(k, c1)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, c2)
+    h ^= k
+  }
+  h ^= n * 2
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
 }
 
 export class TictacTree {
