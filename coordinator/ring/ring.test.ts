@@ -12,6 +12,7 @@ import {
   type PreferenceList, type Ring, type RingNode,
 } from './ring.ts'
 import { propertyParams } from '../../test/seed.ts'
+import { keyHash32 } from './partition-hash.ts'
 
 const fcParams = propertyParams('ring properties')
 
@@ -61,6 +62,12 @@ describe('partitionOf', () => {
         assert.equal(partitionOf(ring, key), Math.floor((hi * partitions) / 2 ** 32), `key ${JSON.stringify(key)} Q=${partitions}`)
       }
     }
+  })
+
+  it('keyHash32 (one reused hasher) equals node:crypto for any key, whatever was hashed before it', () => {
+    fc.assert(fc.property(fc.array(fc.string({ unit: 'binary', maxLength: 600 }), { minLength: 1, maxLength: 8 }), (batch) => {
+      for (const key of batch) assert.equal(keyHash32(key), createHash('sha256').update(key, 'utf8').digest().readUInt32BE(0), JSON.stringify(key))
+    }), fcParams({ numRuns: 300 }))
   })
 
   it('nests: partition at 2Q halved is the partition at Q (contiguous arcs)', () => {

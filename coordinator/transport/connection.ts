@@ -269,28 +269,33 @@ export class Connection {
     const id = this.nextId++
     const entry: Pending = { type, resolve, reject, timer: undefined }
     const framesBefore = this.framesIn
-    const expire = (): void => {
-      if (!this.pending.delete(id)) return
-      reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
-      // A replica that lets a request time out may be paused or partitioned, and its connection
-      // stays open: once a probe confirms it (silent()), reset it, so that the node backs off and
-      // the requests after this one fail fast (and quorums skip it) instead of each waiting out its
-      // own timeout. Not when it sent anything meanwhile (it is alive), nor after a wait too short
-      // to mean anything (a caller's timeoutMs of 1 would otherwise take every replica down for
-      // every caller).
-      if (!probe && this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) this.silent(type, timeoutMs)
-    }
     // With probeAfterMs, one timer does both: at probeAfterMs it probes a silent connection, then
-    // waits out the rest of the timeout (one live timer per request, as without it).
+    // waits out the rest of the timeout (one live timer per request, as without it). The callbacks
+    // are anonymous on purpose: a named closure per request also costs a keep-names wrapper when
+    // this runs under tsx or a keep-names bundle.
     entry.timer = probeAfterMs !== undefined && probeAfterMs < timeoutMs && probeAfterMs >= limits.timeoutResetsConnectionMsMin
       ? this.rt.setTimeout(() => {
         if (this.pending.get(id) !== entry) return
         if (this.framesIn === framesBefore) this.silent(type, probeAfterMs)
-        entry.timer = this.rt.setTimeout(expire, timeoutMs - probeAfterMs)
+        entry.timer = this.rt.setTimeout(() => this.expire(id, type, timeoutMs, probe, framesBefore), timeoutMs - probeAfterMs)
       }, probeAfterMs)
-      : this.rt.setTimeout(expire, timeoutMs)
+      : this.rt.setTimeout(() => this.expire(id, type, timeoutMs, probe, framesBefore), timeoutMs)
     this.pending.set(id, entry)
     this.batcher!.push([type, id, body], approxBytes)
+  }
+
+  private expire(id: number, type: RequestType, timeoutMs: number, probe: boolean, framesBefore: number): void {
+    const entry = this.pending.get(id)
+    if (entry === undefined) return
+    this.pending.delete(id)
+    entry.reject(new KvError({ kind: 'Timeout', timeoutMs }, `${type} to ${this.node} timed out after ${timeoutMs} ms`))
+    // A replica that lets a request time out may be paused or partitioned, and its connection
+    // stays open: once a probe confirms it (silent()), reset it, so that the node backs off and
+    // the requests after this one fail fast (and quorums skip it) instead of each waiting out its
+    // own timeout. Not when it sent anything meanwhile (it is alive), nor after a wait too short
+    // to mean anything (a caller's timeoutMs of 1 would otherwise take every replica down for
+    // every caller).
+    if (!probe && this.framesIn === framesBefore && timeoutMs >= limits.timeoutResetsConnectionMsMin) this.silent(type, timeoutMs)
   }
 
   /**

@@ -23,6 +23,8 @@ export interface TreeShape { readonly width: number; readonly depth: number }
 
 export const treeShape: TreeShape = { width: limits.aaeTreeWidth, depth: 2 }
 export const segmentsPerTree = limits.aaeTreeWidth * limits.aaeTreeWidth
+/** A segment's branch is its top bits: segment >>> branchShift. */
+const branchShift = Math.log2(limits.aaeTreeWidth)
 
 export function sameShape(a: TreeShape, b: TreeShape): boolean {
   return a.width === b.width && a.depth === b.depth
@@ -104,13 +106,14 @@ export class TictacTree {
 
   /** Sets `key`'s contribution (0 removes it), XORing the old one out and the new one in. */
   set(segment: number, key: string, hash: number): void {
-    assert(segment >= 0 && segment < segmentsPerTree && Number.isInteger(segment), () => `segment ${segment} outside the tree`)
+    // Checked without building a message closure: this runs on every write.
+    if (!(segment >= 0 && segment < segmentsPerTree && Number.isInteger(segment))) assert(false, `segment ${segment} outside the tree`)
     let m = this.keys[segment]
     const old = m?.get(key) ?? 0
     if (old === hash) return
     const delta = (old ^ hash) >>> 0
     this.leaves[segment] = (this.leaves[segment]! ^ delta) >>> 0
-    const b = segment >>> Math.log2(limits.aaeTreeWidth)
+    const b = segment >>> branchShift
     this.branches[b] = (this.branches[b]! ^ delta) >>> 0
     if (hash === 0) {
       m!.delete(key)
