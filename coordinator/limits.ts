@@ -356,6 +356,14 @@ export const limits = {
   aaeTreeWidth: 32,
   /** Pause between two exchanges of the periodic loop (one (partition, peer) pair each). */
   aaeExchangeIntervalMs: 40,
+  /**
+   * Least pause between two root sweeps (one aaeRoots request compares every partition shared with
+   * one peer); the pause is max(this, the exchange interval). With nothing differing a replica then
+   * sends one small request a second instead of an exchange every 40 ms (5 % of a core idle).
+   */
+  aaeSweepIntervalMs: 1000,
+  /** Partitions one aaeRoots request names (its reply: 128 bytes each, 128 KiB at most). */
+  aaeRootsPerRequestMax: 1024,
   /** Differing segments whose keys one aaeKeys request asks for. */
   aaeSegmentsPerFetchMax: 64,
   /** Most keys one aaeKeys reply carries; the rest follow with its `next` cursor. */

@@ -103,7 +103,7 @@ export function newGrant(): Grant {
 }
 
 /** The anti-entropy types, served by ReplicaServiceOptions.aae. */
-export type AaeRequestType = 'aaeRoot' | 'aaeBranches' | 'aaeKeys'
+export type AaeRequestType = 'aaeRoot' | 'aaeRoots' | 'aaeBranches' | 'aaeKeys'
 
 /** What anti-entropy plugs into the replica's write path (replica/aae/anti-entropy.ts). */
 export interface AaeHooks {
@@ -335,6 +335,7 @@ export class ReplicaService {
         return
       }
       case 'aaeRoot':
+      case 'aaeRoots':
       case 'aaeBranches':
       case 'aaeKeys': {
         const aae = this.opts.aae

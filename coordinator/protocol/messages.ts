@@ -164,6 +164,12 @@ export const requestSchemas = {
   // partition refuses with a typed error.
   /** The root: one 32-bit hash per branch. */
   aaeRoot: z.object({ partition: partitionSchema, shape: treeShapeSchema }),
+  /** The roots of several partitions at once (a sweep), in the order named; each named once. */
+  aaeRoots: z.object({
+    partitions: z.array(partitionSchema).min(1).max(limits.aaeRootsPerRequestMax)
+      .refine(ps => new Set(ps).size === ps.length, { message: 'a partition named twice' }),
+    shape: treeShapeSchema,
+  }),
   /** The leaves (segment hashes) under the named branches, in the order named. */
   aaeBranches: z.object({ partition: partitionSchema, shape: treeShapeSchema, branches: z.array(z.number().int().nonnegative().max(limits.aaeTreeWidth - 1)).min(1).max(limits.aaeTreeWidth) }),
   /** The keys and states of the named segments, from `after` on (a page of at most aaeKeysPerReplyMax keys). */
@@ -192,6 +198,7 @@ export const requestRoles = {
   gossip: 'peer',
   handoff: 'peer',
   aaeRoot: 'peer',
+  aaeRoots: 'peer',
   aaeBranches: 'peer',
   aaeKeys: 'peer',
 } as const satisfies { readonly [T in keyof typeof requestSchemas]: Requirement }
@@ -219,6 +226,8 @@ export const replySchemas = {
   /** Sent once every entry of the batch is durable (the WAL fsync covering it is done). */
   handoff: z.object({ keys: z.number().int().nonnegative().max(limits.handoffBatchKeysMax) }),
   aaeRoot: z.object({ branches: hashWordsSchema(limits.aaeTreeWidth) }),
+  /** Each named partition's root, concatenated (aaeTreeWidth words per partition). */
+  aaeRoots: z.object({ roots: hashWordsSchema(limits.aaeTreeWidth * limits.aaeRootsPerRequestMax) }),
   aaeBranches: z.object({ leaves: hashWordsSchema(limits.aaeTreeWidth * limits.aaeTreeWidth) }),
   /** `next`: where the following page starts; absent when the named segments are all sent. */
   aaeKeys: z.object({

@@ -209,6 +209,39 @@ test('after an exchange both replicas hold sync of both; the live tree equals a 
   assert.ok(run > 0)
 })
 
+test('a sweep compares every shared partition in one request, counts equal ones clean and queues only the differing ones', async () => {
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 16, n: 3 })
+  const world = new World(ring)
+  for (const id of ['A', 'B', 'C']) await world.add(id)
+  const [A, B] = [world.replicas.get('A')!, world.replicas.get('B')!]
+  const keys = Array.from({ length: 200 }, (_, i) => `s${i}`)
+  for (const k of keys) {
+    const s = update(EMPTY, {}, 'x.1', enc.encode(k))
+    for (const r of world.replicas.values()) await r.service.applyState(k, s)
+  }
+  // B misses one key's second write: exactly that key's partition differs between A and B.
+  const missed = keys[7]!
+  const newer = update(read(A, missed), read(A, missed).vv, 'y.1', enc.encode('newer'))
+  await A.service.applyState(missed, newer)
+  await world.replicas.get('C')!.service.applyState(missed, newer)
+  const served = new Map<string, number>()
+  const inner = world.peer.bind(world)
+  world.peer = node => ({ request: (type, body) => { served.set(type, (served.get(type) ?? 0) + 1); return inner(node).request(type, body) } })
+  // The round robin over peers: sweep until B's turn came.
+  for (let i = 0; i < 2 && served.get('aaeRoots') !== 2; i++) await A.aae.sweep()
+  assert.equal(served.get('aaeRoots'), 2, 'one request per peer for all 16 partitions')
+  assert.equal(served.get('aaeRoot') ?? 0, 0, 'no per-partition exchange during a sweep')
+  // Of 16 partitions shared with each of B and C, C matched all of them and B all but one.
+  assert.equal(A.aae.counters.exchanges.clean, 31)
+  const passes = A.aae.lastFullPasses()
+  assert.equal([...passes.values()].filter(t => t === null).length, 1, 'every partition but the differing one has had a full pass with both peers')
+  assert.equal(passes.get(partitionOf(ring, missed)), null)
+  // The differing partition is repaired by a full exchange (which the loop runs next); the other replica then agrees.
+  await A.aae.exchange(partitionOf(ring, missed), 'B')
+  assert.ok(equals(read(B, missed), read(A, missed)), 'B holds the write it missed')
+  for (const r of world.replicas.values()) await r.engine.close()
+})
+
 /** A 3-replica world and a key written through A, replicated to `to`. */
 async function written(world: World, key: string, to: string[]): Promise<DvvSet> {
   const put = await world.request('A', 'put', { key: enc.encode(key), context: {}, value: enc.encode('v1') })
@@ -324,6 +357,13 @@ test('hostile exchange input: garbage, wrong shapes, a partition not held, a lyi
     ['aaeKeys', { partition: p, shape, segments: [1], after: { segment: 2, key: enc.encode('k') } }, 'BadRequest'],
     ['aaeKeys', { partition: p, shape, segments: [1], after: { segment: 1, key: Uint8Array.of(0xff) } }, 'BadRequest'],
     ['aaeKeys', 'garbage', 'BadRequest'],
+    ['aaeRoots', { partitions: [], shape }, 'BadRequest'],
+    ['aaeRoots', { partitions: [p, p], shape }, 'BadRequest'],
+    ['aaeRoots', { partitions: Array.from({ length: 1025 }, (_, i) => i), shape }, 'BadRequest'],
+    ['aaeRoots', { partitions: [p, notHeld], shape }, 'NotPrimary'],
+    ['aaeRoots', { partitions: [p, 2 ** 40], shape }, 'BadRequest'],
+    ['aaeRoots', { partitions: [p], shape: { width: 32, depth: 3 } }, 'BadRequest'],
+    ['aaeRoots', { partitions: 'all', shape }, 'BadRequest'],
   ]
   for (const [type, body, kind] of cases) {
     const r = await world.request('A', type, body)
@@ -348,6 +388,14 @@ test('hostile exchange input: garbage, wrong shapes, a partition not held, a lyi
     world.tamper = (from, type, body) => (from === peer ? tamper(type, body) : body)
     await assert.rejects(A.aae.exchange(p, peer), (e: unknown) => e instanceof KvError && ['ProtocolError', 'BadRequest'].includes(e.kind), lie)
     for (const k of [...keys, foreign]) assert.equal(A.engine.get(k), undefined, `${lie}: nothing merged (${k})`)
+  }
+  // A sweep answered with roots for fewer partitions than asked (or more) fails whole: nothing is
+  // counted clean and nothing queued from it.
+  for (const cut of [4, -4]) {
+    world.tamper = (_from, type, body) => type === 'aaeRoots' ? { roots: cut > 0 ? body.roots.subarray(cut) : new Uint8Array(body.roots.byteLength + 4) } : body
+    const clean = A.aae.counters.exchanges.clean
+    await assert.rejects(A.aae.sweep(), (e: unknown) => e instanceof KvError && ['ProtocolError', 'BadRequest'].includes(e.kind), `roots cut by ${cut}`)
+    assert.equal(A.aae.counters.exchanges.clean, clean, 'nothing counted clean from a bad sweep reply')
   }
   world.tamper = undefined
   // A forged state claiming A's own dots is refused per key; the exchange is then not full.
