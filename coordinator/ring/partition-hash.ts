@@ -41,7 +41,16 @@ const digest = new Uint8Array(32)
 /** The top 32 bits of SHA-256(UTF-8(key)), as an unsigned integer: the key's point on the ring. */
 export function keyHash32(key: string): number {
   if (key.length * 3 > scratch.length) scratch = new Uint8Array(key.length * 3)
-  const { written } = encoder.encodeInto(key, scratch)
+  // ASCII keys (the usual ones) are copied by hand: TextEncoder.encodeInto's call costs more than
+  // the copy for a short key. Any other code unit hands the whole key to encodeInto.
+  let written = 0
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i)
+    if (c >= 0x80) { written = -1; break }
+    scratch[i] = c
+  }
+  if (written < 0) written = encoder.encodeInto(key, scratch).written
+  else written = key.length
   pristine._cloneInto(hasher)
   hasher.update(scratch.subarray(0, written))
   hasher.digestInto(digest)

@@ -150,7 +150,9 @@ export class AntiEntropy implements AaeHooks {
   private running: Promise<void> | undefined
   private readonly keysBucket: TokenBucket
   private readonly bytesBucket: TokenBucket
-  private memo = { key: '', hash: 0 }
+  /** The last key hashed and its hash: the floor lookup and the tree update of one write hash it once. */
+  private memoKey = ''
+  private memoHash = 0
   /** Whether some partition has a dot floor above 0 (set by a reap, or loaded from storage). */
   private anyFloor = false
 
@@ -226,9 +228,10 @@ export class AntiEntropy implements AaeHooks {
     let last: { segment: number; key: string } | undefined
     let from = after === undefined ? 0 : segments.indexOf(after.segment)
     if (from < 0) throw badRequest(`after names segment ${after!.segment}, which is not among the segments asked for`)
+    const bySegment = tree.keysOfSegments(segments)
     for (; from < segments.length; from++) {
       const segment = segments[from]!
-      for (const key of tree.keysOf(segment)) {
+      for (const key of bySegment.get(segment)!) {
         if (after !== undefined && segment === after.segment && key <= after.key) continue
         const stored = this.opts.engine.get(key)
         if (stored === undefined) continue
@@ -382,8 +385,8 @@ export class AntiEntropy implements AaeHooks {
     }
     // Keys only this side holds: the peer lacks them.
     const work: Promise<boolean>[] = []
-    for (const segment of segments) {
-      for (const key of part.tree.keysOf(segment)) if (!seen.has(key)) work.push(this.repairKey(key, EMPTY, peer))
+    for (const keys of part.tree.keysOfSegments(segments).values()) {
+      for (const key of keys) if (!seen.has(key)) work.push(this.repairKey(key, EMPTY, peer))
     }
     for (const r of await Promise.allSettled(work)) {
       if (r.status === 'fulfilled') { if (r.value) repaired++ } else {
@@ -466,8 +469,8 @@ export class AntiEntropy implements AaeHooks {
   // ---- internals ----
 
   private keyHash(key: string): number {
-    if (this.memo.key !== key) this.memo = { key, hash: keyHash32(key) }
-    return this.memo.hash
+    if (this.memoKey !== key || key === '') { this.memoKey = key; this.memoHash = keyHash32(key) }
+    return this.memoHash
   }
 
   private partitionOf(p: number): Partition {

@@ -10,8 +10,8 @@
 // collisions). Values are not hashed: a dot names one value (dvv.ts), so the dots and the vector
 // say everything a merge would change.
 //
-// The tree also keeps each key's contribution (per segment, key -> hash), so that an update needs
-// no read of the old state's hash and an exchange can list the keys of a differing segment.
+// The tree also keeps each key's segment and contribution (one map, key -> both), so that an update
+// needs no read of the old state's hash and an exchange can list the keys of a differing segment.
 // Pure: no I/O, no clock; the replica (anti-entropy.ts) owns one per partition it holds.
 
 import { assert } from '../../coordinator/assert.ts'
@@ -97,44 +97,51 @@ export class TictacTree {
   readonly leaves = new Uint32Array(segmentsPerTree)
   /** Branch hashes: the root's entries. */
   readonly branches = new Uint32Array(limits.aaeTreeWidth)
-  /** Per segment, each key's contribution (absent keys contribute 0). */
-  private readonly keys: Array<Map<string, number> | undefined> = new Array(segmentsPerTree)
-  private count = 0
+  /**
+   * Each key's segment and contribution, packed as segment * 2^32 + hash (absent keys contribute 0).
+   * One map per tree rather than one per segment: a partition with a few thousand keys would
+   * otherwise hold up to 1,024 small maps, which the write path paid for in allocation and GC.
+   */
+  private readonly keys = new Map<string, number>()
 
   /** Keys the tree holds. */
-  get size(): number { return this.count }
+  get size(): number { return this.keys.size }
 
   /** Sets `key`'s contribution (0 removes it), XORing the old one out and the new one in. */
   set(segment: number, key: string, hash: number): void {
     // Checked without building a message closure: this runs on every write.
     if (!(segment >= 0 && segment < segmentsPerTree && Number.isInteger(segment))) assert(false, `segment ${segment} outside the tree`)
-    let m = this.keys[segment]
-    const old = m?.get(key) ?? 0
+    const packed = this.keys.get(key)
+    const old = packed === undefined ? 0 : packed % 0x1_0000_0000
     if (old === hash) return
     const delta = (old ^ hash) >>> 0
     this.leaves[segment] = (this.leaves[segment]! ^ delta) >>> 0
     const b = segment >>> branchShift
     this.branches[b] = (this.branches[b]! ^ delta) >>> 0
-    if (hash === 0) {
-      m!.delete(key)
-      this.count--
-      if (m!.size === 0) this.keys[segment] = undefined
-    } else {
-      if (m === undefined) { m = new Map(); this.keys[segment] = m }
-      if (old === 0) this.count++
-      m.set(key, hash)
-    }
+    if (hash === 0) this.keys.delete(key)
+    else this.keys.set(key, segment * 0x1_0000_0000 + hash)
   }
 
   /** The key's contribution, 0 when absent. */
   get(segment: number, key: string): number {
-    return this.keys[segment]?.get(key) ?? 0
+    const packed = this.keys.get(key)
+    return packed === undefined || Math.floor(packed / 0x1_0000_0000) !== segment ? 0 : packed % 0x1_0000_0000
   }
 
   /** The keys of `segment`, sorted (JavaScript string order, the engine's). */
   keysOf(segment: number): string[] {
-    const m = this.keys[segment]
-    return m === undefined ? [] : [...m.keys()].sort(compareStrings)
+    return this.keysOfSegments([segment]).get(segment)!
+  }
+
+  /**
+   * The keys of each named segment, each list sorted: one walk over the tree's keys (exchanges
+   * only, which name up to aaeSegmentsPerFetchMax segments at a time).
+   */
+  keysOfSegments(segments: readonly number[]): Map<number, string[]> {
+    const out = new Map<number, string[]>(segments.map(s => [s, []]))
+    for (const [key, packed] of this.keys) out.get(Math.floor(packed / 0x1_0000_0000))?.push(key)
+    for (const list of out.values()) list.sort(compareStrings)
+    return out
   }
 
   /** The leaves under branch `b`. */
