@@ -10,13 +10,14 @@
 // collisions). Values are not hashed: a dot names one value (dvv.ts), so the dots and the vector
 // say everything a merge would change.
 //
-// The tree also keeps each key's segment and contribution (one map, key -> both), so that an update
-// needs no read of the old state's hash and an exchange can list the keys of a differing segment.
+// The tree also keeps each key's contribution (one map per tree), so that an update needs no read
+// of the old state's hash and an exchange can list the keys of a differing segment.
 // Pure: no I/O, no clock; the replica (anti-entropy.ts) owns one per partition it holds.
 
 import { assert } from '../../coordinator/assert.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { compareStrings, type DvvSet } from '../../coordinator/version/dvv.ts'
+import { keyHash32 } from '../../coordinator/ring/partition-hash.ts'
 
 /** Branches under the root and segments under each branch; depth 2 (root -> branches -> segments). */
 export interface TreeShape { readonly width: number; readonly depth: number }
@@ -36,12 +37,12 @@ export function segmentOfHash(hash32: number): number {
 }
 
 /**
- * The key's contribution: MurmurHash3 (x86, 32-bit) over a canonical spelling of the key and its
- * causal history: the version vector (actors sorted) and each sibling's dot with a tombstone flag.
+ * The key's contribution: the top 30 bits of MurmurHash3 (x86, 32-bit) over a canonical spelling
+ * of the key and its causal history: the version vector (actors sorted) and each sibling's dot with a tombstone flag.
  * Every string is length-prefixed, so no actor name can make two histories spell alike. Never 0
  * for a stored state, so "absent" and "present" always differ (0 is what an absent key adds).
  *
- * Not a cryptographic hash, on purpose: a contribution is 32 bits, and 2^32 tries find a collision
+ * Not a cryptographic hash, on purpose: a contribution is 30 bits, and 2^30 tries find a collision
  * for any hash cut that short, so SHA-256 would buy no safety, only cost: it ran on every write of
  * every replica and took about 40 times as long (docs/anti-entropy.md). What a contribution needs
  * is spread (each output bit depends on every input bit), which Murmur3's mixing gives.
@@ -52,7 +53,8 @@ export function stateHash(key: string, state: DvvSet): number {
   for (const a of actors) s += `${a.length}:${a}${state.vv[a]},`
   s += '|'
   for (const x of state.siblings) s += `${x.actor.length}:${x.actor}${x.counter}${x.value === null ? 't' : 'v'},`
-  const h = murmur3(s)
+  // 30 bits (see TictacTree.keys); never 0.
+  const h = murmur3(s) >>> 2
   return h === 0 ? 1 : h
 }
 
@@ -98,7 +100,8 @@ export class TictacTree {
   /** Branch hashes: the root's entries. */
   readonly branches = new Uint32Array(limits.aaeTreeWidth)
   /**
-   * Each key's segment and contribution, packed as segment * 2^32 + hash (absent keys contribute 0).
+   * Each key's contribution (absent keys contribute 0). Contributions are 30 bits, so that V8 keeps
+   * them as small integers in the map: a 32-bit value is a heap number, one allocation per write.
    * One map per tree rather than one per segment: a partition with a few thousand keys would
    * otherwise hold up to 1,024 small maps, which the write path paid for in allocation and GC.
    */
@@ -111,21 +114,19 @@ export class TictacTree {
   set(segment: number, key: string, hash: number): void {
     // Checked without building a message closure: this runs on every write.
     if (!(segment >= 0 && segment < segmentsPerTree && Number.isInteger(segment))) assert(false, `segment ${segment} outside the tree`)
-    const packed = this.keys.get(key)
-    const old = packed === undefined ? 0 : packed % 0x1_0000_0000
+    const old = this.keys.get(key) ?? 0
     if (old === hash) return
-    const delta = (old ^ hash) >>> 0
-    this.leaves[segment] = (this.leaves[segment]! ^ delta) >>> 0
+    const delta = old ^ hash
+    this.leaves[segment] = this.leaves[segment]! ^ delta
     const b = segment >>> branchShift
-    this.branches[b] = (this.branches[b]! ^ delta) >>> 0
+    this.branches[b] = this.branches[b]! ^ delta
     if (hash === 0) this.keys.delete(key)
-    else this.keys.set(key, segment * 0x1_0000_0000 + hash)
+    else this.keys.set(key, hash)
   }
 
   /** The key's contribution, 0 when absent. */
-  get(segment: number, key: string): number {
-    const packed = this.keys.get(key)
-    return packed === undefined || Math.floor(packed / 0x1_0000_0000) !== segment ? 0 : packed % 0x1_0000_0000
+  get(key: string): number {
+    return this.keys.get(key) ?? 0
   }
 
   /** The keys of `segment`, sorted (JavaScript string order, the engine's). */
@@ -134,12 +135,12 @@ export class TictacTree {
   }
 
   /**
-   * The keys of each named segment, each list sorted: one walk over the tree's keys (exchanges
-   * only, which name up to aaeSegmentsPerFetchMax segments at a time).
+   * The keys of each named segment, each list sorted: one walk over the tree's keys, hashing each
+   * for its segment (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
    */
   keysOfSegments(segments: readonly number[]): Map<number, string[]> {
     const out = new Map<number, string[]>(segments.map(s => [s, []]))
-    for (const [key, packed] of this.keys) out.get(Math.floor(packed / 0x1_0000_0000))?.push(key)
+    for (const key of this.keys.keys()) out.get(segmentOfHash(keyHash32(key)))?.push(key)
     for (const list of out.values()) list.sort(compareStrings)
     return out
   }
