@@ -38,7 +38,8 @@ export interface Security {
   readonly ca: Buffer | undefined
 }
 
-function readSmall(path: string, what: string): Buffer {
+/** A settings file's bytes, refused past limits.authFileBytesMax; errors name the file, never its content. */
+export function readSmall(path: string, what: string): Buffer {
   let size: number
   try {
     size = statSync(path).size
