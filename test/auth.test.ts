@@ -16,20 +16,11 @@ import { limits } from '../coordinator/limits.ts'
 import { requestRoles, requestTypes } from '../coordinator/protocol/messages.ts'
 import { roleAllows } from '../coordinator/auth/auth.ts'
 import { packr, testCluster } from './helpers.ts'
+import { checkHttpAuth, testAuthFile, testTokens } from './security-checks.ts'
 
 const base = 18600
-const tokens = {
-  reader: 'read-token-0123456789abcdef',
-  writerOld: 'write-token-old-0123456789abcdef',
-  writerNew: 'write-token-new-0123456789abcdef',
-  admin: 'admin-token-0123456789abcdef',
-}
-const authFile = { tokens: [
-  { name: 'dashboard', token: tokens.reader, role: 'read' },
-  { name: 'app', token: tokens.writerOld, role: 'write' },
-  { name: 'app', token: tokens.writerNew, role: 'write' },
-  { name: 'ops', token: tokens.admin, role: 'admin' },
-] }
+const tokens = testTokens
+const authFile = testAuthFile
 
 async function kindOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -110,28 +101,7 @@ describe('authentication and roles', () => {
   })
 
   it('HTTP: 401 without or with a bad token, 403 for the wrong role, and /health says only its status to strangers', async () => {
-    const noToken = await fetch(`${gw}/kv/h1`)
-    assert.equal(noToken.status, 401)
-    assert.equal(noToken.headers.get('www-authenticate'), 'Bearer realm="ringkv"')
-    assert.equal((await noToken.json() as { error: { kind: string } }).error.kind, 'Unauthorized')
-    assert.equal((await fetch(`${gw}/kv/h1`, { headers: auth('nope-nope-nope-nope-nope') })).status, 401)
-    assert.equal((await fetch(`${gw}/kv/h1`, { headers: { authorization: `Basic ${tokens.reader}` } })).status, 401)
-    assert.equal((await fetch(`${gw}/kv/h1`, { headers: auth(tokens.reader) })).status, 404)
-    const forbidden = await fetch(`${gw}/kv/h1`, { method: 'PUT', body: 'x', headers: auth(tokens.reader) })
-    assert.equal(forbidden.status, 403)
-    assert.deepEqual((await forbidden.json() as { error: { kind: string; role: string; required: string } }).error,
-      { kind: 'Forbidden', role: 'read', required: 'write', message: 'PUT /kv/h1 needs the write role; token dashboard has read' })
-    assert.equal((await fetch(`${gw}/kv/h1`, { method: 'PUT', body: 'x', headers: auth(tokens.writerNew) })).status, 204)
-    const got = await fetch(`${gw}/kv/h1`, { headers: auth(tokens.reader) })
-    assert.equal(await got.text(), 'x')
-    assert.equal((await fetch(`${gw}/kv/h1`, { method: 'DELETE', headers: auth(tokens.reader) })).status, 403)
-
-    const anon = await fetch(`${gw}/health`)
-    assert.equal(anon.status, 200)
-    assert.deepEqual(await anon.json(), { status: 'ok' })
-    const full = await fetch(`${gw}/health`, { headers: auth(tokens.reader) })
-    assert.equal((await full.json() as { replicas: { total: number } }).replicas.total, 3)
-    assert.equal((await fetch(`${gw}/ring`)).status, 401)
+    await checkHttpAuth(gw, 'h1')
   })
 
   it("replicas' HTTP: /admin needs admin, /metrics a token; their own gateway reaches its peers with the cluster secret", async () => {
