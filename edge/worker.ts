@@ -74,13 +74,24 @@ interface EdgeConfig {
   readonly sessions: SessionCodec
 }
 
-/** Parsed once per env object (an isolate keeps one): the auth file costs a SHA-256 per token. */
-const configs = new WeakMap<Env, EdgeConfig>()
+/**
+ * Parsed once per env object (an isolate keeps one): the auth file costs a SHA-256 per token, and a
+ * broken one is not parsed again for every request it refuses.
+ */
+const configs = new WeakMap<Env, EdgeConfig | KvError>()
 
 /** The settings from env; a bad one is a KvError every request answers with (500 Internal, saying what). */
 function configOf(env: Env): EdgeConfig {
   let config = configs.get(env)
-  if (config === undefined) configs.set(env, config = parseConfig(env))
+  if (config === undefined) {
+    try {
+      config = parseConfig(env)
+    } catch (e) {
+      config = e instanceof KvError ? e : new KvError({ kind: 'Internal' }, `edge gateway misconfigured: ${(e as Error).message}`, { cause: e })
+    }
+    configs.set(env, config)
+  }
+  if (config instanceof KvError) throw config
   return config
 }
 

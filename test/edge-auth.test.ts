@@ -223,6 +223,24 @@ describe('Workers gateway: authentication, roles and causal sessions', () => {
     assert.equal((await call('/kv/k', { headers: writer })).status, 204)
     assert.equal((await call('/health')).status, 204, 'anonymous /health goes on to shard 0 (which answers the status only)')
     assert.deepEqual(forwarded, [`shard-${shardOf('k', 8)} /kv/k`, 'shard-0 /health'])
+    assert.equal((await call('/kv/k', { headers: { authorization: `Bearer ${'x'.repeat(100_000)}` } })).status, 401, 'a huge bearer token')
+
+    // Bindings that are not what they should be: 500 naming them, nothing forwarded, never open.
+    forwarded.length = 0
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [{ RINGKV_AUTH: authFile }, /RINGKV_AUTH must be a non-empty string .*got object/],
+      [{ RINGKV_AUTH: '' }, /RINGKV_AUTH must be a non-empty string .*got an empty one/],
+      [{ RINGKV_AUTH: ' '.repeat(2 * 1024 * 1024) + '{}' }, /RINGKV_AUTH: \d+ bytes, more than/],
+      [{ RINGKV_AUTH: JSON.stringify({ tokens: [] }) }, /RINGKV_AUTH: auth file is not valid: tokens/],
+      [{ RINGKV_SESSION_SECRET: 'too-short' }, /RINGKV_SESSION_SECRET: session secret must be 16/],
+      [{ RINGKV_TOKEN: `${testTokens.writerOld} trailing words` }, /RINGKV_TOKEN: token must not contain whitespace/],
+    ]
+    for (const [change, message] of bad) {
+      const res = await edgeWorker.fetch(new Request('http://edge/kv/k', { headers: writer }), { ...env, ...change } as Env, ctx)
+      assert.equal(res.status, 500, String(message))
+      assert.match((await res.json() as { error: { message: string } }).error.message, message)
+    }
+    assert.deepEqual(forwarded, [])
   })
 
   it('npm run edge refuses broken files naming them, without quoting them', async () => {
