@@ -26,7 +26,9 @@
 // never wakes a Durable Object nor opens a socket (per request); and again in the object, by the
 // same gateway app given the same Authenticator. The second check is not the defence (an object is
 // reachable only through its namespace binding) but keeps the app whole: its anonymous /health
-// answers the status only, and it costs one SHA-256 per request.
+// answers the status only, and it costs one SHA-256 per request. The session is checked once, in
+// the object (its HMAC costs far more than a token's hash, and only a caller with a token gets
+// that far).
 //
 // No `node:*`, no eval: workerd forbids code generation; msgpackr runs without it (useRecords:
 // false) and zod skips its JIT on Workers.
@@ -36,7 +38,6 @@ import { KvError } from '../coordinator/errors.ts'
 import type { Authenticator } from '../coordinator/auth/auth.ts'
 import { gatewaySecurityFrom, type GatewaySecurity, type SettingText } from '../coordinator/auth/settings.ts'
 import { authMiddleware, checkKvRequest, createGatewayApp, errorResponse, kvBodyLimit } from '../coordinator/http/gateway.ts'
-import { SessionCodec } from '../coordinator/http/session.ts'
 import { KvCoordinator } from '../coordinator/kv-coordinator.ts'
 import { limits } from '../coordinator/limits.ts'
 import { keyHash32 } from '../coordinator/ring/partition-hash.ts'
@@ -71,12 +72,11 @@ interface EdgeConfig {
   readonly auth: Authenticator | undefined
   readonly token: string | undefined
   readonly sessionKey: Uint8Array
-  readonly sessions: SessionCodec
 }
 
 /**
- * Parsed once per env object (an isolate keeps one): the auth file costs a SHA-256 per token, and a
- * broken one is not parsed again for every request it refuses.
+ * Kept per env object, so a runtime that passes the same one to each request parses once: the auth
+ * file costs a SHA-256 per token, and a broken one is not parsed again for each request it refuses.
  */
 const configs = new WeakMap<Env, EdgeConfig | KvError>()
 
@@ -135,10 +135,7 @@ function parseConfig(env: Env): EdgeConfig {
     issues.push((e as Error).message)
   }
   if (issues.length > 0 || security === undefined) throw new KvError({ kind: 'Internal' }, `edge gateway misconfigured: ${issues.join('; ')}`)
-  return {
-    seeds, shards, perRequest: mode === 'per-request' || env.RINGKV_GATEWAY === undefined,
-    ...security, sessions: new SessionCodec(security.sessionKey),
-  }
+  return { seeds, shards, perRequest: mode === 'per-request' || env.RINGKV_GATEWAY === undefined, ...security }
 }
 
 /** The shard of a key: the top log2(shards) bits of its ring hash, so a shard is a range of partitions. */
@@ -187,8 +184,8 @@ function frontApp(env: Env, ctx: ExecutionContext): Hono {
       ctx.waitUntil(sleep().then(() => kv.close()).then(sleep))
     }
   })
-  app.on(['GET', 'DELETE'], '/kv/*', c => forward(c.req.raw, shardOf(checkKvRequest(c, cfg().sessions), cfg().shards)))
-  app.put('/kv/*', kvBodyLimit(), c => forward(c.req.raw, shardOf(checkKvRequest(c, cfg().sessions), cfg().shards)))
+  app.on(['GET', 'DELETE'], '/kv/*', c => forward(c.req.raw, shardOf(checkKvRequest(c), cfg().shards)))
+  app.put('/kv/*', kvBodyLimit(), c => forward(c.req.raw, shardOf(checkKvRequest(c), cfg().shards)))
   app.all('*', c => forward(c.req.raw, 0))
   return app
 }
