@@ -372,7 +372,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   const eventLoop = monitorEventLoopDelay({ resolution: limits.eventLoopDelayResolutionMs })
   eventLoop.enable()
   const replayer = new HintReplayer({
-    store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log,
+    store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log, ttlMs: cfg.tombstoneGraceMs,
     send: async (node, key, state) => {
       await peerConnection(node).request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
     },
