@@ -391,8 +391,14 @@ export const limits = {
   repairPollIntervalMs: 250,
   /** `ringkv repair` gives up waiting after this long (the repairs go on in the replicas). */
   repairWaitMsMax: 6 * 60 * 60 * 1000,
-  /** Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it landed. */
-  tombstoneGraceMsDefault: 60 * 60 * 1000,
+  /**
+   * Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it
+   * landed. It is also the age past which a hint is dropped unreplayed (a hint older than the grace
+   * may carry a value whose tombstone was reaped meanwhile: replaying it would resurrect the key),
+   * so it must exceed hintWindowMs, as Cassandra's gc_grace_seconds (10 days) exceeds its
+   * max_hint_window (3 hours).
+   */
+  tombstoneGraceMsDefault: 24 * 60 * 60 * 1000,
   /** Tombstones per partition awaiting their grace; beyond it a tombstone is kept until a restart. */
   tombstonesTrackedPerPartitionMax: 65536,
   /** Tombstones one replica reaps per exchange, so reaping never stalls the loop. */
@@ -455,6 +461,8 @@ export const limits = {
   hintRefusedLogIntervalMs: 10_000,
   /** After a failed replay the owner is left alone this long before the next try. */
   hintReplayBackoffMs: 1000,
+  /** Hints past their TTL (the tombstone grace) one replay round deletes at most. */
+  hintExpiresPerRoundMax: 1024,
 
   // Local clusters (infra/cluster.ts, `npm start`).
   /** Log bytes of one replica buffered for its log file; past it output is dropped (a log must never block a replica). */
@@ -462,6 +470,7 @@ export const limits = {
 } as const
 
 assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size above the hard max')
+assert(limits.tombstoneGraceMsDefault > limits.hintWindowMs, 'the default tombstone grace (the hints\' TTL) must exceed the hint window')
 assert(limits.frameBytesMax > limits.valueBytesMax + limits.keyBytesMax + limits.contextBytesMax,
   'a frame must hold the largest value with its key and context')
 assert(limits.frameBatchBytesMax <= limits.frameBytesMax, 'batch bytes above frame bytes')
