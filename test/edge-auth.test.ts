@@ -80,6 +80,11 @@ describe('Workers gateway: authentication, roles and causal sessions', () => {
 
   it('401 without a token, 403 for the wrong role (admin routes too), 200/204 for a writer: the Node gateway\'s answers', async () => {
     await checkHttpAuth(workerUrl, 'edge:h1')
+    // A flood of bad tokens is refused one by one, and a writer goes on.
+    const flood = await Promise.all(Array.from({ length: 100 }, (_, i) =>
+      fetch(`${workerUrl}/kv/edge:flood${i}`, { method: 'PUT', body: 'x', headers: bearer(`bad-token-${i}-${'x'.repeat(i * 40)}`) }).then(r => r.status)))
+    assert.deepEqual([...new Set(flood)], [401])
+    assert.equal((await fetch(`${workerUrl}/kv/edge:flood`, { method: 'PUT', body: 'x', headers: writer })).status, 204)
     const health = await (await fetch(`${workerUrl}/health`, { headers: bearer(testTokens.reader) })).json() as { mode: string }
     assert.equal(health.mode, 'durable-object')
   })
