@@ -154,6 +154,40 @@ describe('authentication and roles', () => {
     assert.match(metrics, /hello_refused"?\}? [1-9]/)
   })
 
+  it('a node joins with the cluster secret (gossip and handoff as peer); one with another secret is refused at once', { timeout: 300_000 }, async () => {
+    const { startCluster } = await import('../infra/cluster.ts')
+    const writer = createClient({ seeds: cluster.seeds, token: tokens.writerNew, timeoutMs: 10_000 })
+    for (let i = 0; i < 200; i++) await writer.put(`auth-join:${i}`, `v${i}`)
+    const joined = await startCluster({
+      dataDir: join(cluster.dir, 'joined'), basePort: base + 30, replicas: 1, httpPort: 0, partitions: 64,
+      join: cluster.seeds[0]!, authFile: authPath, clusterSecretFile: join(cluster.dir, 'cluster-secret'), readyTimeoutMs: 240_000,
+    })
+    try {
+      const res = await fetch(`${cluster.replicas[0]!.httpUrl}/members`, { headers: auth(tokens.admin) })
+      const m = await res.json() as { ring: { plan: unknown }; members: Array<{ node: string; status: string; partitions: number }> }
+      const newNode = m.members.find(x => x.node === joined.replicas[0]!.id)!
+      assert.equal(newNode.status, 'valid', 'the join completed: every transfer to it was acknowledged over an authenticated handoff')
+      assert.ok(newNode.partitions > 0)
+      const reader = createClient({ seeds: [joined.seeds[0]!], token: tokens.reader, timeoutMs: 10_000 })
+      for (let i = 0; i < 200; i++) assert.deepEqual((await reader.getString(`auth-join:${i}`)).values, [`v${i}`])
+      await reader.close()
+    } finally {
+      await joined.stop()
+    }
+    // A joiner holding another cluster secret: the seed refuses its gossip hello, and it gives up at once.
+    const wrong = join(cluster.dir, 'wrong-secret')
+    await writeFile(wrong, 'an-entirely-different-cluster-secret-0123456789\n', { mode: 0o600 })
+    const intruderDir = join(cluster.dir, 'intruder')
+    await assert.rejects(startCluster({
+      dataDir: intruderDir, basePort: base + 35, replicas: 1, httpPort: 0, partitions: 64,
+      join: cluster.seeds[0]!, authFile: authPath, clusterSecretFile: wrong, readyTimeoutMs: 120_000,
+    }), /exited/)
+    const logs = (await readdir(intruderDir)).filter(f => f.endsWith('.log'))
+    const text = (await Promise.all(logs.map(f => readFile(join(intruderDir, f), 'utf8')))).join('')
+    assert.match(text, /Unauthorized|unknown token/, 'it says why it could not join')
+    await writer.close()
+  })
+
   it('no log holds a token or the cluster secret', async () => {
     const secret = (await readFile(join(cluster.dir, 'cluster-secret'), 'utf8')).trim()
     const logs = (await readdir(cluster.dir)).filter(f => f.endsWith('.log'))
