@@ -19,6 +19,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClient } from '../client/index.ts'
 import { startCluster, ReplicaProcess } from '../infra/cluster.ts'
+import { putPhase, showPhase } from './open-puts.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -67,26 +68,6 @@ try {
   }
   console.log(`loaded ${keyCount} keys of ${valueBytes} B in ${((Date.now() - loadStart) / 1000).toFixed(1)} s`)
 
-  /** Open-loop puts at `rate`/s for `ms`; latencies from each put's scheduled start. */
-  async function putPhase(ms: number, during?: () => Promise<void>): Promise<{ lat: number[]; failed: number; extra?: unknown }> {
-    const lat: number[] = []
-    let failed = 0
-    const start = performance.now()
-    const total = Math.floor((ms / 1000) * rate)
-    const pending: Promise<void>[] = []
-    const side = during?.()
-    for (let i = 0; i < total; i++) {
-      const due = start + (i * 1000) / rate
-      const wait = due - performance.now()
-      if (wait > 0) await new Promise(r => setTimeout(r, wait))
-      const k = keys[(i * 7919) % keys.length]!
-      pending.push(kv.put(k, value).then(() => { lat.push(performance.now() - due) }, () => { failed++ }))
-    }
-    await Promise.all(pending)
-    const extraResult = await side
-    return { lat, failed, extra: extraResult }
-  }
-
   const n1 = cluster.replicas[0]!
   let handoff: { seconds: number; bytes: number; keys: number } | undefined
   const runHandoff = async () => {
@@ -107,21 +88,17 @@ try {
     throw new Error('handoff did not finish in 10 minutes')
   }
 
-  const pct = (xs: number[], q: number) => { const s = [...xs].sort((a, b) => a - b); return s.length ? s[Math.min(s.length - 1, Math.floor(q * s.length))]! : NaN }
-  const show = (name: string, r: { lat: number[]; failed: number }) =>
-    console.log(`${name.padEnd(18)} puts ${r.lat.length} failed ${r.failed}  p50 ${pct(r.lat, 0.5).toFixed(1)} ms  p99 ${pct(r.lat, 0.99).toFixed(1)} ms  max ${Math.max(...r.lat).toFixed(1)} ms`)
-
-  show('quiet (before)', await putPhase(phaseMs))
+  showPhase('quiet (before)', await putPhase(kv, keys, value, rate, phaseMs))
   // The handoff phase lasts as long as the handoff, at least phaseMs.
   let handoffDone = false
-  const during = await putPhase(phaseMs, () => runHandoff().finally(() => { handoffDone = true }))
-  show('during handoff', during)
+  const during = await putPhase(kv, keys, value, rate, phaseMs, () => runHandoff().finally(() => { handoffDone = true }))
+  showPhase('during handoff', during)
   if (!handoffDone) console.log('(handoff outlasted the phase)')
   // Ownership would switch now: forwarding ends.
   for (let p = 0; p < partitions; p++) {
     await fetch(`${n1.httpUrl}/admin/stop-forwarding`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ partition: p, to: 'n3' }) })
   }
-  show('quiet (after)', await putPhase(phaseMs))
+  showPhase('quiet (after)', await putPhase(kv, keys, value, rate, phaseMs))
   if (handoff) {
     console.log(`handoff: ${handoff.keys} keys, ${(handoff.bytes / 1e6).toFixed(1)} MB of states in ${handoff.seconds.toFixed(2)} s = ${(handoff.bytes / 1e6 / handoff.seconds).toFixed(1)} MB/s` +
       ` (${partitions} transfers; rate limit ${args['handoff-bytes-per-sec'] ?? 'default'} B/s)`)

@@ -19,6 +19,7 @@ import { limits } from '../../coordinator/limits.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { installLastResort, isEntryPoint } from './process.ts'
 import { createAppServer, loadSecurity, type Security } from './security.ts'
+import { closeServer } from './http-server.ts'
 
 export interface RunningGateway { readonly url: string; readonly kv: KvCoordinator; close(): Promise<void> }
 
@@ -52,8 +53,7 @@ export async function startGateway(opts: GatewayConfig): Promise<RunningGateway>
     kv,
     async close() {
       kv.close()
-      server.closeAllConnections()
-      await new Promise<void>(ok => server.close(() => ok()))
+      await closeServer(server)
     },
   }
 }

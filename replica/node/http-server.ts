@@ -31,3 +31,18 @@ export function hardenHttpServer<S extends Server>(server: S): S {
   server.maxConnections = limits.socketsMax
   return server
 }
+
+/**
+ * Stops `server`: closes every connection at once (a health poller's keep-alive connection would
+ * otherwise keep sending requests, and `close` would wait for it for ever), then waits for the close
+ * at most closeGraceMs.
+ */
+export async function closeServer(server: Server): Promise<void> {
+  server.closeAllConnections()
+  let timer: ReturnType<typeof setTimeout> | undefined
+  await Promise.race([
+    new Promise<void>(ok => server.close(() => ok())),
+    new Promise<void>(ok => { timer = setTimeout(ok, limits.closeGraceMs) }),
+  ])
+  clearTimeout(timer)
+}

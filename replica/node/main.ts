@@ -47,6 +47,7 @@ import { openEngine } from '../storage/engine.ts'
 import { storageLimits } from '../storage/storage-limits.ts'
 import { actorOf, readIdentity, writeIdentity } from './identity.ts'
 import { createAppServer, loadSecurity, type SecurityFiles } from './security.ts'
+import { closeServer } from './http-server.ts'
 import { renderMembershipMetrics, renderMetrics, type AdminCounters } from './metrics.ts'
 import { installLastResort, isEntryPoint } from './process.ts'
 import { attachDataPlane } from './ws-data-plane.ts'
@@ -539,9 +540,11 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     try {
       await members.join(cfg.join)
     } catch (e) {
+      // Said first: the cleanup below must not be what hides why the join failed.
+      log('join failed', { seed: cfg.join, error: (e as Error).message })
       members.close()
       plane.close()
-      await new Promise<void>(ok => server.close(() => ok()))
+      await closeServer(server)
       await engine.close()
       throw e
     }
@@ -565,7 +568,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       kv.close()
       await snapshotter?.close()
       plane.close()
-      await new Promise<void>(ok => server.close(() => ok()))
+      await closeServer(server)
       await engine.close()
       await hints.close()
       // Every write it made visible is durable (a failed engine is not clean: its last writes failed).
