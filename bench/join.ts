@@ -34,7 +34,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClient, type KvClient } from '../client/index.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
-import { runClosedLoop, runOpenLoop, summarize, summarizeOpenLoop, type OpSummary, type OpenLoopResult, type OpenLoopSummary, type Progress } from './phases.ts'
+import { errorKind, runClosedLoop, runOpenLoop, summarize, summarizeOpenLoop, type OpSummary, type OpenLoopResult, type OpenLoopSummary, type Progress } from './phases.ts'
 
 // ---------------------------------------------------------------------------------------------
 // Bounds (a benchmark's own: they bound this process, not the store)
@@ -76,6 +76,8 @@ const VALUE_POOL_SIZE = 256
 /** Digits of the sequence number each value starts with, then ':'. */
 const SEQ_DIGITS = 12
 const TAG_BYTES = SEQ_DIGITS + 1
+/** Kinds of failure whose first message the report shows. */
+const ERROR_KINDS_SHOWN_MAX = 8
 
 // ---------------------------------------------------------------------------------------------
 // Arguments
@@ -306,6 +308,14 @@ function countingDrops(r: OpenLoopResult): CountingDrops {
   return { p50Us: at(0.5), p99Us: at(0.99), p999Us: at(0.999), notSucceeded: r.scheduled - ok }
 }
 
+/** The first message of each kind of failed put (the phases count failures by kind only). */
+const firstErrors = new Map<string, string>()
+function noteError(e: unknown): never {
+  const kind = errorKind(e)
+  if (!firstErrors.has(kind) && firstErrors.size < ERROR_KINDS_SHOWN_MAX) firstErrors.set(kind, e instanceof Error ? e.message : String(e))
+  throw e
+}
+
 // ---------------------------------------------------------------------------------------------
 
 async function main(): Promise<unknown> {
@@ -340,7 +350,7 @@ async function main(): Promise<unknown> {
   }
   const put = (k: number, seq: number): Promise<unknown> => {
     const ctx = contexts[k]
-    return client.put(keyOf(k), valueOf(seq), ctx === undefined ? { w: W } : { w: W, context: ctx }).then(r => acked(k, seq, r.context))
+    return client.put(keyOf(k), valueOf(seq), ctx === undefined ? { w: W } : { w: W, context: ctx }).then(r => acked(k, seq, r.context), noteError)
   }
 
   // 1. Load.
@@ -507,6 +517,7 @@ async function main(): Promise<unknown> {
       keys: cfg.keys, keysWithAckedWrite, ackedWrites: (loadSummary?.count ?? 0) + (steadyPut?.count ?? 0) + (joinPut?.count ?? 0),
       lost, lostKeys, notFound, readsWithSiblings: withSiblings, readErrors: verifyErrors, seconds: verify.seconds,
     },
+    firstErrors: Object.fromEntries(firstErrors),
     p99Ratio: steadyPut && joinPut && steadyPut.p99Us > 0 ? joinPut.p99Us / steadyPut.p99Us : null,
     /** The same ratio counting dropped and failed puts as slowest (null: a p99 fell among them). */
     p99RatioCountingDrops: steady.countingDrops.p99Us !== null && joinPhase.countingDrops.p99Us !== null && steady.countingDrops.p99Us > 0
@@ -558,6 +569,7 @@ function print(report: Record<string, unknown>): void {
   out(`read back (R=${R}): ${fmt(v.keys as number)} keys, ${fmt(v.ackedWrites as number)} acknowledged writes (load + both phases); lost ${v.lost}` +
     `${(v.lostKeys as string[]).length > 0 ? ` (e.g. ${(v.lostKeys as string[]).join(', ')})` : ''}; ${v.notFound} not found, ${v.readsWithSiblings} with siblings, ${v.readErrors} read errors`)
   const rd = (report as { p99RatioCountingDrops: number | null }).p99RatioCountingDrops
+  for (const [kind, message] of Object.entries((report as { firstErrors: Record<string, string> }).firstErrors)) out(`first ${kind}: ${message}`)
   out(`put p99 join / steady: ${r.p99Ratio === null ? 'n/a' : `${r.p99Ratio.toFixed(2)}x`} (successful puts); ${rd === null ? 'n/a: a p99 falls among dropped or failed puts' : `${rd.toFixed(2)}x`} counting the dropped and failed as slowest`)
   out()
   out('latencies: per put as the SDK sees it, from its scheduled start (open loop), so waiting behind a stall counts; failed puts are under errors.')
