@@ -34,6 +34,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClient, type KvClient } from '../client/index.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
+import { counters, membersView, minus, missingSeries, sum, type Counters } from './join-metrics.ts'
 import { errorKind, runClosedLoop, runOpenLoop, summarize, summarizeOpenLoop, type OpSummary, type OpenLoopResult, type OpenLoopSummary, type Progress } from './phases.ts'
 
 // ---------------------------------------------------------------------------------------------
@@ -62,8 +63,6 @@ const CLOSED_LOOP_SECONDS_MAX = 1800
 const PHASE_OVERRUN_SECONDS = 30
 /** How often the join phase samples /metrics and /members. */
 const SAMPLE_INTERVAL_MS = 1000
-/** Longest one /metrics or /members fetch may take (a sample that times out is skipped). */
-const SAMPLE_FETCH_TIMEOUT_MS = 5000
 /** How often progress is printed on stderr. */
 const PROGRESS_INTERVAL_MS = 5000
 /** SDK timeout per request. */
@@ -203,79 +202,6 @@ const progress: Progress = (phase, total, done, errors) => {
   return () => clearInterval(timer)
 }
 
-// ---------------------------------------------------------------------------------------------
-// Sampling a replica: counters from /metrics, the member view from /members
-
-/** The counters the join is measured by, for one replica at one moment. */
-interface Counters {
-  bytesSent: number
-  bytesReceived: number
-  keysSent: number
-  keysReceived: number
-  transfersStarted: number
-  transfersDone: number
-  transfersFailed: number
-}
-
-const zeroCounters = (): Counters => ({ bytesSent: 0, bytesReceived: 0, keysSent: 0, keysReceived: 0, transfersStarted: 0, transfersDone: 0, transfersFailed: 0 })
-
-/** Reads the counters of one /metrics text (unlabelled apart from node and direction). */
-export function parseCounters(text: string): Counters {
-  const c = zeroCounters()
-  for (const line of text.split('\n')) {
-    const m = /^(ringkv_[a-z_]+)\{([^}]*)\} (\S+)$/.exec(line)
-    if (!m) continue
-    const [, name, labels, raw] = m
-    const v = Number(raw)
-    if (!Number.isFinite(v)) continue
-    const dir = /direction="([a-z]+)"/.exec(labels!)?.[1]
-    switch (name) {
-      case 'ringkv_handoff_bytes_total': if (dir === 'sent') c.bytesSent += v; else if (dir === 'received') c.bytesReceived += v; break
-      case 'ringkv_handoff_keys_total': if (dir === 'sent') c.keysSent += v; else if (dir === 'received') c.keysReceived += v; break
-      case 'ringkv_transfers_started_total': c.transfersStarted += v; break
-      case 'ringkv_transfers_done_total': c.transfersDone += v; break
-      case 'ringkv_transfers_failed_total': c.transfersFailed += v; break
-    }
-  }
-  return c
-}
-
-async function counters(httpUrl: string): Promise<Counters | undefined> {
-  try {
-    const res = await fetch(`${httpUrl}/metrics`, { signal: AbortSignal.timeout(SAMPLE_FETCH_TIMEOUT_MS) })
-    if (res.status !== 200) return undefined
-    return parseCounters(await res.text())
-  } catch {
-    return undefined
-  }
-}
-
-interface MembersView {
-  ring: { version: number; plan: { version: number; transfers: number; done: number } | null }
-  members: Array<{ node: string; status: string; partitions: number; transfersPending: number }>
-}
-
-async function membersView(httpUrl: string): Promise<MembersView | undefined> {
-  try {
-    const res = await fetch(`${httpUrl}/members`, { signal: AbortSignal.timeout(SAMPLE_FETCH_TIMEOUT_MS) })
-    if (res.status !== 200) return undefined
-    return await res.json() as MembersView
-  } catch {
-    return undefined
-  }
-}
-
-const sum = (cs: Array<Counters | undefined>): Counters => {
-  const t = zeroCounters()
-  for (const c of cs) if (c) for (const k of Object.keys(t) as Array<keyof Counters>) t[k] += c[k]
-  return t
-}
-const minus = (a: Counters, b: Counters): Counters => {
-  const t = zeroCounters()
-  for (const k of Object.keys(t) as Array<keyof Counters>) t[k] = a[k] - b[k]
-  return t
-}
-
 /** One sample of the join phase: seconds since the joiner was started. */
 interface Sample {
   t: number
@@ -379,6 +305,12 @@ async function main(): Promise<unknown> {
   }
 
   const seeds = cluster.replicas
+  // A series renamed in replica/node/metrics.ts would read as 0 bytes moved: refuse to measure.
+  for (const r of seeds) {
+    const res = await fetch(`${r.httpUrl}/metrics`)
+    const missing = missingSeries(await res.text())
+    if (missing.length > 0) throw new Error(`${r.id}'s /metrics lacks ${missing.join(', ')}: bench/join-metrics.ts reads names the replica no longer serves`)
+  }
   const before = await Promise.all(seeds.map(r => counters(r.httpUrl)))
 
   // 2. Steady: the load without a join.
