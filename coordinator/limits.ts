@@ -350,10 +350,12 @@ export const limits = {
   // Anti-entropy (docs/anti-entropy.md): per-partition Tictac trees, exchanges, tombstone reaping.
   /**
    * Branches under a tree's root, and segments (leaves) under each branch: a tree has
-   * aaeTreeWidth^2 segments of 4 bytes (4 KiB per partition). A partition holds about 1/256 of the
-   * keys, so 1,024 segments keep a segment at ~4 keys with a million keys in the cluster.
+   * aaeTreeWidth^2 segments of 4 bytes (16 KiB per partition). A partition holds about 1/256 of
+   * the keys, so 4,096 segments keep a segment at about one key with a million keys in the cluster:
+   * an exchange fetches the keys of each differing segment, so keys per segment multiply its bytes
+   * (at 32, about 4 keys a segment, a 1,000,000-key exchange moved 1.7-1.9x the issue's bound).
    */
-  aaeTreeWidth: 32,
+  aaeTreeWidth: 64,
   /** Pause between two exchanges of the periodic loop (one (partition, peer) pair each). */
   aaeExchangeIntervalMs: 40,
   /**
@@ -362,7 +364,7 @@ export const limits = {
    * sends one small request a second instead of an exchange every 40 ms (5 % of a core idle).
    */
   aaeSweepIntervalMs: 1000,
-  /** Partitions one aaeRoots request names (its reply: 128 bytes each, 128 KiB at most). */
+  /** Partitions one aaeRoots request names (its reply: 256 bytes each, 256 KiB at most). */
   aaeRootsPerRequestMax: 1024,
   /** Differing segments whose keys one aaeKeys request asks for. */
   aaeSegmentsPerFetchMax: 64,
@@ -391,8 +393,14 @@ export const limits = {
   repairPollIntervalMs: 250,
   /** `ringkv repair` gives up waiting after this long (the repairs go on in the replicas). */
   repairWaitMsMax: 6 * 60 * 60 * 1000,
-  /** Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it landed. */
-  tombstoneGraceMsDefault: 60 * 60 * 1000,
+  /**
+   * Default --tombstone-grace-ms: a tombstone held by every primary is reaped this long after it
+   * landed. It is also the age past which a hint is dropped unreplayed (a hint older than the grace
+   * may carry a value whose tombstone was reaped meanwhile: replaying it would resurrect the key),
+   * so it must exceed hintWindowMs, as Cassandra's gc_grace_seconds (10 days) exceeds its
+   * max_hint_window (3 hours).
+   */
+  tombstoneGraceMsDefault: 24 * 60 * 60 * 1000,
   /** Tombstones per partition awaiting their grace; beyond it a tombstone is kept until a restart. */
   tombstonesTrackedPerPartitionMax: 65536,
   /** Tombstones one replica reaps per exchange, so reaping never stalls the loop. */
@@ -455,6 +463,8 @@ export const limits = {
   hintRefusedLogIntervalMs: 10_000,
   /** After a failed replay the owner is left alone this long before the next try. */
   hintReplayBackoffMs: 1000,
+  /** Hints past their TTL (the tombstone grace) one replay round deletes at most. */
+  hintExpiresPerRoundMax: 1024,
 
   // Local clusters (infra/cluster.ts, `npm start`).
   /** Log bytes of one replica buffered for its log file; past it output is dropped (a log must never block a replica). */
@@ -462,6 +472,7 @@ export const limits = {
 } as const
 
 assert(limits.valueBytesDefault <= limits.valueBytesMax, 'default value size above the hard max')
+assert(limits.tombstoneGraceMsDefault > limits.hintWindowMs, 'the default tombstone grace (the hints\' TTL) must exceed the hint window')
 assert(limits.frameBytesMax > limits.valueBytesMax + limits.keyBytesMax + limits.contextBytesMax,
   'a frame must hold the largest value with its key and context')
 assert(limits.frameBatchBytesMax <= limits.frameBytesMax, 'batch bytes above frame bytes')

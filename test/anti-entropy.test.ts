@@ -12,6 +12,7 @@ import { createClient, type KvClient } from '../client/index.ts'
 import { keyHash32, partitionOfHash } from '../coordinator/ring/partition-hash.ts'
 import { isDeleted, values as valuesOf } from '../coordinator/version/dvv.ts'
 import { dec, enc, eventually, rawConnection, testCluster } from './helpers.ts'
+import { treeShape } from '../replica/aae/tictac-tree.ts'
 
 async function metric(httpUrl: string, name: string): Promise<number> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text()
@@ -159,8 +160,8 @@ describe('ringkv repair (on demand)', () => {
     for (const k of keys) assert.equal(await held(k), true, `n3 holds ${k} after ringkv repair`)
     // Exchange requests from a client, against a real replica: bad ones get typed errors; a flood of
     // good ones is answered and the replica stays healthy.
-    const shape = { width: 32, depth: 2 }
-    await assert.rejects(direct.request('aaeRoot', { partition: p, shape: { width: 64, depth: 2 } }, 5000), (e: any) => e.kind === 'BadRequest')
+    const shape = treeShape
+    await assert.rejects(direct.request('aaeRoot', { partition: p, shape: { width: treeShape.width * 2, depth: 2 } }, 5000), (e: any) => e.kind === 'BadRequest')
     await assert.rejects(direct.request('aaeRoot', { partition: 1 << 20, shape } as never, 5000), (e: any) => e.kind === 'BadRequest')
     await assert.rejects(direct.request('aaeKeys', { partition: 0, shape, segments: [] }, 5000), (e: any) => e.kind === 'BadRequest')
     const flood = await Promise.all(Array.from({ length: 2000 }, (_, i) => direct.request('aaeKeys', { partition: i % 16, shape, segments: Array.from({ length: 64 }, (_, j) => j) }, 30_000)))
@@ -168,7 +169,7 @@ describe('ringkv repair (on demand)', () => {
     await assert.rejects(direct.request('aaeRoots', { partitions: [0, 0], shape }, 5000), (e: any) => e.kind === 'BadRequest')
     await assert.rejects(direct.request('aaeRoots', { partitions: Array.from({ length: 5000 }, (_, i) => i), shape }, 5000), (e: any) => e.kind === 'BadRequest')
     const sweeps = await Promise.all(Array.from({ length: 2000 }, () => direct.request('aaeRoots', { partitions: Array.from({ length: 16 }, (_, i) => i), shape }, 30_000)))
-    assert.ok(sweeps.every(r => r.roots.byteLength === 16 * 32 * 4), 'a flood of sweeps is answered, each with 16 roots')
+    assert.ok(sweeps.every(r => r.roots.byteLength === 16 * treeShape.width * 4), 'a flood of sweeps is answered, each with 16 roots')
     assert.equal((await fetch(`${victim.httpUrl}/health`)).status, 200)
     const bad = await ringkv(['repair', '--partition', '99', '--seeds', cluster.seeds.join(',')])
     assert.notEqual(bad.code, 0)

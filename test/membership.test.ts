@@ -145,6 +145,28 @@ test('a replica answers NotOwner, with its ring version, for a key it does not h
   assert.equal(e.data.ringVersion, ring.ring.version)
 })
 
+test('a restarted replica serves the ring it saved (MEMBERSHIP.json), with every peer paused, not its --nodes ring', { timeout: longMs }, async () => {
+  const before = await members(cluster.replicas[0]!.httpUrl)
+  assert.equal(before.members.length, 4, 'after the join: four members')
+  const restarted = cluster.replicas[0]!
+  const others = [cluster.replicas[1]!, cluster.replicas[2]!, joined!.replicas[0]!]
+  for (const r of others) await r.kill('SIGSTOP')
+  try {
+    await restarted.kill('SIGKILL')
+    await restarted.start(longMs)
+    // Started with --nodes n1,n2,n3 and unable to hear from anyone: all it knows is what it saved.
+    const after = await members(restarted.httpUrl)
+    assert.equal(after.ring.version, before.ring.version)
+    assert.deepEqual(after.members.map(m => [m.node, m.status, m.partitions]), before.members.map(m => [m.node, m.status, m.partitions]))
+  } finally {
+    for (const r of others) await r.kill('SIGCONT')
+  }
+  await eventually(async () => {
+    const m = await members(cluster.replicas[1]!.httpUrl)
+    assert.ok(m.members.every(x => x.reachable), JSON.stringify(m.members.map(x => [x.node, x.reachable])))
+  }, 'everyone reachable again', 60_000)
+})
+
 test('SIGSTOP: the others mark the replica unreachable; writes keep their W acks', { timeout: longMs }, async () => {
   const victim = cluster.replicas[2]!
   await victim.kill('SIGSTOP')

@@ -27,7 +27,7 @@ import { openEngine } from '../storage/engine.ts'
 import type { Engine } from '../storage/engine-types.ts'
 import { testSeed } from '../../test/seed.ts'
 import { AntiEntropy, type AaePeer, type PeerRequestType } from './anti-entropy.ts'
-import { differing, segmentOfHash, stateHash, TictacTree } from './tictac-tree.ts'
+import { differing, segmentOfHash, stateHash, TictacTree, treeShape } from './tictac-tree.ts'
 
 const enc = new TextEncoder()
 const dirs: string[] = []
@@ -149,7 +149,7 @@ test('two trees differ exactly in the segments where some key\'s history differs
       if (!equals(sa, sb)) expected.add(seg)
     })
     assert.deepEqual(new Set(differing(a.leaves, b.leaves)), expected)
-    const branches = new Set([...expected].map(s => s >>> 5))
+    const branches = new Set([...expected].map(s => Math.floor(s / treeShape.width)))
     assert.deepEqual(new Set(differing(a.branches, b.branches)), branches)
     // Removing every key brings a tree back to all zeros: XOR out is exact.
     for (const key of keys) { const seg = segmentOfHash(keyHash32(key)); a.set(seg, key, 0) }
@@ -198,8 +198,8 @@ test('after an exchange both replicas hold sync of both; the live tree equals a 
       await fresh.start()
       fresh.close()
       for (let p = 0; p < ring.partitions; p++) {
-        const live = await world.request(r.id, 'aaeRoot', { partition: p, shape: { width: 32, depth: 2 } })
-        const rebuilt = fresh.serve('aaeRoot', { partition: p, shape: { width: 32, depth: 2 } }) as { branches: Uint8Array }
+        const live = await world.request(r.id, 'aaeRoot', { partition: p, shape: treeShape })
+        const rebuilt = fresh.serve('aaeRoot', { partition: p, shape: treeShape }) as { branches: Uint8Array }
         assert.deepEqual(Buffer.from(live.body.branches), Buffer.from(rebuilt.branches), `${r.id} partition ${p}: live tree = rebuilt tree`)
       }
     }
@@ -344,14 +344,14 @@ test('hostile exchange input: garbage, wrong shapes, a partition not held, a lyi
   const notHeld = [...Array(ring.partitions).keys()].find(p => !held.includes(p))!
   const p = held[0]!
   const peer = preferenceListOfPartition(ring, p).primaries.find(n => n !== 'A')!
-  const shape = { width: 32, depth: 2 }
+  const shape = treeShape
   const cases: Array<[string, unknown, string]> = [
     ['aaeRoot', { partition: 'x', shape }, 'BadRequest'],
-    ['aaeRoot', { partition: p, shape: { width: 16, depth: 3 } }, 'BadRequest'],
-    ['aaeRoot', { partition: p, shape: { width: 32, depth: 1 } }, 'BadRequest'],
+    ['aaeRoot', { partition: p, shape: { width: treeShape.width / 2, depth: 3 } }, 'BadRequest'],
+    ['aaeRoot', { partition: p, shape: { width: treeShape.width, depth: 1 } }, 'BadRequest'],
     ['aaeRoot', { partition: notHeld, shape }, 'NotPrimary'],
     ['aaeRoot', { partition: 1e9, shape }, 'BadRequest'],
-    ['aaeBranches', { partition: p, shape, branches: [32] }, 'BadRequest'],
+    ['aaeBranches', { partition: p, shape, branches: [treeShape.width] }, 'BadRequest'],
     ['aaeBranches', { partition: p, shape, branches: [] }, 'BadRequest'],
     ['aaeKeys', { partition: p, shape, segments: Array(65).fill(0) }, 'BadRequest'],
     ['aaeKeys', { partition: p, shape, segments: [1], after: { segment: 2, key: enc.encode('k') } }, 'BadRequest'],
@@ -362,7 +362,7 @@ test('hostile exchange input: garbage, wrong shapes, a partition not held, a lyi
     ['aaeRoots', { partitions: Array.from({ length: 1025 }, (_, i) => i), shape }, 'BadRequest'],
     ['aaeRoots', { partitions: [p, notHeld], shape }, 'NotPrimary'],
     ['aaeRoots', { partitions: [p, 2 ** 40], shape }, 'BadRequest'],
-    ['aaeRoots', { partitions: [p], shape: { width: 32, depth: 3 } }, 'BadRequest'],
+    ['aaeRoots', { partitions: [p], shape: { width: treeShape.width, depth: 3 } }, 'BadRequest'],
     ['aaeRoots', { partitions: 'all', shape }, 'BadRequest'],
   ]
   for (const [type, body, kind] of cases) {
@@ -382,7 +382,7 @@ test('hostile exchange input: garbage, wrong shapes, a partition not held, a lyi
     ['a state whose dot is not covered', (type, body) => type === 'aaeKeys' ? { ...body, entries: body.entries.map((e: any) => ({ key: e.key, state: { vv: {}, siblings: e.state.siblings } })) } : body],
     ['a key twice', (type, body) => type === 'aaeKeys' ? { ...body, entries: [...body.entries, ...body.entries] } : body],
     ['a counter near 2^53', (type, body) => type === 'aaeKeys' ? { ...body, entries: body.entries.map((e: any) => ({ key: e.key, state: { vv: { 'x.1': 2 ** 53 - 2 }, siblings: [{ actor: 'x.1', counter: 2 ** 53 - 2, value: null }] } })) } : body],
-    ['a next cursor outside the segments asked for', (type, body) => type === 'aaeKeys' ? { entries: body.entries.slice(0, 1), next: { segment: 1023, key: enc.encode('zzz') } } : body],
+    ['a next cursor outside the segments asked for', (type, body) => type === 'aaeKeys' ? { entries: body.entries.slice(0, 1), next: { segment: treeShape.width * treeShape.width - 1, key: enc.encode('zzz') } } : body],
   ]
   for (const [lie, tamper] of lies) {
     world.tamper = (from, type, body) => (from === peer ? tamper(type, body) : body)

@@ -2,7 +2,8 @@
 // the network seam (`send`) recording what would go out: hints go to a reachable owner only and
 // are deleted only after its ack; an owner that is no longer a primary of the key (or left the
 // ring) has its hints sent to the key's current primaries; a refused state is dropped; a failure
-// backs the owner off; at most hintReplayInflightMax replays are in flight.
+// backs the owner off; at most hintReplayInflightMax replays are in flight; a hint older than its
+// TTL (the tombstone grace) is deleted unreplayed.
 
 import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
@@ -25,7 +26,7 @@ const keysOwnedBy = (node: string, yes: boolean) =>
 
 interface Sent { node: string; key: string; settle: (e?: Error) => void }
 
-async function setup(reachable: Set<string>) {
+async function setup(reachable: Set<string>, ttlMs = limits.tombstoneGraceMsDefault) {
   const dir = await mkdtemp(join(tmpdir(), 'ringkv-replayer-'))
   dirs.push(dir)
   const opened = await openHintLog(dir)
@@ -36,7 +37,7 @@ async function setup(reachable: Set<string>) {
   const replayer = new HintReplayer({
     store, ring: () => ring, isReachable: n => reachable.has(n),
     send: (node, key) => new Promise<void>((ok, fail) => { sent.push({ node, key, settle: e => (e ? fail(e) : ok()) }) }),
-    now: () => clock, setTimeout: () => undefined, clearTimeout: () => undefined,
+    now: () => clock, setTimeout: () => undefined, clearTimeout: () => undefined, ttlMs,
   })
   const add = async (target: string, key: string) => {
     const r = store.add(target, key, new TextEncoder().encode(`${target}/${key}`))
@@ -99,6 +100,36 @@ describe('HintReplayer', () => {
     tick(limits.hintReplayBackoffMs); replayer.round()
     assert.equal(sent.length, 1, 'tried again after the backoff')
     assert.ok(store.get('n5', b!))
+  })
+
+  it('deletes unreplayed, and never sends, a hint older than the tombstone grace (its value may have been reaped over)', async () => {
+    const reachable = new Set<string>()
+    const { store, replayer, sent, add, tick, flush } = await setup(reachable, 60_000)
+    const [old, fresh, inFlight] = keysOwnedBy('n5', true)
+    await add('n5', old!)
+    tick(50_000)
+    await add('n5', fresh!)
+    // A newer write merged into a pending hint does not make it younger: it holds the old write too.
+    tick(5_000)
+    await add('n5', old!)
+    tick(6_000); replayer.round()
+    await flush()
+    assert.equal(store.get('n5', old!), undefined, 'the 61 s old hint is gone while its owner was away')
+    assert.ok(store.get('n5', fresh!), 'the 11 s old one is kept')
+    assert.equal(store.counters.expired, 1)
+    reachable.add('n5')
+    tick(1_000); replayer.round()
+    assert.deepEqual(sent.map(s => s.key), [fresh], 'only the young hint is replayed')
+    // A hint being replayed when it passes its TTL is left to its replay.
+    await add('n5', inFlight!)
+    tick(1_000); replayer.round()
+    assert.equal(sent.length, 2)
+    tick(60_000); replayer.round()
+    assert.ok(store.get('n5', inFlight!), 'not expired while its replay is in flight')
+    for (const s of sent) s.settle()
+    await flush()
+    assert.deepEqual([...store.pending().keys()], [])
+    assert.equal(store.counters.replayed, 2)
   })
 
   it('keeps at most hintReplayInflightMax replays in flight', async () => {

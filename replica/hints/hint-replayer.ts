@@ -6,6 +6,9 @@
 // primaries instead, all of which must ack. A state an owner refuses for what it is (BadRequest,
 // TooLarge, TooManySiblings) can never be delivered: it is dropped, counted and logged.
 //
+// A hint older than ttlMs (the tombstone grace) is deleted unreplayed, counted and logged: its
+// value's tombstone may have been reaped meanwhile, and replaying it would resurrect the key.
+//
 // Rate-limited by a token bucket (hintReplayPerSecond) and at most hintReplayInflightMax replays
 // in flight; an owner that fails a replay is left alone for hintReplayBackoffMs. Time and the
 // network come in through the options, so a simulator can drive it.
@@ -26,6 +29,12 @@ export interface HintReplayerOptions {
   readonly setTimeout: (fn: () => void, ms: number) => unknown
   readonly clearTimeout: (handle: unknown) => void
   readonly logLine?: (msg: string, fields: Record<string, unknown>) => void
+  /**
+   * A hint older than this is deleted unreplayed: the replica's tombstone grace. A hint that old
+   * may hold a value whose tombstone every primary has reaped meanwhile, and replaying it would
+   * bring the key back (Cassandra gives hints gc_grace_seconds as their TTL for the same reason).
+   */
+  readonly ttlMs: number
 }
 
 /** Errors that say the replayed state itself cannot be stored, on any replica. */
@@ -68,6 +77,8 @@ export class HintReplayer {
     const now = this.opts.now()
     this.tokens = Math.min(bucketMax, this.tokens + ((now - this.refilledAt) * limits.hintReplayPerSecond) / 1000)
     this.refilledAt = now
+    const expired = this.opts.store.expire(now - this.opts.ttlMs, limits.hintExpiresPerRoundMax)
+    if (expired > 0) this.opts.logLine?.('hints expired unreplayed: older than the tombstone grace', { hints: expired, ttlMs: this.opts.ttlMs })
     const ring = this.opts.ring()
     for (const target of this.opts.store.pending().keys()) {
       const budget = Math.min(Math.floor(this.tokens), limits.hintReplayInflightMax - this.inflight)

@@ -103,6 +103,32 @@ describe('HintStore', () => {
     await store.close()
   })
 
+  it('keeps each owner\'s hints in order of age, through rewrites of a key and a reopen: the window and expiry see the oldest', async () => {
+    const dir = await tempDir()
+    let store = await openStore(dir, { windowMs: 10_000 })
+    await add(store, 'n5', 'a', 'a1')
+    clock += 1000
+    await add(store, 'n5', 'b', 'b1')
+    clock += 1000
+    // A newer write for 'a' merges into its hint: 'a' stays the oldest, and keeps its time.
+    await add(store, 'n5', 'a', 'a2')
+    assert.deepEqual(store.due('n5', 10).map(h => h.key), ['a', 'b'])
+    await store.close()
+    store = await openStore(dir, { windowMs: 10_000 })
+    assert.deepEqual(store.due('n5', 10).map(h => h.key), ['a', 'b'], 'in order of age after a reopen')
+    clock += 8_500
+    // 'a' is 10.5 s old: the window refuses new hints for n5 even though 'b' (9.5 s) is younger.
+    const r = store.add('n5', 'c', bytes('c1'))
+    assert.ok(r instanceof KvError && (r.data as { reason: string }).reason === 'window')
+    // Expiry at a 10 s TTL takes 'a' only.
+    assert.equal(store.expire(clock - 10_000, 100), 1)
+    assert.deepEqual(Object.keys(held(store)), ['n5/b'])
+    assert.equal(store.counters.expired, 1)
+    await store.close()
+    store = await openStore(dir)
+    assert.deepEqual(Object.keys(held(store)), ['n5/b'], 'an expired hint stays gone after a reopen')
+  })
+
   it('cuts a torn tail and never replays a corrupt record, rewriting what was good', async () => {
     const dir = await tempDir()
     let store = await openStore(dir)

@@ -51,7 +51,8 @@ export interface Hint {
 }
 
 interface TargetHints {
-  readonly hints: Map<string, Hint>
+  /** In order of age (`at`), oldest first: the window check and expiry read the first ones. */
+  hints: Map<string, Hint>
   bytes: number
 }
 
@@ -65,6 +66,8 @@ export interface HintStoreCounters {
   dropped: number
   /** Records the log could not read at open (torn or corrupt): dropped, never replayed. */
   corruptSegments: number
+  /** Hints deleted unreplayed because they outlived their TTL (the tombstone grace). */
+  expired: number
 }
 
 export interface HintStoreOptions {
@@ -75,7 +78,7 @@ export interface HintStoreOptions {
 }
 
 export class HintStore {
-  readonly counters: HintStoreCounters = { accepted: 0, refused: 0, replayed: 0, dropped: 0, corruptSegments: 0 }
+  readonly counters: HintStoreCounters = { accepted: 0, refused: 0, replayed: 0, dropped: 0, corruptSegments: 0, expired: 0 }
   private readonly byTarget = new Map<string, TargetHints>()
   private count = 0
   private bytes = 0
@@ -104,6 +107,9 @@ export class HintStore {
       this.index(hint)
       this.live.set(r.segment, (this.live.get(r.segment) ?? 0) + 1)
     }
+    // The log's order is not the hints' age (a rewritten hint moves to the end): put each owner's
+    // hints in order of age, which the window check and expiry rely on.
+    for (const t of this.byTarget.values()) t.hints = new Map([...t.hints].sort((a, b) => a[1].at - b[1].at))
     for (const p of problems) {
       this.counters.corruptSegments++
       this.opts.logLine?.(p.torn ? 'hint log: torn tail cut off (never acknowledged)' : 'hint log: corrupt record, the rest of its segment is not replayed',
@@ -134,9 +140,11 @@ export class HintStore {
     const now = this.opts.now()
     const refusal = this.refusal(target, t, prev, bytes, now)
     if (refusal) return this.refuse(target, refusal)
-    if (prev) this.unindex(prev)
     const hint: Hint = { target, key, state, at: prev?.at ?? now, bytes, segment: -1, retired: false, sending: false }
-    this.index(hint)
+    // In place: the key keeps its position, so each owner's hints stay in order of age (the window
+    // check and expiry read the oldest first). Deleting and re-adding would move it to the end.
+    if (prev) this.replace(prev, hint)
+    else this.index(hint)
     this.counters.accepted++
     return this.persist(hint)
   }
@@ -157,6 +165,27 @@ export class HintStore {
   handedOff(hint: Hint): void {
     this.counters.replayed++
     this.remove(hint)
+  }
+
+  /**
+   * Deletes, oldest first and at most `max`, the hints that arrived before `cutoff` (their TTL has
+   * passed) and are not being replayed now; returns how many. The first hint of a (target, key)
+   * keeps its time when newer writes merge into it, so a hint is as old as the oldest write it holds.
+   */
+  expire(cutoff: number, max: number): number {
+    let n = 0
+    for (const t of this.byTarget.values()) {
+      // Deleting the entry being visited is safe in a Map iteration.
+      for (const h of t.hints.values()) {
+        if (n >= max || h.at >= cutoff) break
+        if (h.sending) continue
+        this.counters.expired++
+        this.remove(h)
+        n++
+      }
+      if (n >= max) break
+    }
+    return n
   }
 
   /** `hint` can never be delivered (its owner refuses the state): delete it. */
@@ -232,11 +261,20 @@ export class HintStore {
   private index(h: Hint): void {
     let t = this.byTarget.get(h.target)
     if (!t) { t = { hints: new Map(), bytes: 0 }; this.byTarget.set(h.target, t) }
-    // Map.set on a present key keeps its place: the first hint stays the oldest (the window).
     t.hints.set(h.key, h)
     t.bytes += h.bytes
     this.count++
     this.bytes += h.bytes
+  }
+
+  /** Puts `next` in the place of `prev` (same owner and key): Map.set on a present key keeps its position. */
+  private replace(prev: Hint, next: Hint): void {
+    const t = this.byTarget.get(prev.target)!
+    t.hints.set(next.key, next)
+    t.bytes += next.bytes - prev.bytes
+    this.bytes += next.bytes - prev.bytes
+    prev.retired = true
+    if (prev.segment >= 0) this.live.set(prev.segment, (this.live.get(prev.segment) ?? 1) - 1)
   }
 
   private unindex(h: Hint): void {

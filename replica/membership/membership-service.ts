@@ -14,7 +14,7 @@ import { KvError } from '../../coordinator/errors.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { claimantOf } from '../../coordinator/membership/claimant.ts'
 import {
-  initialState, memberOf, withMember, type ClusterState, type Plan,
+  emptyState, initialState, memberOf, mergeStates, withMember, type ClusterState, type Plan,
 } from '../../coordinator/membership/cluster-state.ts'
 import { Membership } from '../../coordinator/membership/membership.ts'
 import type { ParsedRequest } from '../../coordinator/protocol/messages.ts'
@@ -38,6 +38,13 @@ export interface MembershipServiceOptions {
   readonly phiThreshold: number
   /** A static start: the ring every node of `--nodes` computes. Without it the replica joins. */
   readonly ring?: Ring
+  /**
+   * The state this replica saved before its last stop (membership-file.ts): merged with the static
+   * ring (the newer entry wins), and the replica starts from it rather than trusting its first peer.
+   */
+  readonly saved?: ClusterState
+  /** Called with the state after every change, to save it (membership-file.ts). */
+  readonly save?: (state: ClusterState) => void
   readonly handoff: Handoff
   readonly log: (msg: string, fields?: Record<string, unknown>) => void
   /** This replica has left the cluster (or was removed): its owner shuts it down. */
@@ -88,11 +95,22 @@ export class MembershipService implements MembershipHooks {
 
   constructor(private readonly opts: MembershipServiceOptions) {
     const phi = { samplesMax: limits.phiSamplesMax, minStdMs: limits.phiMinStdMs, acceptablePauseMs: limits.phiAcceptablePauseMs, firstIntervalMs: opts.gossipIntervalMs || limits.gossipIntervalMsDefault }
-    const initial: ClusterState = opts.ring
+    const fresh: ClusterState = opts.ring
       ? initialState(opts.ring)
       : { members: [{ id: opts.self, url: opts.url, status: 'joining', gen: 1, done: null }], heartbeats: [], ring: null }
+    const saved = opts.saved
+    let initial = saved === undefined ? fresh : mergeStates(opts.ring ? fresh : emptyState, saved)
+    const me = memberOf(initial, opts.self)
+    if (me !== undefined && (me.status === 'left' || me.status === 'removed')) {
+      throw new KvError({ kind: 'BadRequest', issues: [`${opts.self} has ${me.status} the cluster`] },
+        `${opts.self} has ${me.status === 'left' ? 'left' : 'been removed from'} the cluster (its saved membership says so): start a new node under a new id and data dir`)
+    }
+    // Restarted at another address: its own entry says where it is now.
+    if (me !== undefined && me.url !== opts.url) initial = withMember(initial, { ...me, url: opts.url })
     this.membership = new Membership({
       self: opts.self, url: opts.url, now: opts.runtime.now, random: opts.runtime.random, initial,
+      // Trusting its first peer even with a saved state: members may have joined while it was down,
+      // and a ring naming them would otherwise be refused as unknown nodes claiming partitions.
       phiThreshold: opts.phiThreshold, phi, trusting: true,
     })
     this.pool = new ConnectionPool(opts.runtime, { client: `gossip:${opts.self}`, perReplica: 1, ...(opts.token !== undefined ? { token: opts.token } : {}) })
@@ -285,6 +303,7 @@ export class MembershipService implements MembershipHooks {
 
   private changed(s: ClusterState): void {
     this.ownershipCache = undefined
+    this.opts.save?.(s)
     this.pool.setNodes(s.members.filter(m => m.id !== this.opts.self && m.status !== 'left' && m.status !== 'removed').map(m => ({ id: m.id, url: m.url })))
     const plan = s.ring?.plan ?? null
     // The ring switched away from the plan this replica sent for: stop forwarding its writes.

@@ -33,6 +33,7 @@ import { openHintLog } from '../hints/hint-log.ts'
 import { HintReplayer } from '../hints/hint-replayer.ts'
 import { defaultHintBounds, HintStore, type HintBounds } from '../hints/hint-store.ts'
 import { MembershipService } from '../membership/membership-service.ts'
+import { loadMembership, MembershipFile } from '../membership/membership-file.ts'
 import { ReplicaService } from '../replica-service.ts'
 import { AntiEntropy, type AaePeer } from '../aae/anti-entropy.ts'
 import { Connection } from '../../coordinator/transport/connection.ts'
@@ -339,9 +340,13 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     ...(cfg.handoffBatchBytes !== undefined ? { batchBytes: cfg.handoffBatchBytes } : {}),
   })
   let onGone: (status: 'left' | 'removed') => void = () => undefined
+  // The members and ring this replica knew before its last stop, and where it keeps them.
+  const membershipFile = new MembershipFile(cfg.dataDir, log)
+  const saved = await loadMembership(cfg.dataDir)
   const members = new MembershipService({
     self: cfg.id, url: selfUrl, runtime, gossipIntervalMs: cfg.gossipIntervalMs, phiThreshold: cfg.phiThreshold,
-    ...(firstRing ? { ring: firstRing } : {}), handoff, log, onGone: status => onGone(status), ...peerToken,
+    ...(firstRing ? { ring: firstRing } : {}), ...(saved ? { saved } : {}), save: s => membershipFile.save(s),
+    handoff, log, onGone: status => onGone(status), ...peerToken,
   })
   // Hints for absent owners: their own log under hints/, read back before the replica serves.
   const opened = await openHintLog(cfg.dataDir)
@@ -372,7 +377,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   const eventLoop = monitorEventLoopDelay({ resolution: limits.eventLoopDelayResolutionMs })
   eventLoop.enable()
   const replayer = new HintReplayer({
-    store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log,
+    store: hints, ring: () => members.ring(), isReachable: members.isReachable, logLine: log, ttlMs: cfg.tombstoneGraceMs,
     send: async (node, key, state) => {
       await peerConnection(node).request('replicate', { key: new TextEncoder().encode(key), state: decodeState(state) }, limits.hintReplayTimeoutMs, state.byteLength)
     },
@@ -551,6 +556,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     onGone(fn) { onGone = fn },
     async close() {
       members.close()
+      await membershipFile.flushed()
       eventLoop.disable()
       aae.close()
       replayer.stop()

@@ -134,6 +134,7 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push('# TYPE ringkv_hints_replayed_total counter', `ringkv_hints_replayed_total{${n}} ${c.replayed}`)
     lines.push('# TYPE ringkv_hints_refused_total counter', `ringkv_hints_refused_total{${n}} ${c.refused}`)
     lines.push('# TYPE ringkv_hints_dropped_total counter', `ringkv_hints_dropped_total{${n}} ${c.dropped}`)
+    lines.push('# TYPE ringkv_hints_expired_total counter', `ringkv_hints_expired_total{${n}} ${c.expired}`)
     lines.push('# TYPE ringkv_hints_corrupt_segments_total counter', `ringkv_hints_corrupt_segments_total{${n}} ${c.corruptSegments}`)
     lines.push('# TYPE ringkv_hints_log_segments gauge', `ringkv_hints_log_segments{${n}} ${hints.stats().segments}`)
   }

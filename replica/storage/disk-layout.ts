@@ -19,6 +19,7 @@ import type { TableInfo } from './engine-types.ts'
 export const identityFileName = 'NODE.json'
 export const manifestFileName = 'MANIFEST.json'
 export const handoffFileName = 'HANDOFF.json'
+export const membershipFileName = 'MEMBERSHIP.json'
 export const tablesDirName = 'tables'
 export const walDirName = 'wal'
 export const hintsDirName = 'hints'
@@ -38,6 +39,10 @@ export function manifestPath(dir: string): string {
 
 export function handoffPath(dir: string): string {
   return join(dir, handoffFileName)
+}
+
+export function membershipPath(dir: string): string {
+  return join(dir, membershipFileName)
 }
 
 export function tablesDir(dir: string): string {
