@@ -33,6 +33,7 @@ import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClient, type KvClient } from '../client/index.ts'
+import { limits } from '../coordinator/limits.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
 import { counters, membersView, minus, missingSeries, sum, type Counters } from './join-metrics.ts'
 import { errorKind, runClosedLoop, runOpenLoop, summarize, summarizeOpenLoop, type OpSummary, type OpenLoopResult, type OpenLoopSummary, type Progress } from './phases.ts'
@@ -75,6 +76,12 @@ const VALUE_POOL_SIZE = 256
 /** Digits of the sequence number each value starts with, then ':'. */
 const SEQ_DIGITS = 12
 const TAG_BYTES = SEQ_DIGITS + 1
+/** --base-port: the first unprivileged port to the last that leaves room for the 4 replicas. */
+const UNPRIVILEGED_PORT_MIN = 1024
+const PORT_MAX = 65_535
+const REPLICAS_USED = 4
+/** --partitions: fewest accepted (a 4th node must be able to take a share of them). */
+const PARTITIONS_MIN = 4
 /** Kinds of failure whose first message the report shows. */
 const ERROR_KINDS_SHOWN_MAX = 8
 
@@ -121,20 +128,20 @@ function parseConfig() {
     }
     return n
   }
-  const partitions = int('partitions', values.partitions, 4, 65_536)
+  const partitions = int('partitions', values.partitions, PARTITIONS_MIN, limits.partitionsMax)
   if ((partitions & (partitions - 1)) !== 0) die(`--partitions must be a power of two, got ${partitions}`)
   return {
     keys: int('keys', values.keys, 1, KEYS_MAX),
-    // A value holds at least its tag; at most what one frame carries comfortably.
-    valueBytes: int('value-bytes', values['value-bytes'], TAG_BYTES, 1024 * 1024),
+    // A value holds at least its tag; at most what a replica accepts by default.
+    valueBytes: int('value-bytes', values['value-bytes'], TAG_BYTES, limits.valueBytesDefault),
     rate: int('rate', values.rate, 1, RATE_MAX),
     seconds: int('seconds', values.seconds, 1, PHASE_SECONDS_MAX),
     // The cluster takes base..base+2, the joiner base+3.
-    basePort: int('base-port', values['base-port'], 1024, 65_532),
+    basePort: int('base-port', values['base-port'], UNPRIVILEGED_PORT_MIN, PORT_MAX - REPLICAS_USED + 1),
     partitions,
     maxOutstanding: int('max-outstanding', values['max-outstanding'], 1, MAX_OUTSTANDING_MAX),
     joinWaitSeconds: int('join-wait-seconds', values['join-wait-seconds'], 1, JOIN_WAIT_SECONDS_MAX),
-    handoffBytesPerSec: values['handoff-bytes-per-sec'] === undefined ? undefined : int('handoff-bytes-per-sec', values['handoff-bytes-per-sec'], 1, 1024 * 1024 * 1024),
+    handoffBytesPerSec: values['handoff-bytes-per-sec'] === undefined ? undefined : int('handoff-bytes-per-sec', values['handoff-bytes-per-sec'], 1, limits.handoffBytesPerSecMax),
     json: values.json ?? false,
   }
 }
