@@ -16,20 +16,11 @@ import { limits } from '../coordinator/limits.ts'
 import { requestRoles, requestTypes } from '../coordinator/protocol/messages.ts'
 import { roleAllows } from '../coordinator/auth/auth.ts'
 import { packr, testCluster } from './helpers.ts'
+import { checkHttpAuth, testAuthFile, testTokens } from './security-checks.ts'
 
 const base = 18600
-const tokens = {
-  reader: 'read-token-0123456789abcdef',
-  writerOld: 'write-token-old-0123456789abcdef',
-  writerNew: 'write-token-new-0123456789abcdef',
-  admin: 'admin-token-0123456789abcdef',
-}
-const authFile = { tokens: [
-  { name: 'dashboard', token: tokens.reader, role: 'read' },
-  { name: 'app', token: tokens.writerOld, role: 'write' },
-  { name: 'app', token: tokens.writerNew, role: 'write' },
-  { name: 'ops', token: tokens.admin, role: 'admin' },
-] }
+const tokens = testTokens
+const authFile = testAuthFile
 
 async function kindOf(p: Promise<unknown>): Promise<string> {
   try {
@@ -110,28 +101,7 @@ describe('authentication and roles', () => {
   })
 
   it('HTTP: 401 without or with a bad token, 403 for the wrong role, and /health says only its status to strangers', async () => {
-    const noToken = await fetch(`${gw}/kv/h1`)
-    assert.equal(noToken.status, 401)
-    assert.equal(noToken.headers.get('www-authenticate'), 'Bearer realm="ringkv"')
-    assert.equal((await noToken.json() as { error: { kind: string } }).error.kind, 'Unauthorized')
-    assert.equal((await fetch(`${gw}/kv/h1`, { headers: auth('nope-nope-nope-nope-nope') })).status, 401)
-    assert.equal((await fetch(`${gw}/kv/h1`, { headers: { authorization: `Basic ${tokens.reader}` } })).status, 401)
-    assert.equal((await fetch(`${gw}/kv/h1`, { headers: auth(tokens.reader) })).status, 404)
-    const forbidden = await fetch(`${gw}/kv/h1`, { method: 'PUT', body: 'x', headers: auth(tokens.reader) })
-    assert.equal(forbidden.status, 403)
-    assert.deepEqual((await forbidden.json() as { error: { kind: string; role: string; required: string } }).error,
-      { kind: 'Forbidden', role: 'read', required: 'write', message: 'PUT /kv/h1 needs the write role; token dashboard has read' })
-    assert.equal((await fetch(`${gw}/kv/h1`, { method: 'PUT', body: 'x', headers: auth(tokens.writerNew) })).status, 204)
-    const got = await fetch(`${gw}/kv/h1`, { headers: auth(tokens.reader) })
-    assert.equal(await got.text(), 'x')
-    assert.equal((await fetch(`${gw}/kv/h1`, { method: 'DELETE', headers: auth(tokens.reader) })).status, 403)
-
-    const anon = await fetch(`${gw}/health`)
-    assert.equal(anon.status, 200)
-    assert.deepEqual(await anon.json(), { status: 'ok' })
-    const full = await fetch(`${gw}/health`, { headers: auth(tokens.reader) })
-    assert.equal((await full.json() as { replicas: { total: number } }).replicas.total, 3)
-    assert.equal((await fetch(`${gw}/ring`)).status, 401)
+    await checkHttpAuth(gw, 'h1')
   })
 
   it("replicas' HTTP: /admin needs admin, /metrics a token; their own gateway reaches its peers with the cluster secret", async () => {
@@ -182,6 +152,40 @@ describe('authentication and roles', () => {
     await good.close()
     const metrics = await (await fetch(`${cluster.replicas[0]!.httpUrl}/metrics`, { headers: auth(tokens.reader) })).text()
     assert.match(metrics, /hello_refused"?\}? [1-9]/)
+  })
+
+  it('a node joins with the cluster secret (gossip and handoff as peer); one with another secret is refused at once', { timeout: 300_000 }, async () => {
+    const { startCluster } = await import('../infra/cluster.ts')
+    const writer = createClient({ seeds: cluster.seeds, token: tokens.writerNew, timeoutMs: 10_000 })
+    for (let i = 0; i < 200; i++) await writer.put(`auth-join:${i}`, `v${i}`)
+    const joined = await startCluster({
+      dataDir: join(cluster.dir, 'joined'), basePort: base + 30, replicas: 1, httpPort: 0, partitions: 64,
+      join: cluster.seeds[0]!, authFile: authPath, clusterSecretFile: join(cluster.dir, 'cluster-secret'), readyTimeoutMs: 240_000,
+    })
+    try {
+      const res = await fetch(`${cluster.replicas[0]!.httpUrl}/members`, { headers: auth(tokens.admin) })
+      const m = await res.json() as { ring: { plan: unknown }; members: Array<{ node: string; status: string; partitions: number }> }
+      const newNode = m.members.find(x => x.node === joined.replicas[0]!.id)!
+      assert.equal(newNode.status, 'valid', 'the join completed: every transfer to it was acknowledged over an authenticated handoff')
+      assert.ok(newNode.partitions > 0)
+      const reader = createClient({ seeds: [joined.seeds[0]!], token: tokens.reader, timeoutMs: 10_000 })
+      for (let i = 0; i < 200; i++) assert.deepEqual((await reader.getString(`auth-join:${i}`)).values, [`v${i}`])
+      await reader.close()
+    } finally {
+      await joined.stop()
+    }
+    // A joiner holding another cluster secret: the seed refuses its gossip hello, and it gives up at once.
+    const wrong = join(cluster.dir, 'wrong-secret')
+    await writeFile(wrong, 'an-entirely-different-cluster-secret-0123456789\n', { mode: 0o600 })
+    const intruderDir = join(cluster.dir, 'intruder')
+    await assert.rejects(startCluster({
+      dataDir: intruderDir, basePort: base + 35, replicas: 1, httpPort: 0, partitions: 64,
+      join: cluster.seeds[0]!, authFile: authPath, clusterSecretFile: wrong, readyTimeoutMs: 120_000,
+    }), /exited/)
+    const logs = (await readdir(intruderDir)).filter(f => f.endsWith('.log'))
+    const text = (await Promise.all(logs.map(f => readFile(join(intruderDir, f), 'utf8')))).join('')
+    assert.match(text, /Unauthorized|unknown token/, 'it says why it could not join')
+    await writer.close()
   })
 
   it('no log holds a token or the cluster secret', async () => {

@@ -7,40 +7,19 @@ import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { dirname, join, resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
+import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import { offlineWranglerEnv } from '../edge/dev.ts'
+import { root, startWorker, wranglerConfig as config, type StartedWorker } from './edge-worker.ts'
 import { gatewayConformance, type TestCluster } from './gateway-conformance.ts'
 import { eventually, testCluster } from './helpers.ts'
 
-// Before wrangler loads: no metrics, no update check, no Request.cf fetch.
-Object.assign(process.env, offlineWranglerEnv)
-const { unstable_startWorker } = await import('wrangler')
-
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 /** Replicas became healthy only after ~19 s on a loaded 2-core machine: more than the default 20 s allows for. */
 const CLUSTER_READY_MS = 90_000
-const config = join(root, 'edge', 'wrangler.jsonc')
 const run = promisify(execFile)
 /** wrangler and workerd start in seconds; a loaded machine may take far longer. Only stops hangs. */
 const BUILD_TIMEOUT_MS = 180_000
-
-type StartedWorker = Awaited<ReturnType<typeof unstable_startWorker>>
-
-async function startWorker(seeds: readonly string[], port: number, mode: 'durable-object' | 'per-request'): Promise<StartedWorker> {
-  const worker = await unstable_startWorker({
-    config,
-    bindings: {
-      RINGKV_SEEDS: { type: 'plain_text', value: seeds.join(',') },
-      RINGKV_MODE: { type: 'plain_text', value: mode },
-    },
-    dev: { server: { hostname: '127.0.0.1', port }, inspector: false, persist: false, watch: false, logLevel: 'warn' },
-  })
-  await worker.ready
-  return worker
-}
 
 describe('edge gateway build', () => {
   it('wrangler deploy --dry-run --outdir builds the Worker offline', async () => {

@@ -25,7 +25,7 @@
 // has seen it. The session comes back as a cookie too when the request carried the cookie or asked
 // with ?session=cookie.
 
-import { Hono, type Context } from 'hono'
+import { Hono, type Context, type MiddlewareHandler } from 'hono'
 import { bodyLimit } from 'hono/body-limit'
 import { getCookie, setCookie } from 'hono/cookie'
 import { bearerToken, roleAllows, type Authenticator, type Role } from '../auth/auth.ts'
@@ -70,23 +70,8 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
   app.onError((err, c) => errorResponse(c, err))
 
   // The token is checked once per request, before any route runs (routes added after this app is
-  // made, such as a replica's /metrics and /admin/snapshot, are covered too). No message quotes it.
-  if (auth) {
-    app.use('*', async (c, next) => {
-      const who = auth.authenticate(bearerToken(c.req.header('authorization')))
-      if (!who) {
-        if (c.req.method === 'GET' && c.req.path === '/health') return next()
-        c.header('www-authenticate', 'Bearer realm="ringkv"')
-        throw new KvError({ kind: 'Unauthorized' }, c.req.header('authorization') === undefined
-          ? 'this gateway needs Authorization: Bearer <token>' : 'unknown token (or not a Bearer token)')
-      }
-      const required = httpRoleOf(c.req.method, c.req.path)
-      if (!roleAllows(who.role, required)) {
-        throw new KvError({ kind: 'Forbidden', role: who.role, required }, `${c.req.method} ${c.req.path.slice(0, 64)} needs the ${required} role; token ${who.name} has ${who.role}`)
-      }
-      return next()
-    })
-  }
+  // made, such as a replica's /metrics and /admin/snapshot, are covered too).
+  if (auth) app.use('*', authMiddleware(auth))
 
   // How many replicas answer right now: 'down' (503) when none does, so a load balancer moves on.
   // `health` may set its own status (a replica's 'read-only', 503 too), merged over this one.
@@ -156,6 +141,29 @@ export function createGatewayApp(opts: GatewayOptions): Hono {
   return app
 }
 
+/**
+ * Bearer-token check (auth/auth.ts): 401 without a known token, 403 for a role that may not. GET
+ * /health passes without a token (its route then answers the status only). Exported for a front
+ * that checks before forwarding (the Worker, before it wakes a Durable Object). No message quotes
+ * the token.
+ */
+export function authMiddleware(auth: Authenticator): MiddlewareHandler {
+  return async (c, next) => {
+    const who = auth.authenticate(bearerToken(c.req.header('authorization')))
+    if (!who) {
+      if (c.req.method === 'GET' && c.req.path === '/health') return next()
+      c.header('www-authenticate', 'Bearer realm="ringkv"')
+      throw new KvError({ kind: 'Unauthorized' }, c.req.header('authorization') === undefined
+        ? 'this gateway needs Authorization: Bearer <token>' : 'unknown token (or not a Bearer token)')
+    }
+    const required = httpRoleOf(c.req.method, c.req.path)
+    if (!roleAllows(who.role, required)) {
+      throw new KvError({ kind: 'Forbidden', role: who.role, required }, `${c.req.method} ${c.req.path.slice(0, 64)} needs the ${required} role; token ${who.name} has ${who.role}`)
+    }
+    return next()
+  }
+}
+
 /** The body limit of PUT /kv/*: TooLarge (413) past limits.httpBodyBytesMax. */
 export function kvBodyLimit() {
   return bodyLimit({
@@ -173,7 +181,9 @@ export function kvBodyLimit() {
 /**
  * What the routes above check before any I/O, for a front that forwards the request elsewhere (the
  * Worker in front of its Durable Objects): the key, the numeric parameters and the context header.
- * Throws the BadRequest the route would answer; returns the key.
+ * Not the session: its check is an HMAC over up to sessionCharsMax characters (about 150 µs per KiB
+ * here in pure JS), better done once, where the session is used. Throws the BadRequest the route
+ * would answer; returns the key.
  */
 export function checkKvRequest(c: Context): string {
   const key = keyFromPath(c.req.path)

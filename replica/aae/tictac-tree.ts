@@ -18,6 +18,7 @@ import { assert } from '../../coordinator/assert.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { compareStrings, type DvvSet } from '../../coordinator/version/dvv.ts'
 import { keyHash32 } from '../../coordinator/ring/partition-hash.ts'
+import { murmur3 } from '../../coordinator/hash32.ts'
 
 /** Branches under the root and segments under each branch; depth 2 (root -> branches -> segments). */
 export interface TreeShape { readonly width: number; readonly depth: number }
@@ -56,42 +57,6 @@ export function stateHash(key: string, state: DvvSet): number {
   // 30 bits (see TictacTree.keys); never 0.
   const h = murmur3(s) >>> 2
   return h === 0 ? 1 : h
-}
-
-/**
- * MurmurHash3 x86_32 (Austin Appleby, public domain) over a string's UTF-16 code units, two to a
- * 32-bit block, seed 0. Code units rather than UTF-8 bytes: the hash never leaves this process's
- * trees in another form than its output, and every replica computes it the same way.
- */
-export function murmur3(s: string): number {
-  const c1 = 0xcc9e2d51
-  const c2 = 0x1b873593
-  const n = s.length
-  let h = 0
-  let i = 0
-  for (; i + 1 < n; i += 2) {
-    let k = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)
-    k = Math.imul(k, c1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, c2)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
-  }
-  if (i < n) {
-    let k = s.charCodeAt(i)
-    k = Math.imul(k, c1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, c2)
-    h ^= k
-  }
-  h ^= n * 2
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
 }
 
 export class TictacTree {

@@ -150,8 +150,9 @@ export class MembershipService implements MembershipHooks {
           if (this.membership.ring() !== undefined) return
         } catch (e) {
           last = e
-          // A refusal (a duplicate id, a removed node) will not change by asking again.
-          if (e instanceof KvError && e.kind === 'BadRequest') throw e
+          // A refusal (a duplicate id, a removed node, a cluster secret the seed does not know) will
+          // not change by asking again.
+          if (e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'Unauthorized' || e.kind === 'Forbidden')) throw e
         }
         await new Promise<void>(ok => rt.setTimeout(ok, Math.min(limits.gossipTimeoutMs, Math.max(1, deadline - rt.now()))))
       }

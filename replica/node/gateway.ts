@@ -18,7 +18,7 @@ import { KvCoordinator } from '../../coordinator/kv-coordinator.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { nodeWebSocket, systemRuntime } from '../../coordinator/runtime.ts'
 import { installLastResort, isEntryPoint } from './process.ts'
-import { createAppServer, loadSecurity, readSecretFile, type Security } from './security.ts'
+import { createAppServer, loadSecurity, type Security } from './security.ts'
 
 export interface RunningGateway { readonly url: string; readonly kv: KvCoordinator; close(): Promise<void> }
 
@@ -70,18 +70,17 @@ if (isEntryPoint(import.meta.url)) {
   })
   if (!values.seeds) { process.stderr.write('gateway: --seeds ws://host:port,... is required\n'); process.exit(2) }
   let security: Security
-  let token: string | undefined
   try {
     security = loadSecurity({
       authFile: values['auth-file'], sessionSecretFile: values['session-secret-file'],
+      tokenFile: values['token-file'], tokenEnv: process.env.RINGKV_TOKEN || undefined,
       tlsCert: values['tls-cert'], tlsKey: values['tls-key'], tlsCa: values['tls-ca'],
     }, 'gateway', values.cluster!)
-    token = values['token-file'] !== undefined ? readSecretFile(values['token-file'], 'token file') : process.env.RINGKV_TOKEN || undefined
   } catch (e) {
     process.stderr.write(`gateway: ${(e as Error).message}\n`)
     process.exit(2)
   }
-  startGateway({ seeds: values.seeds.split(','), port: Number(values.port), host: values.host!, auth: security.auth, token, sessionKey: security.sessionKey, tls: security.tls, ca: security.ca }).then(g => {
+  startGateway({ seeds: values.seeds.split(','), port: Number(values.port), host: values.host!, auth: security.auth, token: security.token, sessionKey: security.sessionKey, tls: security.tls, ca: security.ca }).then(g => {
     process.stdout.write(`gateway ${g.url}\n`)
     const stop = () => { g.close().then(() => process.exit(0)) }
     process.once('SIGTERM', stop)

@@ -7,8 +7,8 @@ import { createAdaptorServer } from '@hono/node-server'
 import type { Server } from 'node:http'
 import { createServer as createHttpsServer } from 'node:https'
 import { readFileSync, statSync } from 'node:fs'
-import { Authenticator, clusterSecretIssue } from '../../coordinator/auth/auth.ts'
-import { sessionKeyFrom } from '../../coordinator/http/session.ts'
+import { clusterSecretIssue, type Authenticator } from '../../coordinator/auth/auth.ts'
+import { gatewaySecurityFrom, secretText } from '../../coordinator/auth/settings.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { hardenHttpServer, httpServerOptions } from './http-server.ts'
 
@@ -16,6 +16,9 @@ export interface SecurityFiles {
   readonly authFile?: string | undefined
   readonly clusterSecretFile?: string | undefined
   readonly sessionSecretFile?: string | undefined
+  /** A gateway's token towards the replicas: this file, else `tokenEnv` (RINGKV_TOKEN). */
+  readonly tokenFile?: string | undefined
+  readonly tokenEnv?: string | undefined
   readonly tlsCert?: string | undefined
   readonly tlsKey?: string | undefined
   readonly tlsCa?: string | undefined
@@ -26,6 +29,8 @@ export interface Security {
   readonly auth: Authenticator | undefined
   /** The secret replicas present to each other; undefined without one. */
   readonly clusterSecret: string | undefined
+  /** What a gateway presents to the replicas (a client token); undefined without one. */
+  readonly token: string | undefined
   /** The MAC key of causal sessions. */
   readonly sessionKey: Uint8Array
   readonly tls: { readonly cert: Buffer; readonly key: Buffer } | undefined
@@ -33,7 +38,8 @@ export interface Security {
   readonly ca: Buffer | undefined
 }
 
-function readSmall(path: string, what: string): Buffer {
+/** A settings file's bytes, refused past limits.authFileBytesMax; errors name the file, never its content. */
+export function readSmall(path: string, what: string): Buffer {
   let size: number
   try {
     size = statSync(path).size
@@ -46,7 +52,7 @@ function readSmall(path: string, what: string): Buffer {
 
 /** A secret file's content: one line, surrounding whitespace dropped. */
 export function readSecretFile(path: string, what: string): string {
-  return readSmall(path, what).toString('utf8').trim()
+  return secretText(readSmall(path, what).toString('utf8'))
 }
 
 /**
@@ -65,19 +71,17 @@ export function loadSecurity(files: SecurityFiles, role: 'replica' | 'gateway', 
   if (role === 'replica' && files.authFile !== undefined && clusterSecret === undefined) {
     throw new Error('--auth-file needs --cluster-secret-file on a replica: replicas (and each replica\'s own gateway) authenticate to each other with it')
   }
-  let auth: Authenticator | undefined
-  if (files.authFile !== undefined) {
-    try {
-      auth = Authenticator.fromText(readSmall(files.authFile, 'auth file').toString('utf8'), clusterSecret)
-    } catch (e) {
-      throw new Error(`${files.authFile}: ${(e as Error).message}`)
-    }
-  }
-  const sessionMaterial = files.sessionSecretFile !== undefined ? readSecretFile(files.sessionSecretFile, 'session secret file')
-    : clusterSecret !== undefined ? `cluster-secret:${clusterSecret}` : `cluster-name:${cluster}`
+  const read = (path: string | undefined, what: string) => path === undefined ? undefined : { text: readSmall(path, what).toString('utf8'), source: path }
+  if (files.tokenFile !== undefined && role !== 'gateway') throw new Error('--token-file is for a gateway: a replica authenticates to its peers with the cluster secret')
+  // The same parsing as the Workers gateway's bindings (coordinator/auth/settings.ts).
+  const { auth, token, sessionKey } = gatewaySecurityFrom({
+    auth: read(files.authFile, 'auth file'),
+    token: read(files.tokenFile, 'token file') ?? (files.tokenEnv ? { text: files.tokenEnv, source: 'RINGKV_TOKEN' } : undefined),
+    sessionSecret: read(files.sessionSecretFile, 'session secret file'),
+    clusterSecret, cluster,
+  })
   return {
-    auth, clusterSecret,
-    sessionKey: sessionKeyFrom(sessionMaterial),
+    auth, clusterSecret, token, sessionKey,
     tls: files.tlsCert !== undefined && files.tlsKey !== undefined
       ? { cert: readSmall(files.tlsCert, 'TLS certificate'), key: readSmall(files.tlsKey, 'TLS key') } : undefined,
     ca: files.tlsCa !== undefined ? readSmall(files.tlsCa, 'TLS CA') : undefined,

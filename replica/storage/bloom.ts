@@ -10,6 +10,7 @@
 //   version 2  blocked (Putze, Sanders, Singler 2007): n is a whole number of 512-bit blocks; the
 //              hash's high bits pick one block and all k probes fall inside it: one cache line.
 
+import { fmix32 } from '../../coordinator/hash32.ts'
 import { storageLimits } from './storage-limits.ts'
 
 /** Bits per bloom block of version 2 (one 64-byte cache line). */
@@ -23,12 +24,7 @@ export function bloomHash(key: string): number {
     h ^= key.charCodeAt(i)
     h = Math.imul(h, 0x01000193)
   }
-  h ^= h >>> 16
-  h = Math.imul(h, 0x85ebca6b)
-  h ^= h >>> 13
-  h = Math.imul(h, 0xc2b2ae35)
-  h ^= h >>> 16
-  return h >>> 0
+  return fmix32(h)
 }
 
 /** Version 1: k probes spread over the whole array (up to k cache misses per table probed). */

@@ -1,0 +1,45 @@
+// Small non-cryptographic 32-bit hashes over strings' UTF-16 code units, for in-memory structures
+// whose values need spread, not secrecy: the bloom filters of table files (their hash is part of
+// the table format: replica/storage/bloom.ts) and the anti-entropy trees' per-key contributions
+// (replica/aae/tictac-tree.ts). Both end in MurmurHash3's finalizer.
+
+/** MurmurHash3's finalizer (fmix32): every output bit depends on every input bit. */
+export function fmix32(x: number): number {
+  let h = x
+  h ^= h >>> 16
+  h = Math.imul(h, 0x85ebca6b)
+  h ^= h >>> 13
+  h = Math.imul(h, 0xc2b2ae35)
+  h ^= h >>> 16
+  return h >>> 0
+}
+
+/**
+ * MurmurHash3 x86_32 (Austin Appleby, public domain) over a string's UTF-16 code units, two to a
+ * 32-bit block, seed 0. Code units rather than UTF-8 bytes: callers keep the output in memory, and
+ * every process computes it the same way.
+ */
+export function murmur3(s: string): number {
+  const c1 = 0xcc9e2d51
+  const c2 = 0x1b873593
+  const n = s.length
+  let h = 0
+  let i = 0
+  for (; i + 1 < n; i += 2) {
+    let k = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)
+    k = Math.imul(k, c1)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, c2)
+    h ^= k
+    h = (h << 13) | (h >>> 19)
+    h = (Math.imul(h, 5) + 0xe6546b64) | 0
+  }
+  if (i < n) {
+    let k = s.charCodeAt(i)
+    k = Math.imul(k, c1)
+    k = (k << 15) | (k >>> 17)
+    k = Math.imul(k, c2)
+    h ^= k
+  }
+  return fmix32(h ^ (n * 2))
+}
