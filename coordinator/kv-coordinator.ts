@@ -345,23 +345,27 @@ export class KvCoordinator {
    */
   put(key: string, value: Uint8Array | null, opts: WriteOptions = {}): Promise<WriteResult> {
     const startedAt = this.opts.runtime.now()
+    const sentUnder = this.ring?.version
     return this.putOnce(key, value, opts).catch(e =>
-      this.againIfNotOwner(e, opts, startedAt, deadline => this.putOnce(key, value, { ...opts, deadline })))
+      this.againIfNotOwner(e, opts, startedAt, sentUnder, deadline => this.putOnce(key, value, { ...opts, deadline })))
   }
 
   /**
    * After a NotOwner: refresh the ring and run `again` once, by the call's own deadline (counted
-   * from `startedAt`). Only reached once the first attempt has validated the options.
+   * from `startedAt`), if the ring is now another than the one the attempt was sent under
+   * (`sentUnder`). Compared with that, not with the ring just before the refresh: another reply may
+   * have moved this client to the new ring while the attempt was out, and the attempt still went
+   * by the old one (a join under load showed such NotOwners reaching the app). Only reached once
+   * the first attempt has validated the options.
    */
   private async againIfNotOwner<T>(e: unknown, opts: { readonly timeoutMs?: number | undefined; readonly deadline?: Deadline | undefined },
-    startedAt: number, again: (deadline: Deadline) => Promise<T>): Promise<T> {
+    startedAt: number, sentUnder: number | undefined, again: (deadline: Deadline) => Promise<T>): Promise<T> {
     if (!isNotOwner(e) || this.closed) throw e
     const timeoutMs = opts.timeoutMs ?? this.defaults.timeoutMs
     const deadline = opts.deadline ?? { at: startedAt + timeoutMs, timeoutMs }
-    const before = this.ring?.version
     const prefer = e instanceof QuorumError ? [...e.failures].find(([, f]) => f instanceof KvError && f.kind === 'NotOwner')?.[0] : undefined
     await this.refreshRing(deadline.at, prefer)
-    if (this.ring?.version === before) throw e
+    if (this.ring?.version === sentUnder) throw e
     return again(deadline)
   }
 
@@ -410,7 +414,8 @@ export class KvCoordinator {
 
   get(key: string, opts: ReadOptions = {}): Promise<ReadResult> {
     const startedAt = this.opts.runtime.now()
-    return this.getOnce(key, opts).catch(e => this.againIfNotOwner(e, opts, startedAt, deadline => this.getOnce(key, { ...opts, deadline })))
+    const sentUnder = this.ring?.version
+    return this.getOnce(key, opts).catch(e => this.againIfNotOwner(e, opts, startedAt, sentUnder, deadline => this.getOnce(key, { ...opts, deadline })))
   }
 
   private async getOnce(key: string, opts: ReadOptions): Promise<ReadResult> {
