@@ -68,9 +68,19 @@ export function checkHistory(history: History, finals: ReadonlyMap<string, reado
   return { ops: { total: ops.length, ok: count('ok'), failed: count('failed'), unknown: count('unknown') }, acknowledgedChecked, lost, resurrected, divergent }
 }
 
+/** Nothing, or a state of tombstones only: either reads as not found. */
+function readsAsNothing(s: DvvSet | null): boolean {
+  return s === null || s.siblings.every(x => x.value === null)
+}
+
+/**
+ * Whether two replicas' states of a key are the same. Nothing and tombstones only read alike (not
+ * found), and anti-entropy does not copy one onto the other (docs/anti-entropy.md), so any two
+ * states that read as not found count as the same; others must be equal.
+ */
 function sameState(a: DvvSet | null, b: DvvSet | null): boolean {
-  if (a === null || b === null) return a === b
-  return equals(a, b)
+  if (readsAsNothing(a) || readsAsNothing(b)) return readsAsNothing(a) && readsAsNothing(b)
+  return equals(a!, b!)
 }
 
 function show(s: DvvSet | null): string {

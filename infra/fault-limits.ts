@@ -71,6 +71,14 @@ export const faultLimits = {
   chaosStartTimeoutMs: 60_000,
   /** Longest any shell command of the nemesis (ip, nft, mount) may take. */
   chaosCommandTimeoutMs: 10_000,
+  /**
+   * After healing, how long hints and anti-entropy alone (no client reads) get to make every
+   * replica hold the same state of every key: the issue's cadence, a replica holds what it missed
+   * within 60 s of coming back.
+   */
+  chaosAaeConvergeMsMax: 60_000,
+  /** Pause between two per-replica comparisons while waiting for that. */
+  chaosAaePollMs: 1000,
 } as const
 
 assert(faultLimits.simDelayMsMin >= 1 && faultLimits.simDelayMsMin <= faultLimits.simDelayMsMax, 'delay range')
