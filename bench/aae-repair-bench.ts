@@ -22,7 +22,7 @@ import { systemRuntime, type WebSocketCtor } from '../coordinator/runtime.ts'
 import { Connection } from '../coordinator/transport/connection.ts'
 import { limits } from '../coordinator/limits.ts'
 import { startCluster } from '../infra/cluster.ts'
-import { putPhase, showPhase } from './open-puts.ts'
+import { putAll, putPhase, showPhase } from './open-puts.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -51,16 +51,7 @@ try {
   showPhase('quiet (3 replicas)', await putPhase(kv, loadKeys, value, rate, phaseMs))
   await n3.kill('SIGKILL')
   const t0 = Date.now()
-  for (let i = 0; i < missed.length; i += 64) {
-    await Promise.all(missed.slice(i, i + 64).map(async k => {
-      for (let a = 1; ; a++) {
-        try { await kv.put(k, value); return } catch (e) {
-          if (a >= 10) throw e
-          await new Promise(r => setTimeout(r, 100 * a))
-        }
-      }
-    }))
-  }
+  await putAll(kv, missed, value)
   console.log(`wrote ${keyCount} keys of ${value.length} B while n3 was down, in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   await n3.start(120_000)
   const restartedAt = Date.now()

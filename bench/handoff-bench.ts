@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { createClient } from '../client/index.ts'
 import { startCluster, ReplicaProcess } from '../infra/cluster.ts'
-import { putPhase, showPhase } from './open-puts.ts'
+import { putAll, putPhase, showPhase } from './open-puts.ts'
 
 const { values: args } = parseArgs({
   options: {
@@ -56,16 +56,7 @@ const keys = Array.from({ length: keyCount }, (_, i) => `bench:${i}`)
 try {
   await n3.start()
   const loadStart = Date.now()
-  for (let i = 0; i < keys.length; i += 64) {
-    await Promise.all(keys.slice(i, i + 64).map(async k => {
-      for (let a = 1; ; a++) {
-        try { await kv.put(k, value); return } catch (e) {
-          if (a >= 10) throw e
-          await new Promise(r => setTimeout(r, 100 * a))
-        }
-      }
-    }))
-  }
+  await putAll(kv, keys, value)
   console.log(`loaded ${keyCount} keys of ${valueBytes} B in ${((Date.now() - loadStart) / 1000).toFixed(1)} s`)
 
   const n1 = cluster.replicas[0]!

@@ -1,4 +1,4 @@
-// Open-loop puts for the background-work benchmarks (handoff-bench.ts, aae-repair-bench.ts): a
+// Load and open-loop puts for the background-work benchmarks (handoff-bench.ts, aae-repair-bench.ts): a
 // fixed rate of overwrites, each timed from its scheduled start (so a stall is not hidden by
 // coordinated omission), with a side task that runs meanwhile, and the percentiles they print.
 
@@ -23,6 +23,20 @@ export async function putPhase<T>(kv: KvClient, keys: readonly string[], value: 
   }
   await Promise.all(pending)
   return side === undefined ? { lat, failed } : { lat, failed, side: await side }
+}
+
+/** Writes `value` under every key, 64 at a time, each retried up to 10 times with a growing pause (a load phase). */
+export async function putAll(kv: KvClient, keys: readonly string[], value: string): Promise<void> {
+  for (let i = 0; i < keys.length; i += 64) {
+    await Promise.all(keys.slice(i, i + 64).map(async k => {
+      for (let a = 1; ; a++) {
+        try { await kv.put(k, value); return } catch (e) {
+          if (a >= 10) throw e
+          await new Promise(r => setTimeout(r, 100 * a))
+        }
+      }
+    }))
+  }
 }
 
 /** The q-quantile of `xs` (ms), NaN when empty. */
