@@ -10,7 +10,7 @@
 //                                                  primaries of P) with a progress bar; prints
 //                                                  repaired=<keys> exchanges=<n> failed=<n> seconds=<s>
 //   ringkv members [--json]                        every member: status, reachable, phi, partitions, transfers pending
-//   ringkv transfers                               the plan in progress: each transfer, done or not, and what streams now
+//   ringkv transfers                               the plan in progress: each transfer, done or not, what streams now, what is dropped
 //   ringkv endpoints KEY                           the key's primaries then fallbacks, reachable or not
 //   ringkv leave NODE                              NODE hands its partitions off, then exits
 //   ringkv remove NODE                             NODE (dead) is dropped; its partitions refill from survivors
@@ -115,6 +115,12 @@ async function main(argv: string[]): Promise<number> {
         // What the asked replica itself streams now, with progress (keys and bytes sent).
         for (const t of body.transfers as Array<{ partition: number; to: string; state: string; keysSent: number; bytesSent: number }>) {
           if (t.state !== 'done') process.stdout.write(`  streaming: partition ${t.partition} -> ${t.to} ${t.state} keys=${t.keysSent} bytes=${t.bytesSent}\n`)
+        }
+        // Partitions the asked replica no longer holds and deletes (absent from replicas older than the drop).
+        const d = (body as { drops?: { pending: number[]; dropping: { partition: number; keysDropped: number } | null; keysDropped: number; partitionsDropped: number } }).drops
+        if (d && (d.pending.length > 0 || d.keysDropped > 0)) {
+          process.stdout.write(`  dropped: ${d.partitionsDropped} partitions, ${d.keysDropped} keys; pending: ${d.pending.length === 0 ? 'none' : d.pending.join(',')}` +
+            (d.dropping ? `; dropping partition ${d.dropping.partition} (${d.dropping.keysDropped} keys so far)` : '') + '\n')
         }
         return 0
       }

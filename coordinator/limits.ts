@@ -347,6 +347,20 @@ export const limits = {
   handoffProgressEntriesMax: 4096,
   /** Finished transfers status() keeps, the most recent ones. */
   handoffFinishedKeptMax: 4096,
+  /**
+   * Keys of partitions this replica no longer holds that it deletes per second (docs/handoff.md,
+   * "Dropping what was handed off"): each is a small engine write (a reap barrier), so the drop is
+   * background work that must not crowd the foreground's WAL.
+   */
+  handoffDropKeysPerSecond: 5000,
+  /** Keys one drop slice deletes in one turn, between two checks that the partition is still not ours. */
+  handoffDropKeysPerSlice: 256,
+  /**
+   * How long a replica's view must have been fresh and the partition not its own before a drop
+   * starts: forwards and read repairs sent under the old ring settle, and a plan that gives the
+   * partition straight back has a few gossip rounds to arrive.
+   */
+  handoffDropDelayMs: 3000,
   // Anti-entropy (docs/anti-entropy.md): per-partition Tictac trees, exchanges, tombstone reaping.
   /**
    * Branches under a tree's root, and segments (leaves) under each branch: a tree has
@@ -543,6 +557,9 @@ assert(limits.handoffBatchKeysMax <= limits.walGroupRecordsMax, 'one batch must 
 assert(limits.handoffBatchKeysMax * limits.handoffBatchesInFlightMax * limits.handoffTransfersInFlightMax <= limits.replicaPendingWritesMax,
   'a receiver must admit every batch in flight to it')
 assert(limits.handoffTransfersInFlightMax <= limits.handoffTransfersQueuedMax, 'handoff in-flight above queued bound')
+assert(limits.handoffDropKeysPerSlice >= 1 && limits.handoffDropKeysPerSlice <= limits.handoffDropKeysPerSecond, 'a drop slice must fit one second of the drop rate')
+assert(limits.handoffDropKeysPerSlice <= limits.walGroupRecordsMax, 'one drop slice must fit one WAL group of records')
+assert(limits.handoffDropDelayMs >= 2 * limits.gossipIntervalMsDefault, 'a drop waits at least two gossip rounds at the default interval')
 assert(limits.handoffForwardInFlightMax <= limits.inflightPerConnectionMax, 'forwards in flight above a connection\'s bound')
 assert(limits.handoffRetryBackoffMsMin <= limits.handoffRetryBackoffMsMax, 'handoff backoff min above max')
 assert(limits.adminBodyBytesMax >= 2 * (limits.urlCharsMax + limits.nameCharsMax) * 4, 'an admin transfer request with the longest URL and id must fit')

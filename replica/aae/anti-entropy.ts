@@ -32,6 +32,7 @@
 // Time and timers come through the Runtime seam, peers through a narrow request interface, storage
 // through the Engine interface: a simulator can drive all of it.
 
+import { assert } from '../../coordinator/assert.ts'
 import { KvError, badRequest } from '../../coordinator/errors.ts'
 import { limits } from '../../coordinator/limits.ts'
 import type { z } from 'zod'
@@ -155,6 +156,11 @@ export class AntiEntropy implements AaeHooks {
   private memoHash = 0
   /** Whether some partition has a dot floor above 0 (set by a reap, or loaded from storage). */
   private anyFloor = false
+  /**
+   * Partitions a drop is deleting (partition-drop.ts), and whether a write has landed in each since
+   * its drop started: a write a replica accepts for a partition means the partition is its own again.
+   */
+  private readonly watched = new Map<number, boolean>()
 
   constructor(private readonly opts: AntiEntropyOptions) {
     this.keysBucket = new TokenBucket(limits.aaeRepairKeysPerSecond, opts.runtime)
@@ -166,6 +172,10 @@ export class AntiEntropy implements AaeHooks {
 
   onWrite(key: string, next: DvvSet): void {
     const h = this.keyHash(key)
+    if (this.watched.size > 0) {
+      const p = partitionOfHash(h, this.opts.ring().partitions)
+      if (this.watched.has(p)) this.watched.set(p, true)
+    }
     // Before the rebuild scan reaches a key, the scan will read its latest state itself.
     if (!this.ready && (this.rebuiltThrough === undefined || key > this.rebuiltThrough)) return
     this.account(this.partitionOf(partitionOfHash(h, this.opts.ring().partitions)), segmentOfHash(h), key, next, this.opts.runtime.now())
@@ -461,9 +471,72 @@ export class AntiEntropy implements AaeHooks {
     return reaped
   }
 
-  private persist(key: string, value: Uint8Array): void {
+  private persist(key: string, value: Uint8Array, what = 'reap'): void {
     // Visible at once; a failed write fails the engine, which then refuses writes (and /health says so).
-    this.opts.engine.put(key, value).catch(e => this.opts.log('anti-entropy: reap not stored', { error: (e as Error).message }))
+    this.opts.engine.put(key, value).catch(e => this.opts.log(`anti-entropy: ${what} not stored`, { error: (e as Error).message }))
+  }
+
+  // ---- dropping a partition this replica no longer holds (replica/handoff/partition-drop.ts) ----
+
+  /**
+   * The partitions this replica stores keys of (live or tombstones): its trees are an index of every
+   * key it holds, kept current on every write and rebuilt from storage at start, so no scan is needed.
+   */
+  storedPartitions(): number[] {
+    const out: number[] = []
+    for (const [p, part] of this.partitions) if (part.tree.size > 0) out.push(p)
+    return out.sort((a, b) => a - b)
+  }
+
+  /** Keys of `partition` this replica stores. */
+  keysIn(partition: number): number {
+    return this.partitions.get(partition)?.tree.size ?? 0
+  }
+
+  /** From now on, notes whether a write lands in `partition` (writtenSince), until unwatchWrites. */
+  watchWrites(partition: number): void {
+    this.watched.set(partition, false)
+  }
+
+  unwatchWrites(partition: number): void {
+    this.watched.delete(partition)
+  }
+
+  writtenSince(partition: number): boolean {
+    return this.watched.get(partition) === true
+  }
+
+  /**
+   * Deletes up to `max` keys of `partition` from storage, in this turn, and forgets them in the
+   * tree and the tombstone tracking; returns how many. Each key is replaced by a reap barrier, as a
+   * reaped tombstone is (compaction then removes it for good). The partition's dot floor is first
+   * raised to the highest counter of this replica's actor among them and stored, so that if the
+   * partition comes back, a handoff of these keys' states is not refused as forging this replica's
+   * dots, and a key created again never reuses one of those dots.
+   */
+  dropSlice(partition: number, max: number): number {
+    assert(this.ready, 'anti-entropy: a drop before the trees are rebuilt')
+    const part = this.partitions.get(partition)
+    if (part === undefined) return 0
+    const keys = part.tree.someKeys(max)
+    let floor = part.floor
+    for (const key of keys) {
+      const stored = this.opts.engine.get(key)
+      if (stored !== undefined) floor = Math.max(floor, counterOf(decodeStored(stored).state.vv, this.opts.actor))
+    }
+    if (floor > part.floor) {
+      part.floor = floor
+      this.anyFloor = true
+      this.persist(floorKey(partition), encodeState({ vv: { [this.opts.actor]: floor }, siblings: [] }), 'drop floor')
+    }
+    for (const key of keys) {
+      this.persist(key, reapedValue, 'drop')
+      part.tree.set(segmentOfHash(this.keyHash(key)), key, 0)
+      part.tombstones.delete(key)
+    }
+    // Nothing left to exchange or reap here; the floor stays (it outlives the keys on purpose).
+    if (part.tree.size === 0) { part.tombstones.clear(); part.lastFull.clear() }
+    return keys.length
   }
 
   // ---- internals ----

@@ -94,6 +94,16 @@ export class TictacTree {
     return this.keys.get(key) ?? 0
   }
 
+  /** Up to `max` of the tree's keys, in no particular order (a drop deletes a partition slice by slice). */
+  someKeys(max: number): string[] {
+    const out: string[] = []
+    for (const key of this.keys.keys()) {
+      if (out.length >= max) break
+      out.push(key)
+    }
+    return out
+  }
+
   /** The keys of `segment`, sorted (JavaScript string order, the engine's). */
   keysOf(segment: number): string[] {
     return this.keysOfSegments([segment]).get(segment)!

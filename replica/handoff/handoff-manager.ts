@@ -251,6 +251,16 @@ export class HandoffManager {
     }))
   }
 
+  /**
+   * Whether `partition` is being sent from here: a transfer of it queued or streaming, or its writes
+   * forwarded. The partition drop never deletes such a partition.
+   */
+  sending(partition: number): boolean {
+    if (this.forwarding.has(partition)) return true
+    for (const t of this.transfers.values()) if (t.partition === partition && (t.state === 'queued' || t.state === 'streaming')) return true
+    return false
+  }
+
   /** Whether any partition's writes are being forwarded (onStored is a no-op otherwise). */
   get forwardingAny(): boolean {
     return this.forwarding.size > 0

@@ -54,6 +54,11 @@ export interface MembershipServiceOptions {
    * with an auth file (gossip needs the 'peer' role, messages.ts requestRoles).
    */
   readonly token?: string
+  /**
+   * Called after the view changed (members or ring), and when a peer is first heard from since
+   * start: the partition drop (replica/handoff/partition-drop.ts) looks again then.
+   */
+  readonly onView?: () => void
 }
 
 export interface MembershipCounters {
@@ -91,7 +96,12 @@ export class MembershipService implements MembershipHooks {
   private readonly retryAt = new Map<number, number>()
   /** The plan whose transfers this replica sent, until the ring has switched away from it. */
   private forwarding: Plan | undefined
-  private ownershipCache: { state: ClusterState; ring: Ring | undefined; planRing: Ring | undefined; receiving: Set<number> } | undefined
+  private ownershipCache: { state: ClusterState; ring: Ring | undefined; planRing: Ring | undefined; receiving: Set<number>; sending: Set<number> } | undefined
+  /**
+   * A peer's state has been merged since this process started (an answered gossip either way, or
+   * the join): until then the view may be a stale MEMBERSHIP.json, and nothing is dropped on it.
+   */
+  private heard = false
 
   constructor(private readonly opts: MembershipServiceOptions) {
     const phi = { samplesMax: limits.phiSamplesMax, minStdMs: limits.phiMinStdMs, acceptablePauseMs: limits.phiAcceptablePauseMs, firstIntervalMs: opts.gossipIntervalMs || limits.gossipIntervalMsDefault }
@@ -147,7 +157,7 @@ export class MembershipService implements MembershipHooks {
           const reply = await conn.request('gossip', { from: this.opts.self, state: this.membership.state }, limits.gossipTimeoutMs)
           const state = reply.state as unknown as ClusterState
           this.membership.receive(state, claimantOf(state) ?? 'seed')
-          if (this.membership.ring() !== undefined) return
+          if (this.membership.ring() !== undefined) { this.heardFromPeer(); return }
         } catch (e) {
           last = e
           // A refusal (a duplicate id, a removed node, a cluster secret the seed does not know) will
@@ -179,6 +189,7 @@ export class MembershipService implements MembershipHooks {
     try {
       const merged = this.membership.receive(body.state as unknown as ClusterState, body.from)
       this.counters.gossipReceived++
+      this.heardFromPeer()
       return merged
     } catch (e) {
       this.counters.gossipRefused++
@@ -200,6 +211,32 @@ export class MembershipService implements MembershipHooks {
     if (c.planRing !== undefined && preferenceListOfPartition(c.planRing, p).primaries.includes(self)) return undefined
     return new KvError({ kind: 'NotOwner', ringVersion: ring.version, partition: p },
       `${self} does not hold partition ${p} under ring version ${ring.version}: fetch the ring and retry`)
+  }
+
+  /**
+   * Whether this replica holds `partition` in its view: a primary of it, receiving it, a primary in
+   * the plan in progress, or sending it in that plan. Without a ring, every partition (nothing is
+   * known to be someone else's).
+   */
+  holds(partition: number): boolean {
+    const c = this.ownershipView()
+    const ring = c.ring
+    if (ring === undefined) return true
+    const self = this.opts.self
+    if (preferenceListOfPartition(ring, partition).primaries.includes(self)) return true
+    if (c.receiving.has(partition) || c.sending.has(partition)) return true
+    return c.planRing !== undefined && preferenceListOfPartition(c.planRing, partition).primaries.includes(self)
+  }
+
+  /** The ring version of this view once a peer has confirmed it since start (see `heard`). */
+  confirmedRingVersion(): number | undefined {
+    return this.heard ? this.membership.ring()?.version : undefined
+  }
+
+  private heardFromPeer(): void {
+    if (this.heard) return
+    this.heard = true
+    this.opts.onView?.()
   }
 
   // ---- Views for /members, /health, /metrics ----
@@ -282,6 +319,7 @@ export class MembershipService implements MembershipHooks {
       reply => {
         try {
           this.membership.receive(reply.state as unknown as ClusterState, peer)
+          this.heardFromPeer()
         } catch (e) {
           this.counters.gossipRefused++
           this.opts.log('gossip reply refused', { peer, error: (e as Error).message })
@@ -325,6 +363,7 @@ export class MembershipService implements MembershipHooks {
       this.farewell(me.status)
     }
     if (!this.closed) this.runTransfers()
+    this.opts.onView?.()
   }
 
   private farewell(status: 'left' | 'removed'): void {
@@ -385,12 +424,16 @@ export class MembershipService implements MembershipHooks {
     const ring = this.membership.ring()
     const plan = s.ring?.plan
     const receiving = new Set<number>()
+    const sending = new Set<number>()
     let planRing: Ring | undefined
     if (plan && ring) {
-      for (const t of plan.transfers) if (t.to === this.opts.self) receiving.add(t.partition)
+      for (const t of plan.transfers) {
+        if (t.to === this.opts.self) receiving.add(t.partition)
+        if (t.from === this.opts.self) sending.add(t.partition)
+      }
       planRing = { version: ring.version, partitions: ring.partitions, n: ring.n, nodes: [...new Set(plan.owners)].sort().map(id => ({ id, url: '' })), owners: plan.owners }
     }
-    const view = { state: s, ring, planRing, receiving }
+    const view = { state: s, ring, planRing, receiving, sending }
     this.ownershipCache = view
     return view
   }

@@ -28,6 +28,7 @@ import type { Context } from 'hono'
 import { asKvError, errorBody, httpStatusOf, KvError } from '../../coordinator/errors.ts'
 import { ConnectionPool } from '../../coordinator/transport/connection-pool.ts'
 import { describeIssues } from '../../coordinator/protocol/messages.ts'
+import { PartitionDropper } from '../handoff/partition-drop.ts'
 import { HandoffManager } from '../handoff/handoff-manager.ts'
 import { openHintLog } from '../hints/hint-log.ts'
 import { HintReplayer } from '../hints/hint-replayer.ts'
@@ -344,10 +345,13 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // The members and ring this replica knew before its last stop, and where it keeps them.
   const membershipFile = new MembershipFile(cfg.dataDir, log)
   const saved = await loadMembership(cfg.dataDir)
+  // Built after anti-entropy (it drops through the trees); membership tells it when its view changes.
+  let dropper: PartitionDropper | undefined
   const members = new MembershipService({
     self: cfg.id, url: selfUrl, runtime, gossipIntervalMs: cfg.gossipIntervalMs, phiThreshold: cfg.phiThreshold,
     ...(firstRing ? { ring: firstRing } : {}), ...(saved ? { saved } : {}), save: s => membershipFile.save(s),
     handoff, log, onGone: status => onGone(status), ...peerToken,
+    onView: () => dropper?.kick(),
   })
   // Hints for absent owners: their own log under hints/, read back before the replica serves.
   const opened = await openHintLog(cfg.dataDir)
@@ -371,6 +375,13 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
     applyState: (key, state) => service!.applyState(key, state),
     tombstoneGraceMs: cfg.tombstoneGraceMs, intervalMs: cfg.aaeIntervalMs,
   })
+  // The partitions this replica no longer holds are deleted once a confirmed view says so
+  // (docs/handoff.md, "Dropping what was handed off"); the trees are its index of what it stores.
+  const drops = new PartitionDropper({
+    store: aae, runtime, log,
+    ownership: { confirmedRingVersion: () => members.confirmedRingVersion(), holds: p => members.holds(p) || handoff.sending(p) },
+  })
+  dropper = drops
   service = new ReplicaService({
     nodeId: cfg.id, actor, engine, ring: () => members.ring(), valueBytesMax: cfg.valueBytesMax, writeGate, membership: members, hints, aae, auth: security.auth,
     onStored: (key, state) => handoff.onStored(key, state), now: turnCachedClock(() => performance.now()),
@@ -436,7 +447,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   app.get('/metrics', c => {
     const s = snapshotter?.state()
     const extra = s ? { snapshotBytesPending: s.bytesPending, snapshotConsecutiveFailures: s.consecutiveFailures, snapshotLastManifestSeq: s.lastManifestSeq ?? 0 } : {}
-    const handoffMetrics = { counters: handoff.counters, transfers: handoff.status() }
+    const handoffMetrics = { counters: handoff.counters, transfers: handoff.status(), drops: drops.status() }
     return c.text(renderMetrics(cfg.id, service!.counters, engine.stats(), extra, plane.stats, admin, hints, handoffMetrics, aae.counters,
       { requests: service!.latency, storage: engine.latency, eventLoop }) + renderMembershipMetrics(cfg.id, members), 200, { 'content-type': 'text/plain; version=0.0.4' })
   })
@@ -445,7 +456,8 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // be admin-only). It answers 202 at once: progress is on GET /transfers.
   // `transfers`: this replica's own (handoff's view); `plan`: every transfer of the membership
   // plan in progress and whether its sender reported it done (ringkv transfers prints both).
-  app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status(), ring: members.ringSummary(), plan: members.transfers() }))
+  // `drops`: partitions this replica no longer holds and is deleting (partition-drop.ts).
+  app.get('/transfers', c => c.json({ node: cfg.id, transfers: handoff.status(), ring: members.ringSummary(), plan: members.transfers(), drops: drops.status() }))
   const adminBody = bodyLimit({
     maxSize: limits.adminBodyBytesMax,
     onError: c => c.json({ error: { kind: 'TooLarge', message: `body over the ${limits.adminBodyBytesMax}-byte limit`, bytes: limits.adminBodyBytesMax + 1, bytesMax: limits.adminBodyBytesMax } }, 413),
@@ -553,7 +565,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   members.start()
   replayer.start()
   // Trees are rebuilt over the ring's partitions, which a joining replica knows only now.
-  void aae.start()
+  void aae.start().then(() => drops.kick(), () => undefined)
   const running: RunningReplica = {
     server,
     onGone(fn) { onGone = fn },
@@ -562,6 +574,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
       await membershipFile.flushed()
       eventLoop.disable()
       aae.close()
+      await drops.close()
       replayer.stop()
       peers.close()
       await handoff.close()

@@ -14,6 +14,7 @@ import { limits } from '../../coordinator/limits.ts'
 import { memberStatuses } from '../../coordinator/membership/cluster-state.ts'
 import type { MembershipService } from '../membership/membership-service.ts'
 import type { HandoffCounters, TransferStatus } from '../handoff/handoff-manager.ts'
+import type { DropStatus } from '../handoff/partition-drop.ts'
 import type { HintStore } from '../hints/hint-store.ts'
 import type { ReplicaCounters, ReplicaLatency } from '../replica-service.ts'
 import type { EngineStats, StorageLatency } from '../storage/engine-types.ts'
@@ -57,10 +58,11 @@ export function eventLoopLines(name: string, labels: string, h: IntervalHistogra
   return lines
 }
 
-/** The handoff manager's view for /metrics: its counters and its transfers. */
+/** The handoff manager's view for /metrics: its counters and its transfers, and the partition drop's. */
 export interface HandoffMetrics {
   readonly counters: HandoffCounters
   readonly transfers: readonly TransferStatus[]
+  readonly drops?: DropStatus
 }
 
 const transferStates: ReadonlyArray<TransferStatus['state']> = ['queued', 'streaming', 'done', 'failed']
@@ -122,6 +124,15 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push(`ringkv_handoff_forwards_total{${n},${label('outcome', 'dropped')}} ${h.forwardsDropped}`)
     lines.push('# TYPE ringkv_handoff_rescans_total counter', `ringkv_handoff_rescans_total{${n}} ${h.rescans}`)
     lines.push('# TYPE ringkv_handoff_retries_total counter', `ringkv_handoff_retries_total{${n}} ${h.retries}`)
+    // The partition drop (docs/handoff.md): keys deleted of partitions this replica no longer holds,
+    // partitions finished and stopped, and partitions still waiting.
+    const d = handoff.drops
+    if (d) {
+      lines.push('# TYPE ringkv_handoff_dropped_keys_total counter', `ringkv_handoff_dropped_keys_total{${n}} ${d.keysDropped}`)
+      lines.push('# TYPE ringkv_handoff_dropped_partitions_total counter', `ringkv_handoff_dropped_partitions_total{${n}} ${d.partitionsDropped}`)
+      lines.push('# TYPE ringkv_handoff_drops_stopped_total counter', `ringkv_handoff_drops_stopped_total{${n}} ${d.stopped}`)
+      lines.push('# TYPE ringkv_handoff_drops_pending gauge', `ringkv_handoff_drops_pending{${n}} ${d.pending.length}`)
+    }
   }
   if (hints) {
     const pending = hints.pending()
