@@ -79,6 +79,8 @@ export interface ReplicaConfig {
   /** Handoff send rate and batch size (limits.ts defaults when undefined). */
   readonly handoffBytesPerSec: number | undefined
   readonly handoffBatchBytes: number | undefined
+  /** Keys per second the partition drop deletes (at most limits.handoffDropKeysPerSecond, the default). */
+  readonly handoffDropKeysPerSec: number
   /** A tombstone every primary holds is reaped this long after it landed (docs/anti-entropy.md). */
   readonly tombstoneGraceMs: number
   /** Pause between two anti-entropy exchanges of the periodic loop. */
@@ -116,6 +118,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       'tls-key': { type: 'string' },
       'tls-ca': { type: 'string' },
       'handoff-bytes-per-sec': { type: 'string' },
+      'handoff-drop-keys-per-sec': { type: 'string' },
       'handoff-batch-bytes': { type: 'string' },
       'tombstone-grace-ms': { type: 'string', default: String(limits.tombstoneGraceMsDefault) },
       'aae-interval-ms': { type: 'string', default: String(limits.aaeExchangeIntervalMs) },
@@ -194,6 +197,7 @@ export function parseReplicaArgs(argv: string[]): ReplicaConfig {
       tlsCert: values['tls-cert'], tlsKey: values['tls-key'], tlsCa: values['tls-ca'],
     },
     handoffBytesPerSec: handoffRate, handoffBatchBytes: handoffBatch, tombstoneGraceMs, aaeIntervalMs,
+    handoffDropKeysPerSec: bounded('handoff-drop-keys-per-sec', values['handoff-drop-keys-per-sec'], limits.handoffDropKeysPerSecond),
     cluster: values.cluster!, s3, snapshotBudgetBytes: budget, memtableBytesMax: memtable, hintBounds,
     id, host: values.host!, port, nodes, join: values.join, gossipIntervalMs, phiThreshold,
     dataDir: resolve(values['data-dir'] ?? fail('--data-dir is required')),
@@ -219,7 +223,7 @@ const replicaUsage = `usage: node --import tsx replica/node/main.ts --id ID --po
     [--tombstone-grace-ms MS (default ${limits.tombstoneGraceMsDefault})] [--aae-interval-ms MS (default ${limits.aaeExchangeIntervalMs})]
     [--hints-per-target-max N] [--hints-max N] [--hint-window-ms MS]
     [--s3-endpoint URL --s3-bucket NAME --s3-region REGION | --no-snapshots] [--snapshot-budget-bytes BYTES]
-    [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES]
+    [--handoff-bytes-per-sec BYTES] [--handoff-batch-bytes BYTES] [--handoff-drop-keys-per-sec KEYS (at most ${limits.handoffDropKeysPerSecond})]
     [--auth-file FILE --cluster-secret-file FILE] [--session-secret-file FILE]
     [--tls-cert PEM --tls-key PEM] [--tls-ca PEM]   (serve https:// and wss://; check wss:// peers against the CA)
   S3 credentials from S3_ACCESS_KEY_ID / S3_SECRET_ACCESS_KEY (or AWS_*); S3_ENDPOINT etc. also work.
@@ -378,7 +382,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // The partitions this replica no longer holds are deleted once a confirmed view says so
   // (docs/handoff.md, "Dropping what was handed off"); the trees are its index of what it stores.
   const drops = new PartitionDropper({
-    store: aae, runtime, log,
+    store: aae, runtime, log, keysPerSecond: cfg.handoffDropKeysPerSec,
     ownership: { confirmedRingVersion: () => members.confirmedRingVersion(), holds: p => members.holds(p) || handoff.sending(p) },
   })
   dropper = drops
