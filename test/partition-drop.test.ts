@@ -139,7 +139,8 @@ before(async () => {
 after(async () => {
   await n4?.stop()
   await n5?.stop()
-  await cluster?.cleanup()
+  // RINGKV_KEEP_TEST_DIR=1 keeps the data dirs and logs (printed) to look at after a failure.
+  if (process.env['RINGKV_KEEP_TEST_DIR']) { await cluster?.stop(); console.log(`kept ${cluster?.dir}`) } else await cluster?.cleanup()
 })
 
 test('join under writes: the old owners drop the partitions they lost; nothing acknowledged is lost', { timeout: longMs * 2 }, async () => {

@@ -142,6 +142,9 @@ interface Target {
 const retryBackoff: BackoffPolicy = { minMs: limits.handoffRetryBackoffMsMin, maxMs: limits.handoffRetryBackoffMsMax, jitter: 'equal' }
 const encoder = new TextEncoder()
 
+/** Keys the replica keeps for itself start with NUL (anti-entropy.ts floorPrefix); client keys cannot. */
+const internalKeyPrefix = '\u0000'
+
 function transferId(partition: number, to: string): string {
   return `${partition}\u0000${to}`
 }
@@ -428,6 +431,10 @@ export class HandoffManager {
       if (this.closed || transfers.every(t => t.failedWith)) break
       const page = this.opts.engine.scan('', { limit: limits.handoffScanKeysMax, ...(after !== undefined ? { after } : {}) })
       for (const [key, stored] of page.entries) {
+        // The replica's own bookkeeping (anti-entropy's dot floors, keys starting with NUL, which no
+        // client can write) is not data of a partition: a receiver refuses such a key, and the whole
+        // batch with it, so a transfer that met one never finished.
+        if (key.startsWith(internalKeyPrefix)) continue
         const list = byPartition.get(partitionOfKey(this.opts.partitions, key))
         if (!list) continue
         // A reaped key (a barrier alone, docs/anti-entropy.md) has nothing to hand off; a key written
