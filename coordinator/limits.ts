@@ -277,6 +277,14 @@ export const limits = {
   /** Highest ring version, member generation or heartbeat accepted: far below 2^53, so +1 never overflows. */
   membershipCounterMax: 2 ** 48,
   /**
+   * Highest heartbeat or member generation a gossiped state may carry: half the counter bound. Both
+   * merge by max, so one forged at the counter bound would stick, and then its node could not bump
+   * its heartbeat without every peer refusing its gossip, and the next change of the member entry
+   * would trip the generation assert (found by forged-gossip tests). Below this, a forged leap only
+   * moves the counter on, with 2^47 bumps left after it.
+   */
+  gossipCounterMax: 2 ** 47,
+  /**
    * Largest jump a gossiped ring version may make past the local one: each membership change adds a
    * few versions, so a jump of thousands is forged (or a bug), not news.
    */
@@ -540,6 +548,7 @@ assert(limits.latencyHistogramBucketsPerOctave >= 1 && limits.latencyHistogramOc
   'latency histograms must reach past a second and stay small')
 assert(limits.opPhaseSamplesMax >= 1000, 'the slowest 1 % of the phase samples must be at least 10 operations')
 assert(limits.eventLoopDelayResolutionMs >= 1, 'event-loop delay resolution must be at least 1 ms')
+assert(limits.gossipCounterMax * 2 <= limits.membershipCounterMax, 'a counter forged to the gossip bound must leave as many bumps before the counter bound')
 assert(limits.gossipIntervalMsMin <= limits.gossipIntervalMsDefault && limits.gossipIntervalMsDefault <= limits.gossipIntervalMsMax, 'gossip interval default outside its range')
 assert(limits.phiThresholdDefault > 0 && limits.phiThresholdDefault <= limits.phiThresholdMax && limits.phiThresholdMax < limits.phiShownMax, 'phi threshold default outside its range')
 assert(limits.phiAcceptablePauseMs >= limits.gossipIntervalMsDefault, 'a peer must be allowed to miss a gossip round before phi rises')

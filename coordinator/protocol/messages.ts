@@ -102,11 +102,13 @@ const hashWordsSchema = (wordsMax: number) => bytesSchema.refine(b => b.byteLeng
 // cluster state, bounded by the ring's own bounds (members as nodes, owners as partitions, a plan's
 // transfers as every partition entering every preference list).
 const membershipCounterSchema = z.number().int().nonnegative().max(limits.membershipCounterMax)
+/** Counters only their own node (or an operator's change) bumps, by one: heartbeats and member generations. */
+const gossipCounterSchema = z.number().int().nonnegative().max(limits.gossipCounterMax)
 export const memberSchema = z.object({
   id: nodeIdSchema,
   url: z.string().min(1).max(limits.urlCharsMax),
   status: z.enum(memberStatuses),
-  gen: membershipCounterSchema,
+  gen: gossipCounterSchema,
   done: z.object({
     plan: membershipCounterSchema,
     transfers: z.array(z.number().int().nonnegative().max(limits.planTransfersMax - 1)).max(limits.planTransfersMax),
@@ -127,7 +129,7 @@ export const ringStateSchema = z.object({
 })
 export const clusterStateSchema = z.object({
   members: z.array(memberSchema).max(limits.ringNodesMax),
-  heartbeats: z.array(z.tuple([nodeIdSchema, membershipCounterSchema])).max(limits.ringNodesMax),
+  heartbeats: z.array(z.tuple([nodeIdSchema, gossipCounterSchema])).max(limits.ringNodesMax),
   ring: ringStateSchema.nullable(),
 })
 
