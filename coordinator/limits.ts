@@ -280,7 +280,7 @@ export const limits = {
    * Highest heartbeat or member generation a gossiped state may carry: half the counter bound. Both
    * merge by max, so one forged at the counter bound would stick, and then its node could not bump
    * its heartbeat without every peer refusing its gossip, and the next change of the member entry
-   * would trip the generation assert (found by forged-gossip tests). Below this, a forged leap only
+   * would trip the generation assert (seen while writing the forged-gossip tests). Below this, a forged leap only
    * moves the counter on, with 2^47 bumps left after it.
    */
   gossipCounterMax: 2 ** 47,

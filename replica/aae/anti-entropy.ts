@@ -29,6 +29,11 @@
 // raised to the tombstone's counter first and stored, so a re-created key never reuses a dot the
 // tombstone covered.
 //
+// Dropping (replica/handoff/partition-drop.ts decides when): the trees index every key this replica
+// stores, so the keys of a partition it no longer holds are found here and deleted slice by slice
+// with the reap's barrier, after the partition's dot floor is raised over them; a write landing in a
+// watched partition meanwhile is noted, which stops the drop.
+//
 // Time and timers come through the Runtime seam, peers through a narrow request interface, storage
 // through the Engine interface: a simulator can drive all of it.
 
