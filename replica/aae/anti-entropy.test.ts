@@ -345,6 +345,42 @@ test('tombstones: a replica that missed the delete brings nothing back, before o
   for (const r of world.replicas.values()) await r.engine.close()
 })
 
+test('a partition dropped slice by slice: its keys read as absent, the others stay, the floor covers its dots, a write is noted', async () => {
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 4, n: 3 })
+  const world = new World(ring)
+  for (const id of ['A', 'B', 'C']) await world.add(id)
+  const A = world.replicas.get('A')!
+  const keys = Array.from({ length: 60 }, (_, i) => `drop:${i}`)
+  for (const k of keys) await written(world, k, ['B'])
+  // A's own stamps: the dots a returning handoff would carry.
+  await world.request('A', 'put', { key: enc.encode(keys[0]!), context: read(A, keys[0]!).vv, value: enc.encode('v2') })
+  const victim = partitionOf(ring, keys[0]!)
+  const inVictim = keys.filter(k => partitionOf(ring, k) === victim)
+  const others = keys.filter(k => partitionOf(ring, k) !== victim)
+  assert.ok(inVictim.length > 3 && others.length > 0)
+  const counterMax = Math.max(...inVictim.map(k => read(A, k).vv['A.1'] ?? 0))
+  assert.deepEqual(A.aae.storedPartitions().includes(victim), true)
+  assert.equal(A.aae.keysIn(victim), inVictim.length)
+  A.aae.watchWrites(victim)
+  let dropped = 0
+  for (let i = 0; i < inVictim.length && A.aae.keysIn(victim) > 0; i++) dropped += A.aae.dropSlice(victim, 3)
+  assert.equal(dropped, inVictim.length)
+  assert.equal(A.aae.keysIn(victim), 0)
+  assert.ok(!A.aae.storedPartitions().includes(victim))
+  for (const k of inVictim) assert.ok(equals(read(A, k), EMPTY), `${k} reads as absent`)
+  for (const k of others) assert.ok(read(A, k).siblings.length > 0, `${k} kept`)
+  assert.equal(A.aae.floorOf(inVictim[0]!), counterMax, 'the floor covers the dropped keys\' own dots')
+  assert.equal(A.aae.writtenSince(victim), false)
+  // The partition's keys come back by handoff-like replication, own dots included: accepted (not
+  // refused as forged), and the write is noted for the drop to stop.
+  const B = world.replicas.get('B')!
+  await A.service.applyState(inVictim[0]!, read(B, inVictim[0]!))
+  assert.equal(A.aae.writtenSince(victim), true)
+  A.aae.unwatchWrites(victim)
+  assert.equal(read(A, inVictim[0]!).siblings.length, 1)
+  for (const r of world.replicas.values()) await r.engine.close()
+})
+
 test('compaction over the oldest table drops a reaped key', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'ringkv-aae-settle-'))
   dirs.push(dir)
