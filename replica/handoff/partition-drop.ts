@@ -89,7 +89,9 @@ export class PartitionDropper {
   private again = false
   private current: { partition: number; keysDropped: number } | undefined
   private timer: unknown
+  /** Ends the current sleep; a kick() may end it only when `wakeable` (close() always does). */
   private wake: (() => void) | undefined
+  private wakeable = false
   private closed = false
 
   constructor(private readonly opts: PartitionDropperOptions) {
@@ -111,7 +113,7 @@ export class PartitionDropper {
   /** Looks again: after a membership change, a first peer heard, or the trees rebuilt. */
   kick(): void {
     if (this.closed) return
-    if (this.running) { this.again = true; this.wake?.(); return }
+    if (this.running) { this.again = true; if (this.wakeable) this.wake?.(); return }
     this.running = this.run().catch(e => this.opts.log('drop failed', { error: (e as Error)?.message })).finally(() => {
       this.running = undefined
       if (this.again && !this.closed) { this.again = false; this.kick() }
@@ -120,7 +122,7 @@ export class PartitionDropper {
 
   async close(): Promise<void> {
     this.closed = true
-    this.opts.runtime.clearTimeout(this.timer)
+    // Ends any sleep (its promise resolves, so the run sees `closed` and returns).
     this.wake?.()
     await this.running
   }
@@ -133,7 +135,8 @@ export class PartitionDropper {
       const version = this.opts.ownership.confirmedRingVersion()
       const pending = this.pending()
       const now = this.opts.runtime.now()
-      for (const p of [...this.since.keys()]) if (!pending.includes(p)) this.since.delete(p)
+      const pendingSet = new Set(pending)
+      for (const p of [...this.since.keys()]) if (!pendingSet.has(p)) this.since.delete(p)
       if (version === undefined || pending.length === 0) return
       let due: number | undefined
       let waitMs = Infinity
@@ -188,8 +191,9 @@ export class PartitionDropper {
   /** Waits `ms`; a kick() cuts the wait short when `wakeable` (not between slices: the rate holds). */
   private sleep(ms: number, wakeable = true): Promise<void> {
     return new Promise<void>(ok => {
-      const done = (): void => { this.wake = undefined; this.opts.runtime.clearTimeout(this.timer); ok() }
-      if (wakeable) this.wake = done
+      const done = (): void => { this.wake = undefined; this.wakeable = false; this.opts.runtime.clearTimeout(this.timer); ok() }
+      this.wake = done
+      this.wakeable = wakeable
       this.timer = this.opts.runtime.setTimeout(done, Math.max(0, ms), { background: true })
     })
   }
