@@ -25,12 +25,14 @@ import { enc, eventually, rawConnection, testCluster } from './helpers.ts'
 const base = 19200
 const partitions = 16
 const longMs = 240_000
-/** Slow drops (40 keys a second) so that phase 3 can kill a replica in the middle of one. */
-const args = ['--gossip-interval-ms', '200', '--tombstone-grace-ms', '2000', '--handoff-drop-keys-per-sec', '40']
+/** Slow drops (20 keys a second, about 4 s per partition here) so that phase 3 can kill a replica in the middle of one. */
+const args = ['--gossip-interval-ms', '200', '--tombstone-grace-ms', '2000', '--handoff-drop-keys-per-sec', '20']
 
 let cluster: Awaited<ReturnType<typeof testCluster>>
 let n4: Cluster | undefined
 let n5: Cluster | undefined
+/** Phase 3's join while it is under way, so that after() stops it even if the phase fails first. */
+let joiningN5: Promise<Cluster> | undefined
 const acked = new Map<string, string>()
 /** Keys written before the join, for the resurrection phase. */
 const resKeys = Array.from({ length: 200 }, (_, i) => `res:${i}`)
@@ -138,6 +140,7 @@ before(async () => {
 
 after(async () => {
   await n4?.stop()
+  n5 ??= await joiningN5?.catch(() => undefined)
   await n5?.stop()
   // RINGKV_KEEP_TEST_DIR=1 keeps the data dirs and logs (printed) to look at after a failure.
   if (process.env['RINGKV_KEEP_TEST_DIR']) { await cluster?.stop(); console.log(`kept ${cluster?.dir}`) } else await cluster?.cleanup()
@@ -247,10 +250,13 @@ test('an old owner killed mid-drop finishes the drop after its restart', { timeo
   // Counters since each process started: earlier phases dropped partitions already.
   const before = new Map<string, number>()
   for (const r of cluster.replicas) before.set(r.id, (await drops(r)).partitionsDropped)
-  n5 = await startCluster({
+  // Watched from the launch on: on a busy machine the joiner may report itself a member only after
+  // the old owners' drops have run.
+  const joining = joiningN5 = startCluster({
     dataDir: join(cluster.dir, 'n5'), basePort: base + 4, replicas: 1, httpPort: 0, partitions,
     join: cluster.seeds[0]!, extraArgs: args, readyTimeoutMs: longMs,
   })
+  joining.catch(() => undefined)
   // The first old owner seen between two partitions of this drop (one done, more pending) is killed.
   const victim = await eventually(async () => {
     for (const r of cluster.replicas) {
@@ -262,6 +268,7 @@ test('an old owner killed mid-drop finishes the drop after its restart', { timeo
   await victim.r.kill('SIGKILL')
   console.log(`crash: ${victim.r.id} killed after dropping ${victim.d.partitionsDropped} partitions, ${victim.d.pending.length} pending`)
   await victim.r.start(longMs)
+  n5 = await joining
   const [after] = await settled([victim.r])
   assert.ok(after!.partitionsDropped >= 1, `the restarted ${victim.r.id} resumed the drop: ${JSON.stringify(after)}`)
   await settled(cluster.replicas)
