@@ -6,9 +6,10 @@
 // its own member entry; once the ring has switched it stops forwarding for them; and when this
 // replica has left (or was removed) it tells a few peers and says so to its owner, which exits.
 //
-// It decides, for the data plane, whether a key is this replica's to serve (NotOwner otherwise),
-// and exports the failure detector's verdict as isReachable(node) for hinted handoff and
-// anti-entropy. Time, timers, randomness and sockets come from the injected Runtime.
+// It decides, for the data plane, whether a key is this replica's to serve (NotOwner otherwise);
+// for the partition drop (replica/handoff/partition-drop.ts), whether it still holds a partition
+// and whether a peer has confirmed its view since start; and exports the failure detector's verdict
+// as isReachable(node) for hinted handoff and anti-entropy. Time, timers, randomness and sockets come from the injected Runtime.
 
 import { KvError } from '../../coordinator/errors.ts'
 import { limits } from '../../coordinator/limits.ts'
