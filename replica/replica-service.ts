@@ -156,6 +156,11 @@ export interface ReplicaLatency {
 export interface MembershipHooks {
   /** NotOwner when this replica neither owns `key`'s partition, nor stands in for an owner, nor receives it by handoff. */
   ownership(key: string, hintFor: string | undefined): KvError | undefined
+  /**
+   * Whether one more gossip may be answered now (Overloaded otherwise): asked before the body is
+   * parsed, so a flood costs a counter per message, not a schema check of a whole cluster state.
+   */
+  admitGossip(): KvError | undefined
   /** A peer's gossip: the merged state to reply with, or a KvError refusing it. */
   gossip(body: ParsedRequest<'gossip'>): ParsedRequest<'gossip'>['state']
 }
@@ -200,6 +205,10 @@ export class ReplicaService {
       if (grant.role === undefined) this.error(reply, id, { kind: 'Unauthorized', message: `${type} before a hello with a known token` })
       else this.error(reply, id, { kind: 'Forbidden', message: `${type} needs the ${required} role; this connection's token (${grant.name}) has ${grant.role}`, role: grant.role, required })
       return
+    }
+    if (type === 'gossip') {
+      const shed = this.opts.membership?.admitGossip()
+      if (shed !== undefined) { this.fail(reply, id, shed); return }
     }
     const parsed = parseRequest(type, body)
     if (!parsed.success) {

@@ -180,13 +180,15 @@ export class MembershipService implements MembershipHooks {
 
   // ---- MembershipHooks (the data plane) ----
 
-  gossip(body: ParsedRequest<'gossip'>): ParsedRequest<'gossip'>['state'] {
+  admitGossip(): KvError | undefined {
     const now = this.opts.runtime.now()
     if (now - this.window.at >= msPerSecond) this.window = { at: now, count: 0 }
-    if (++this.window.count > limits.gossipReceivedPerSecMax) {
-      this.counters.gossipOverloaded++
-      throw new KvError({ kind: 'Overloaded', retryAfterMs: limits.gossipIntervalMsMin }, `over ${limits.gossipReceivedPerSecMax} gossip messages a second`)
-    }
+    if (++this.window.count <= limits.gossipReceivedPerSecMax) return undefined
+    this.counters.gossipOverloaded++
+    return new KvError({ kind: 'Overloaded', retryAfterMs: limits.gossipIntervalMsMin }, `over ${limits.gossipReceivedPerSecMax} gossip messages a second`)
+  }
+
+  gossip(body: ParsedRequest<'gossip'>): ParsedRequest<'gossip'>['state'] {
     try {
       const merged = this.membership.receive(body.state as unknown as ClusterState, body.from)
       this.counters.gossipReceived++
