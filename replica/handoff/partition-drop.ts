@@ -175,12 +175,15 @@ export class PartitionDropper {
         const n = store.dropSlice(p, limits.handoffDropKeysPerSlice)
         this.current.keysDropped += n
         this.counters.keysDropped += n
-        if (store.keysIn(p) === 0) {
+        const finished = store.keysIn(p) === 0
+        if (finished) {
           this.counters.partitionsDropped++
           log('partition dropped', { partition: p, keys: this.current.keysDropped, ringVersion: version })
-          return
         }
+        // The rate holds across partitions too: the next slice, of this partition or the next,
+        // waits for the keys this one deleted.
         await this.sleep(Math.ceil((n * 1000) / this.keysPerSecond), false)
+        if (finished) return
       }
     } finally {
       store.unwatchWrites(p)
