@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { parseArgs, promisify } from 'node:util'
 import { faultLimits } from '../fault-limits.ts'
-import { faultKinds, simulate, type FaultKind, type SimResult } from './simulation.ts'
+import { addCounts, faultKinds, noBackground, simulate, type BackgroundCounts, type FaultKind, type SimResult } from './simulation.ts'
 
 function fail(msg: string): never {
   process.stderr.write(`sim: ${msg}\n`)
@@ -21,13 +21,20 @@ function intArg(name: string, v: string | undefined, min: number, max: number): 
   return n
 }
 
+function showBackground(b: BackgroundCounts): string {
+  return `hints accepted ${b.hintsAccepted}, delivered ${b.hintsDelivered}, expired ${b.hintsExpired}, dropped ${b.hintsDropped}; ` +
+    `anti-entropy keys repaired ${b.aaeKeysRepaired} (in ${b.aaeExchangesRepaired} exchanges); tombstones reaped ${b.tombstonesReaped}; gossip messages ${b.gossipSent}`
+}
+
 function printRun(r: SimResult, verbose: boolean): void {
   const rep = r.report
   const status = r.ok ? 'PASS' : 'FAIL'
   console.log(`seed ${r.seed} ${status} trace ${r.traceHash}: ${r.events} events, ${r.frames} frames, ${r.simulatedMs} simulated ms; ` +
     `ops ${rep.ops.total} (ok ${rep.ops.ok}, failed ${rep.ops.failed}, unknown ${rep.ops.unknown}); acknowledged checked ${rep.acknowledgedChecked}; ` +
     `lost ${rep.lost.length}, resurrected ${rep.resurrected.length}, divergent ${rep.divergent.length}; ` +
-    (r.convergedAfterMs === undefined ? 'did NOT converge' : `converged ${r.convergedAfterMs} ms after faults stopped (via read repair at R=N)`))
+    (r.convergedAfterMs === undefined ? `did NOT converge within ${faultLimits.simConvergeMsMax} ms` : `converged ${r.convergedAfterMs} ms after faults stopped (hints and anti-entropy, no reads)`))
+  if (r.convergedAfterMs !== undefined && !r.agreedAfterQuiet) console.log(`  the replicas DISAGREED after ${faultLimits.simQuietMs} more quiet ms (tombstone reaping?)`)
+  console.log(`  background: ${showBackground(r.background)}`)
   if (!verbose && r.ok) return
   console.log('  schedule:')
   for (const s of r.schedule) console.log(`    ${s}`)
@@ -66,7 +73,10 @@ if (seed !== undefined) {
 }
 
 const started = Date.now()
-const totals = { runs: 0, failed: 0, ops: 0, acknowledged: 0, lost: 0, resurrected: 0, divergent: 0, faults: Object.fromEntries(faultKinds.map(k => [k, 0])) as Record<FaultKind, number> }
+const totals = {
+  runs: 0, failed: 0, ops: 0, acknowledged: 0, lost: 0, resurrected: 0, divergent: 0, faults: Object.fromEntries(faultKinds.map(k => [k, 0])) as Record<FaultKind, number>,
+  background: noBackground(), convergedMsMax: 0, convergedMsSum: 0,
+}
 const failing: number[] = []
 const jobs = intArg('jobs', values.jobs, 1, faultLimits.simJobsMax) ?? 1
 if (jobs > 1) {
@@ -86,6 +96,9 @@ if (jobs > 1) {
     const t = JSON.parse(out) as typeof totals & { failing: number[] }
     for (const k of ['runs', 'failed', 'ops', 'acknowledged', 'lost', 'resurrected', 'divergent'] as const) totals[k] += t[k]
     for (const k of faultKinds) totals.faults[k] += t.faults[k]
+    addCounts(totals.background, t.background)
+    totals.convergedMsMax = Math.max(totals.convergedMsMax, t.convergedMsMax)
+    totals.convergedMsSum += t.convergedMsSum
     failing.push(...t.failing)
   }
 }
@@ -98,6 +111,8 @@ for (let s = from; jobs === 1 && s < from + count!; s++) {
   totals.resurrected += r.report.resurrected.length
   totals.divergent += r.report.divergent.length
   for (const k of faultKinds) totals.faults[k] += r.faults[k]
+  addCounts(totals.background, r.background)
+  if (r.convergedAfterMs !== undefined) { totals.convergedMsMax = Math.max(totals.convergedMsMax, r.convergedAfterMs); totals.convergedMsSum += r.convergedAfterMs }
   if (!r.ok) { totals.failed++; failing.push(s); if (!values.json) printRun(r, true) }
 }
 const seconds = (Date.now() - started) / 1000
@@ -108,5 +123,7 @@ else {
     (failing.length ? ` (seeds ${failing.slice(0, 20).join(', ')})` : ''))
   console.log(`faults injected: ${faultKinds.map(k => `${k} ${totals.faults[k]}`).join(', ')}`)
   console.log(`operations ${totals.ops}; acknowledged writes checked ${totals.acknowledged}; lost ${totals.lost}; resurrected ${totals.resurrected}; divergent keys ${totals.divergent}`)
+  console.log(`background: ${showBackground(totals.background)}`)
+  console.log(`converged after faults stopped (hints and anti-entropy, no reads): mean ${(totals.convergedMsSum / Math.max(1, totals.runs - totals.failed)).toFixed(0)} ms, max ${totals.convergedMsMax} ms (bound ${faultLimits.simConvergeMsMax} ms)`)
 }
 process.exit(totals.failed === 0 ? 0 : 1)
