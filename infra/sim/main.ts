@@ -34,6 +34,7 @@ function printRun(r: SimResult, verbose: boolean): void {
     `lost ${rep.lost.length}, resurrected ${rep.resurrected.length}, divergent ${rep.divergent.length}; ` +
     (r.convergedAfterMs === undefined ? `did NOT converge within ${faultLimits.simConvergeMsMax} ms` : `converged ${r.convergedAfterMs} ms after faults stopped (hints and anti-entropy, no reads)`))
   if (r.convergedAfterMs !== undefined && !r.agreedAfterQuiet) console.log(`  the replicas DISAGREED after ${faultLimits.simQuietMs} more quiet ms (tombstone reaping?)`)
+  if (r.hintsPendingAtEnd > 0) console.log(`  ${r.hintsPendingAtEnd} hints never delivered`)
   console.log(`  background: ${showBackground(r.background)}`)
   if (!verbose && r.ok) return
   console.log('  schedule:')
@@ -51,7 +52,7 @@ function printRun(r: SimResult, verbose: boolean): void {
 let parsed
 try {
   parsed = parseArgs({
-  options: { seed: { type: 'string' }, seeds: { type: 'string' }, from: { type: 'string' }, json: { type: 'boolean', default: false }, jobs: { type: 'string' }, 'no-faults': { type: 'boolean', default: false }, 'keep-incarnation': { type: 'boolean', default: false } },
+  options: { seed: { type: 'string' }, seeds: { type: 'string' }, from: { type: 'string' }, json: { type: 'boolean', default: false }, jobs: { type: 'string' }, 'no-faults': { type: 'boolean', default: false }, 'keep-incarnation': { type: 'boolean', default: false }, 'no-repair': { type: 'boolean', default: false } },
 })
 } catch (e) {
   process.stderr.write(`sim: ${(e as Error).message}\n`)
@@ -64,9 +65,10 @@ if ((seed === undefined) === (count === undefined)) fail('give --seed N (one run
 const from = intArg('from', values.from, 0, 2 ** 31 - 1) ?? 1
 const faults = !values['no-faults']
 const afterCrash = values['keep-incarnation'] ? 'keep' as const : 'fresh' as const
+const repair = !values['no-repair']
 
 if (seed !== undefined) {
-  const r = await simulate({ seed, faults, afterCrash })
+  const r = await simulate({ seed, faults, afterCrash, repair })
   if (values.json) console.log(JSON.stringify(r, null, 2))
   else printRun(r, true)
   process.exit(r.ok ? 0 : 1)
@@ -88,7 +90,7 @@ if (jobs > 1) {
     const first = from + j * share
     const n = Math.min(share, from + count! - first)
     if (n <= 0) return undefined
-    const args = ['--import', 'tsx', self, '--seeds', String(n), '--from', String(first), '--json', ...(faults ? [] : ['--no-faults']), ...(afterCrash === 'keep' ? ['--keep-incarnation'] : [])]
+    const args = ['--import', 'tsx', self, '--seeds', String(n), '--from', String(first), '--json', ...(faults ? [] : ['--no-faults']), ...(afterCrash === 'keep' ? ['--keep-incarnation'] : []), ...(repair ? [] : ['--no-repair'])]
     return run(process.execPath, args, { maxBuffer: 64 * 1024 * 1024 }).then(r => r.stdout, (e: { stdout?: string }) => e.stdout ?? '')
   }))
   for (const out of parts) {
@@ -103,7 +105,7 @@ if (jobs > 1) {
   }
 }
 for (let s = from; jobs === 1 && s < from + count!; s++) {
-  const r = await simulate({ seed: s, faults, afterCrash })
+  const r = await simulate({ seed: s, faults, afterCrash, repair })
   totals.runs++
   totals.ops += r.report.ops.total
   totals.acknowledged += r.report.acknowledgedChecked
@@ -116,7 +118,7 @@ for (let s = from; jobs === 1 && s < from + count!; s++) {
   if (!r.ok) { totals.failed++; failing.push(s); if (!values.json) printRun(r, true) }
 }
 const seconds = (Date.now() - started) / 1000
-if (jobs > 1 && !values.json) for (const s of failing.slice(0, 3)) printRun(await simulate({ seed: s, faults, afterCrash }), true)
+if (jobs > 1 && !values.json) for (const s of failing.slice(0, 3)) printRun(await simulate({ seed: s, faults, afterCrash, repair }), true)
 if (values.json) console.log(JSON.stringify({ ...totals, failing, seconds }, null, 2))
 else {
   console.log(`${totals.runs} schedules (seeds ${from}..${from + count! - 1}) in ${seconds.toFixed(1)} s with ${jobs} job(s): ${totals.failed} failed` +

@@ -50,6 +50,11 @@ export interface SimOptions {
    * regression test can show the simulator catches it.
    */
   readonly afterCrash?: 'fresh' | 'keep'
+  /**
+   * false: the replicas keep hints but never replay them and run no anti-entropy (gossip still
+   * runs), so nothing but reads could make them converge; the test shows the checker then fails.
+   */
+  readonly repair?: boolean
 }
 
 export interface SimResult {
@@ -68,6 +73,8 @@ export interface SimResult {
   readonly convergedAfterMs: number | undefined
   /** Whether they still agreed after simQuietMs more with no clients (the last tombstones reaped meanwhile). */
   readonly agreedAfterQuiet: boolean
+  /** Hints still kept when the check gave up waiting (0 in a passing run). */
+  readonly hintsPendingAtEnd: number
   readonly background: BackgroundCounts
   readonly eventBudgetExceeded: boolean
   readonly ok: boolean
@@ -120,6 +127,7 @@ interface ReplicaConfig {
   readonly gossipIntervalMs: number
   readonly tombstoneGraceMs: number
   readonly hintWindowMs: number
+  readonly repair: boolean
 }
 
 /**
@@ -214,8 +222,10 @@ class SimReplica implements SimHost {
     this.inc = { gen, engine, hintLog: opened.log, members, hints, peers, aae, replayer, svc }
     this.booting = false
     members.start()
-    replayer.start()
-    void aae.start()
+    if (this.cfg.repair) {
+      replayer.start()
+      void aae.start()
+    }
     this.clock.trace(`up ${this.id} (${opened.records.length} hint records read back${opened.problems.length > 0 ? ', a torn tail' : ''})`)
   }
 
@@ -289,7 +299,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const ring = createRing({ nodes, partitions: faultLimits.simPartitions, n: Math.min(3, replicaCount) })
   const replicas = nodes.map(n => new SimReplica(n.id, clock, net, {
     url: n.url, ring, afterCrash: opts.afterCrash ?? 'fresh', gossipIntervalMs: faultLimits.simGossipIntervalMs,
-    tombstoneGraceMs: faultLimits.simTombstoneGraceMs, hintWindowMs: faultLimits.simHintWindowMs,
+    tombstoneGraceMs: faultLimits.simTombstoneGraceMs, hintWindowMs: faultLimits.simHintWindowMs, repair: opts.repair ?? true,
   }))
   replicas.forEach((r, i) => net.addHost(r, nodes[i]!.url))
   for (const r of replicas) r.start()
@@ -409,9 +419,14 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     agreedAfterQuiet = agreed()
     clock.trace(`after ${faultLimits.simQuietMs} quiet ms the replicas ${agreedAfterQuiet ? 'still agree' : 'DISAGREE'}`)
   }
+  // The replicas as hints and anti-entropy left them: what the report compares when they did not
+  // agree (the final read would repair some of it). Then the read, also after a failed liveness
+  // check, so that the report still says what was lost or resurrected.
+  const statesBeforeRead = primaryStates()
+  const hintsPendingAtEnd = hintsPending()
   const checker = new KvCoordinator({ seeds: nodes.map(x => x.url), runtime: clock.runtime(net.connector('checker')), timeoutMs: faultLimits.workloadTimeoutMs, client: 'checker' })
-  checking = agreedAfterQuiet
-  if (checking) {
+  checking = true
+  {
     void (async () => {
       for (const key of keys) {
         for (let attempt = 0; attempt < faultLimits.simFinalReadAttemptsMax && !finals.has(key); attempt++) {
@@ -430,10 +445,10 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const background = noBackground()
   for (const r of replicas) addCounts(background, r.counts())
 
-  const report = checkHistory(history, finals, primaryStates())
+  const report = checkHistory(history, finals, agreedAfterQuiet ? primaryStates() : statesBeforeRead)
   return {
     seed: opts.seed, traceHash: clock.traceHash(), events: clock.events, frames: net.frames, simulatedMs: clock.now,
-    schedule, faults, report, convergedAfterMs, agreedAfterQuiet, background, eventBudgetExceeded: !budgetOk,
+    schedule, faults, report, convergedAfterMs, agreedAfterQuiet, hintsPendingAtEnd, background, eventBudgetExceeded: !budgetOk,
     ok: budgetOk && passed(report) && convergedAfterMs !== undefined && agreedAfterQuiet && finals.size === keys.length,
     traceTail: clock.traceTail(),
   }
