@@ -70,10 +70,12 @@ export const faultLimits = {
   /**
    * After the replicas agree, the clock runs this long more with no client at all before they are
    * compared again and read: long enough for the tombstones of the last deletes to pass their grace
-   * and be reaped (a sweep reaches each peer within a few sweep intervals), so reaping is checked
+   * and be reaped (a sweep reaches each of up to four peers within 4 sweep intervals), so reaping is checked
    * (a reaped key still agrees with its tombstones elsewhere, and never comes back).
    */
-  simQuietMs: 8000,
+  simQuietMs: 4000,
+  /** Root sweep interval of the simulated replicas (1 s in production): each peer is swept within a second. */
+  simAaeSweepIntervalMs: 250,
   /** Workload clients per simulated run, and think time between their operations. */
   simClients: 3,
   simThinkMsMax: 50,
@@ -114,7 +116,7 @@ assert(faultLimits.simDelayMsMax * 4 < faultLimits.workloadTimeoutMs, 'a request
 assert(faultLimits.simLossPermille + faultLimits.simDuplicatePermille + faultLimits.simReorderPermille < 1000, 'probabilities')
 assert(faultLimits.checkRoundsMax * faultLimits.checkRoundPauseMs <= faultLimits.simConvergeMsMax, 'check rounds fit the convergence bound')
 assert(faultLimits.simHintWindowMs < faultLimits.simTombstoneGraceMs, 'a hint expires (at the grace) only after its owner stopped taking new ones')
-assert(faultLimits.simQuietMs > faultLimits.simTombstoneGraceMs, 'the quiet phase outlasts the grace')
+assert(faultLimits.simQuietMs >= faultLimits.simTombstoneGraceMs + 4 * faultLimits.simAaeSweepIntervalMs, 'the quiet phase outlasts the grace and a sweep of every peer')
 assert(faultLimits.simConvergePollMs > 0 && faultLimits.simConvergePollMs < faultLimits.simConvergeMsMax, 'convergence poll')
 assert(faultLimits.simReplicas >= 1 && faultLimits.simReplicas <= faultLimits.simReplicasMax && faultLimits.simPartitions >= faultLimits.simReplicasMax, 'replicas and partitions')
 assert(faultLimits.simGossipIntervalMs * 4 < faultLimits.simFaultMsMax, 'a fault lasts several gossip rounds')

@@ -22,7 +22,7 @@ function intArg(name: string, v: string | undefined, min: number, max: number): 
 }
 
 function showBackground(b: BackgroundCounts): string {
-  return `hints accepted ${b.hintsAccepted}, delivered ${b.hintsDelivered}, expired ${b.hintsExpired}, dropped ${b.hintsDropped}; ` +
+  return `hints accepted ${b.hintsAccepted}, refused ${b.hintsRefused}, delivered ${b.hintsDelivered}, expired ${b.hintsExpired}, dropped ${b.hintsDropped}, torn log tails ${b.hintLogTornTails}; ` +
     `anti-entropy keys repaired ${b.aaeKeysRepaired} (in ${b.aaeExchangesRepaired} exchanges); tombstones reaped ${b.tombstonesReaped}; gossip messages ${b.gossipSent}`
 }
 

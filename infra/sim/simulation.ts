@@ -88,6 +88,9 @@ const enc = new TextEncoder()
 export interface BackgroundCounts {
   /** Hints accepted by fallbacks, delivered to their owners, expired unreplayed (older than the grace), dropped. */
   hintsAccepted: number
+  /** Hints a fallback refused at a bound (the hint window, a failed log), and hint log tails read back torn after a crash. */
+  hintsRefused: number
+  hintLogTornTails: number
   hintsDelivered: number
   hintsExpired: number
   hintsDropped: number
@@ -98,7 +101,7 @@ export interface BackgroundCounts {
   gossipSent: number
 }
 
-export const noBackground = (): BackgroundCounts => ({ hintsAccepted: 0, hintsDelivered: 0, hintsExpired: 0, hintsDropped: 0, aaeKeysRepaired: 0, aaeExchangesRepaired: 0, tombstonesReaped: 0, gossipSent: 0 })
+export const noBackground = (): BackgroundCounts => ({ hintsAccepted: 0, hintsRefused: 0, hintLogTornTails: 0, hintsDelivered: 0, hintsExpired: 0, hintsDropped: 0, aaeKeysRepaired: 0, aaeExchangesRepaired: 0, tombstonesReaped: 0, gossipSent: 0 })
 
 /** Static membership: no join or leave in a run, so no plan ever asks for a transfer. */
 const noHandoff: Handoff = {
@@ -207,7 +210,7 @@ class SimReplica implements SimHost {
       nodeId: this.id, actor, engine, ring: () => members.ring(), runtime: rt, isReachable: members.isReachable, log: quiet,
       peer: (node): AaePeer => ({ request: (type, body) => peerConnection(node).request(type, body, limits.aaeRequestTimeoutMs) }),
       applyState: (key, state) => svc!.applyState(key, state),
-      tombstoneGraceMs: this.cfg.tombstoneGraceMs,
+      tombstoneGraceMs: this.cfg.tombstoneGraceMs, sweepIntervalMs: faultLimits.simAaeSweepIntervalMs,
     })
     svc = new ReplicaService({ nodeId: this.id, actor, engine, ring: () => members.ring(), valueBytesMax: limits.valueBytesDefault, membership: members, hints, aae })
     const replayer = new HintReplayer({
@@ -278,7 +281,7 @@ class SimReplica implements SimHost {
 function countsOf(inc: Incarnation): BackgroundCounts {
   const h = inc.hints.counters, a = inc.aae.counters
   return {
-    hintsAccepted: h.accepted, hintsDelivered: h.replayed, hintsExpired: h.expired, hintsDropped: h.dropped,
+    hintsAccepted: h.accepted, hintsRefused: h.refused, hintLogTornTails: h.corruptSegments, hintsDelivered: h.replayed, hintsExpired: h.expired, hintsDropped: h.dropped,
     aaeKeysRepaired: a.keysRepaired, aaeExchangesRepaired: a.exchanges.repaired, tombstonesReaped: a.tombstonesReaped,
     gossipSent: inc.members.counters.gossipSent,
   }
