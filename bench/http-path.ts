@@ -31,18 +31,20 @@ async function failure(res: Response): Promise<never> {
   throw new YardstickError(kind, `HTTP ${res.status}`)
 }
 
-export function httpKv(base: string): HttpKv {
+/** The gateway at `base`; with `token`, every request carries it as `Authorization: Bearer`. */
+export function httpKv(base: string, token?: string): HttpKv {
+  const auth: Record<string, string> = token === undefined ? {} : { authorization: `Bearer ${token}` }
   return {
     async put(key, value, context, w) {
       const res = await fetch(`${base}/kv/${encodeURIComponent(key)}?w=${w}`, {
-        method: 'PUT', body: value as Uint8Array<ArrayBuffer>, headers: context ? { 'x-ringkv-context': context } : {},
+        method: 'PUT', body: value as Uint8Array<ArrayBuffer>, headers: context ? { ...auth, 'x-ringkv-context': context } : auth,
       })
       if (res.status !== 204) return failure(res)
       await res.arrayBuffer()
       return res.headers.get('x-ringkv-context') ?? ''
     },
     async get(key, r) {
-      const res = await fetch(`${base}/kv/${encodeURIComponent(key)}?r=${r}`)
+      const res = await fetch(`${base}/kv/${encodeURIComponent(key)}?r=${r}`, { headers: auth })
       if (res.status !== 200 && res.status !== 300 && res.status !== 404) return failure(res)
       const body = await res.arrayBuffer()
       const siblings = res.status === 300 ? (JSON.parse(new TextDecoder().decode(body)) as unknown[]).length : res.status === 200 ? 1 : 0
@@ -52,9 +54,10 @@ export function httpKv(base: string): HttpKv {
 }
 
 /** The Node gateway as a child process on a free loopback port. */
-export async function startNodeGateway(seeds: readonly string[], onProc: (p: ChildProcess) => void): Promise<RunningHttpGateway> {
+export async function startNodeGateway(seeds: readonly string[], onProc: (p: ChildProcess) => void, authFile?: string): Promise<RunningHttpGateway> {
   const port = await freePort()
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'replica', 'node', 'gateway.ts'), '--seeds', seeds.join(','), '--port', String(port)],
+  const proc = spawn(process.execPath, ['--import', 'tsx', join(root, 'replica', 'node', 'gateway.ts'), '--seeds', seeds.join(','), '--port', String(port),
+    ...(authFile !== undefined ? ['--auth-file', authFile] : [])],
     { cwd: root, stdio: ['ignore', 'ignore', 'inherit'] })
   onProc(proc)
   const url = `http://127.0.0.1:${port}`
@@ -68,7 +71,7 @@ export async function startNodeGateway(seeds: readonly string[], onProc: (p: Chi
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error('the Node gateway exited during start')
     try {
-      if ((await fetch(`${url}/health`)).ok) return { name: 'Node gateway (HTTP)', url, stop }
+      if ((await fetch(`${url}/health`)).ok) return { name: `Node gateway (HTTP)${authFile !== undefined ? ', bearer token' : ''}`, url, stop }
     } catch { /* not listening yet */ }
     await new Promise(r => setTimeout(r, GATEWAY_POLL_MS))
   }
@@ -77,7 +80,7 @@ export async function startNodeGateway(seeds: readonly string[], onProc: (p: Chi
 }
 
 /** The Workers gateway under wrangler dev (Durable Objects), on a free loopback port. */
-export async function startWorkersGateway(seeds: readonly string[], note: (s: string) => void): Promise<RunningHttpGateway> {
-  const edge = await startEdgeDev({ seeds, port: await freePort(), log: line => note(`wrangler: ${line.trimEnd()}`) })
-  return { name: 'Workers gateway (wrangler dev, DO)', url: edge.url, stop: edge.stop }
+export async function startWorkersGateway(seeds: readonly string[], note: (s: string) => void, authFile?: string): Promise<RunningHttpGateway> {
+  const edge = await startEdgeDev({ seeds, port: await freePort(), log: line => note(`wrangler: ${line.trimEnd()}`), ...(authFile !== undefined ? { authFile } : {}) })
+  return { name: `Workers gateway (wrangler dev, DO)${authFile !== undefined ? ', bearer token' : ''}`, url: edge.url, stop: edge.stop }
 }

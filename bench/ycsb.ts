@@ -27,6 +27,9 @@
 //    the Workers gateway under wrangler dev: server-side coordination beside the SDK's direct quorum
 //    calls, printed side by side (ops/s, p50/p99/p99.9 per operation). A warm-up of
 //    HTTP_WARMUP_OPS operations before each is not measured (connections, JIT, Durable Objects).
+//    --gateway-auth runs each gateway twice, one after the other: as above, then with an auth file
+//    (one write token, made for the run) and every request carrying it as a bearer token, so the
+//    table shows what checking it costs.
 // 6. --yardsticks (bench/yardsticks.ts): after stopping our cluster, etcd (3 members) and Redis (AOF
 //    everysec) are started here, measured with the same value size and concurrency (etcd also open
 //    loop with --rate), stopped, and printed beside ringkv's figures with the ratios.
@@ -44,7 +47,7 @@
 
 import { randomBytes } from 'node:crypto'
 import type { ChildProcess } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { arch, cpus, loadavg, platform, release, tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -71,7 +74,7 @@ const usage = `usage: npm run bench -- [--workload a|b|c] [--records R] [--ops N
        [--seeds ws://host:port,...] [--r R] [--w W] [--value-bytes B] [--uniform]
        [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M]
        [--yardsticks] [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
-       [--yardstick-ports LO-HI] [--via sdk|http [--edge]] [--base-port P]`
+       [--yardstick-ports LO-HI] [--via sdk|http [--edge] [--gateway-auth]] [--base-port P]`
 
 function die(msg: string): never {
   console.error(`bench: ${msg}\n${usage}`)
@@ -116,6 +119,7 @@ function parseConfig() {
         'yardstick-ports': { type: 'string', default: YARDSTICK_PORTS_DEFAULT },
         via: { type: 'string', default: 'sdk' },
         edge: { type: 'boolean', default: false },
+        'gateway-auth': { type: 'boolean', default: false },
         'base-port': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -151,9 +155,11 @@ function parseConfig() {
   if (!portRange || !(portLo >= 1024 && portLo <= portHi && portHi <= 65535)) die(`--yardstick-ports must be LO-HI within 1024-65535, got ${JSON.stringify(values['yardstick-ports'])}`)
   if (values.via !== 'sdk' && values.via !== 'http') die(`--via must be sdk or http, got ${JSON.stringify(values.via)}`)
   if (values.edge && values.via !== 'http') die('--edge adds the Workers gateway to --via http')
+  if (values['gateway-auth'] && values.via !== 'http') die('--gateway-auth runs the gateways of --via http a second time with a token')
   const cfg = {
     via: values.via as 'sdk' | 'http',
     edge: values.edge ?? false,
+    gatewayAuth: values['gateway-auth'] ?? false,
     workload: workload as 'a' | 'b' | 'c',
     records,
     ops: int('ops', values.ops, 1, 100_000_000),
@@ -520,13 +526,26 @@ async function main(): Promise<void> {
   // 4b. The same run phase through the gateways.
   const via: Array<{ name: string; url: string; seconds: number; ops: number; opsPerSec: number; read: OpSummary | null; update: OpSummary | null; errors: Record<string, number> }> = []
   if (cfg.via === 'http') {
-    const starters: Array<() => Promise<RunningHttpGateway>> = [() => startNodeGateway(seeds!, p => { gatewayProc = p })]
-    if (cfg.edge) starters.push(() => startWorkersGateway(seeds!, note))
-    for (const startGateway of starters) {
+    // --gateway-auth: an auth file with one write token, made for this run and removed after it.
+    let auth: { file: string; token: string; dir: string } | undefined
+    if (cfg.gatewayAuth) {
+      const dir = await mkdtemp(join(tmpdir(), 'ringkv-bench-auth-'))
+      const token = randomBytes(32).toString('hex')
+      await writeFile(join(dir, 'auth.json'), JSON.stringify({ tokens: [{ name: 'bench', token, role: 'write' }] }), { mode: 0o600 })
+      auth = { file: join(dir, 'auth.json'), token, dir }
+    }
+    const starters: Array<{ start: () => Promise<RunningHttpGateway>; token?: string }> = []
+    const both = (start: (authFile?: string) => Promise<RunningHttpGateway>) => {
+      starters.push({ start: () => start() })
+      if (auth) starters.push({ start: () => start(auth!.file), token: auth.token })
+    }
+    both(authFile => startNodeGateway(seeds!, p => { gatewayProc = p }, authFile))
+    if (cfg.edge) both(authFile => startWorkersGateway(seeds!, note, authFile))
+    for (const { start: startGateway, token } of starters) {
       httpGateway = await startGateway()
       const gw = httpGateway
       note(`${gw.name} on ${gw.url}: warming up with ${HTTP_WARMUP_OPS} operations...`)
-      const http = httpKv(gw.url)
+      const http = httpKv(gw.url, token)
       const httpOp: StartOp = i => {
         const k = chooser.next()
         const key = keyOf(k)
@@ -546,6 +565,7 @@ async function main(): Promise<void> {
       httpGateway = undefined
       gatewayProc = undefined
     }
+    if (auth) await rm(auth.dir, { recursive: true, force: true })
   }
 
   // 5. Open loop at --rate: puts alone (the tail the issue is about; keys in order, see the top), then the workload's mix.

@@ -95,6 +95,12 @@ export const faultLimits = {
   chaosFaultMsMax: 4000,
   chaosGapMsMin: 500,
   chaosGapMsMax: 2000,
+  /**
+   * The last stretch of the workload, during which one replica stays cut off or killed; it is
+   * healed only with everything else, after the workload, so what it missed must come back by hints
+   * and anti-entropy alone (no client read follows). Half the run when the run is shorter than twice this.
+   */
+  chaosFinalFaultMs: 8000,
   /** Size of the tmpfs behind the disk-full replica's data directory. */
   chaosTmpfsMiB: 24,
   /** Time for a replica to restart and answer /health. */

@@ -1,8 +1,9 @@
 // The SDK in a browser: esbuild bundles client/index.ts for the browser (one IIFE script, as a page
 // would load it with a <script> tag), and the bundle runs against a real cluster in a JavaScript
-// context that sees only what a page has. There is no browser on the test machines, so the page is a
-// child Node process started with --experimental-websocket, whose WebSocket is the WHATWG one (undici,
-// the same API and events as a browser's), and the bundle runs with Node's globals hidden from it
+// context that sees only what a page has. This check needs no browser (browser-chromium.test.ts is
+// the real-browser one, run where Chromium is installed), so the page is a child Node process
+// started with --experimental-websocket, whose WebSocket is the WHATWG one (undici, the same API
+// and events as a browser's), and the bundle runs with Node's globals hidden from it
 // (pageRunner below): what it sees is the web platform's (WebSocket, TextEncoder, URL, timers,
 // crypto, atob/btoa). A bundle that reached for Node would get undefined and fail.
 

@@ -30,6 +30,15 @@ import { mulberry32 } from '../sim/sim-clock.ts'
 import * as netns from './netns.ts'
 
 const sh = promisify(execFile)
+
+/** The sum of a Prometheus text's samples of `name` (every label set). */
+function metricSum(text: string, name: string): number {
+  let sum = 0
+  for (const line of text.split('\n')) {
+    if (line.startsWith(name) && (line[name.length] === ' ' || line[name.length] === '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1)) || 0
+  }
+  return sum
+}
 const replicaCount = 3
 
 let parsed
@@ -179,10 +188,12 @@ try {
   const sleep = (ms: number) => new Promise<void>(r => setTimeout(r, ms))
   const both = (a: number, b: number): netns.Link[] => [{ from: a, to: b }, { from: b, to: a }]
   const diskFull = replicas[diskFullIndex - 1]!
+  // The last stretch belongs to one final fault that outlives the workload (see below).
+  const finalFaultAt = until - Math.min(faultLimits.chaosFinalFaultMs, (seconds * 1000) / 2)
   const nemesis = (async () => {
-    while (!interrupted && Date.now() + faultLimits.chaosFaultMsMax < until) {
+    while (!interrupted && Date.now() + faultLimits.chaosFaultMsMax < finalFaultAt) {
       await sleep(between(faultLimits.chaosGapMsMin, faultLimits.chaosGapMsMax))
-      if (Date.now() + faultLimits.chaosFaultMsMax >= until) break
+      if (Date.now() + faultLimits.chaosFaultMsMax >= finalFaultAt) break
       const kind = pick(faultKinds)
       const lastsMs = between(faultLimits.chaosFaultMsMin, faultLimits.chaosFaultMsMax)
       const r = pick(replicas)
@@ -232,9 +243,38 @@ try {
       await sleep(lastsMs)
       await heal()
     }
+    // The final fault: one replica cut off from clients and replicas (or killed) until the workload
+    // ends, healed with everything else afterwards. The writes it misses meanwhile are read by no
+    // one after healing, so only hints and anti-entropy can bring them to it: this is what the
+    // no-reads convergence check below measures.
+    if (interrupted) return
+    await sleep(Math.max(0, finalFaultAt - Date.now()))
+    const r = pick(replicas)
+    const isolate = useNetns && random() < 0.5
+    const lastsMs = Math.max(0, until - Date.now())
+    const what = isolate
+      ? `split {${r.id}} | {clients, ${replicas.filter(x => x !== r).map(x => x.id).join(', ')}} until the workload ends`
+      : `SIGKILL ${r.id} until the workload ends`
+    if (isolate) await netns.cut(layout, [0, ...replicas.filter(x => x !== r).map(x => x.index)].flatMap(e => both(e, r.index)))
+    else await r.kill('SIGKILL')
+    injected[isolate ? 'majority-minority' : 'kill']++
+    schedule.push({ atMs: Date.now() - started, fault: what, lastsMs })
+    say(`  ${((Date.now() - started) / 1000).toFixed(1)} s: ${what} (final fault, healed after the workload)`)
   })()
   await Promise.all([...workers, nemesis])
   mark('workload under faults')
+
+  /** Keys repaired by anti-entropy and hints replayed, summed over the replicas' /metrics (a replica that does not answer counts 0: so the rise across healing counts from 0 for one cut off or killed). */
+  const repairCounts = async (): Promise<{ aae: number; hints: number }> => {
+    let aae = 0, hints = 0
+    for (const r of replicas) {
+      const text = await fetch(`http://${r.host}:${r.port}/metrics`, { signal: AbortSignal.timeout(faultLimits.workloadTimeoutMs) }).then(x => x.text()).catch(() => '')
+      aae += metricSum(text, 'ringkv_aae_keys_repaired_total')
+      hints += metricSum(text, 'ringkv_hints_replayed_total')
+    }
+    return { aae, hints }
+  }
+  const repairedBefore = await repairCounts()
 
   // ---- Every fault ends ----
   if (useNetns) await netns.healAll(layout)
@@ -266,11 +306,21 @@ try {
   // holds the same state of every key, within chaosAaeConvergeMsMax.
   const aaeStarted = Date.now()
   let aaeConverged = false
+  /** Keys whose replicas differed at the first comparison after healing: the work left to hints and anti-entropy. */
+  let divergentAtHeal: number | undefined
   while (!aaeConverged && Date.now() - aaeStarted < faultLimits.chaosAaeConvergeMsMax) {
-    try { states = await readReplicas(); aaeConverged = checkHistory(history, new Map(), states).divergent.length === 0 } catch { aaeConverged = false }
+    try {
+      states = await readReplicas()
+      const divergent = checkHistory(history, new Map(), states).divergent.length
+      divergentAtHeal ??= divergent
+      aaeConverged = divergent === 0
+    } catch { aaeConverged = false }
     if (!aaeConverged) await sleep(faultLimits.chaosAaePollMs)
   }
   const aaeMs = Date.now() - aaeStarted
+  const repairedAfter = await repairCounts()
+  const aaeKeysRepaired = repairedAfter.aae - repairedBefore.aae
+  const hintsReplayed = repairedAfter.hints - repairedBefore.hints
   mark('converge by hints and anti-entropy, no reads')
   for (let round = 0; round < faultLimits.checkRoundsMax && !converged; round++) {
     let complete = true
@@ -293,7 +343,8 @@ try {
     ops: report.ops, acknowledgedChecked: report.acknowledgedChecked, lost: report.lost, resurrected: report.resurrected,
     divergent: report.divergent, converged, latencyMs: { p50: q(0.5), p99: q(0.99), max: latencies[latencies.length - 1] ?? 0 },
     convergence: 'hints and anti-entropy alone (no client read) until the replicas agree, then a read at R=N and per-replica reads',
-    antiEntropyConverged: aaeConverged, antiEntropyMs: aaeMs,
+    antiEntropyConverged: aaeConverged, antiEntropyMs: aaeMs, divergentAtHeal: divergentAtHeal ?? null,
+    antiEntropyKeysRepaired: aaeKeysRepaired, hintsReplayed,
     ok: status === 0,
   }
   if (values.json) console.log(JSON.stringify(summary, null, 2))
@@ -301,7 +352,7 @@ try {
     say(`faults injected: ${Object.entries(injected).map(([k, v]) => `${k} ${v}`).join(', ')}`)
     say(`phases: ${phases.map(p => `${p.name} ${(p.ms / 1000).toFixed(1)} s`).join('; ')}`)
     say(`operations ${report.ops.total} (ok ${report.ops.ok}, failed ${report.ops.failed}, unknown ${report.ops.unknown}); latency of acknowledged ops p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${summary.latencyMs.max} ms`)
-    say(`replicas ${aaeConverged ? 'agreed' : 'did NOT agree'} on all ${keys.length} keys by hints and anti-entropy alone, no client reads, ${(aaeMs / 1000).toFixed(1)} s after healing (bound ${faultLimits.chaosAaeConvergeMsMax / 1000} s)`)
+    say(`after healing ${divergentAtHeal ?? '?'} of ${keys.length} keys differed between replicas; they ${aaeConverged ? 'agreed' : 'did NOT agree'} by hints and anti-entropy alone, no client reads, ${(aaeMs / 1000).toFixed(1)} s after healing (bound ${faultLimits.chaosAaeConvergeMsMax / 1000} s); across healing anti-entropy repaired ${aaeKeysRepaired} keys and hints replayed ${hintsReplayed}`)
     say(`checked ${report.acknowledgedChecked} acknowledged writes: lost ${report.lost.length}, resurrected ${report.resurrected.length}; replicas ${converged ? 'identical' : 'NOT identical'} on all ${keys.length} keys (then a read at R=N and per-replica reads)`)
     for (const f of [...report.lost, ...report.resurrected].slice(0, 10)) say(`  ${f.key} ${f.value}: ${f.why}`)
     for (const d of report.divergent.slice(0, 5)) say(`  divergent ${d.key}: ${d.why}`)

@@ -242,6 +242,36 @@ test('a sweep compares every shared partition in one request, counts equal ones 
   for (const r of world.replicas.values()) await r.engine.close()
 })
 
+test('an exchange walks only the branches that differ again after the sweep (Tictac root confirm): a difference that settled is not fetched', async () => {
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 4, n: 3 })
+  const world = new World(ring)
+  for (const id of ['A', 'B', 'C']) await world.add(id)
+  const [A, B] = [world.replicas.get('A')!, world.replicas.get('B')!]
+  // B misses one write: its branch differs between A and B, and stays so.
+  const key = 'confirm-me'
+  const p = partitionOf(ring, key)
+  await A.service.applyState(key, update(EMPTY, {}, 'x.1', enc.encode('v')))
+  const branch = segmentOfHash(keyHash32(key)) >>> Math.log2(treeShape.width)
+  const other = (branch + 1) % treeShape.width
+  const served = new Map<string, number>()
+  const inner = world.peer.bind(world)
+  world.peer = node => ({ request: (type, body) => { served.set(type, (served.get(type) ?? 0) + 1); return inner(node).request(type, body) } })
+  // The sweep saw only another branch differ (a write in flight then, landed since): nothing is walked or fetched.
+  const unconfirmed = await A.aae.exchange(p, 'B', [other])
+  assert.deepEqual(unconfirmed, { full: false, keysRepaired: 0 })
+  assert.equal(A.aae.counters.exchanges.unconfirmed, 1)
+  assert.equal(served.get('aaeBranches') ?? 0, 0, 'no branch walked')
+  assert.equal(served.get('aaeKeys') ?? 0, 0, 'no key fetched')
+  assert.equal(A.aae.lastFullPasses().get(p), null, 'not a full exchange: the difference was not compared')
+  assert.ok(equals(read(B, key), EMPTY), 'B still lacks the write')
+  // The sweep saw this branch differ and it still does: repaired.
+  const confirmed = await A.aae.exchange(p, 'B', [other, branch])
+  assert.equal(confirmed.keysRepaired, 1)
+  assert.equal(confirmed.full, true)
+  assert.ok(equals(read(B, key), read(A, key)), 'B holds the write it missed')
+  for (const r of world.replicas.values()) await r.engine.close()
+})
+
 /** A 3-replica world and a key written through A, replicated to `to`. */
 async function written(world: World, key: string, to: string[]): Promise<DvvSet> {
   const put = await world.request('A', 'put', { key: enc.encode(key), context: {}, value: enc.encode('v1') })

@@ -6,7 +6,9 @@
 // The periodic loop sweeps first: one aaeRoots request gets a peer's roots of every partition the
 // two share; equal roots are a clean exchange, and only partitions whose roots differ get a full
 // exchange. (Before sweeps, an exchange ran every 40 ms whatever the trees said: 5 % of a core
-// per idle replica.)
+// per idle replica.) That exchange runs at least aaeConfirmDelayMs after the sweep and walks only
+// the branches that differ both times, as Tictac AAE confirms roots before walking them: under a
+// write load a sweep nearly always catches some write in flight to one replica.
 //
 // An exchange (this replica asks, the peer answers aaeRoot / aaeBranches / aaeKeys):
 //   1. the peer's root (one hash per branch) against ours: equal roots end it;
@@ -81,7 +83,11 @@ export interface AntiEntropyOptions {
 }
 
 export interface AaeCounters {
-  exchanges: { clean: number; repaired: number; failed: number }
+  /**
+   * `unconfirmed`: a sweep saw the roots differ, but no branch differed again when the exchange
+   * compared them (writes that were in flight); nothing was fetched.
+   */
+  exchanges: { clean: number; repaired: number; failed: number; unconfirmed: number }
   keysRepaired: number
   bytes: number
   tombstonesReaped: number
@@ -109,7 +115,16 @@ interface Partition {
   readonly lastFull: Map<string, number>
 }
 
-interface Exchange { readonly partition: number; readonly peer: string; readonly job?: RepairJob }
+/**
+ * One exchange to run. From a sweep it carries the branches the sweep saw differ and when: the
+ * exchange runs no sooner than aaeConfirmDelayMs after, and walks only branches that differ again.
+ */
+interface Exchange {
+  readonly partition: number
+  readonly peer: string
+  readonly job?: RepairJob
+  readonly confirm?: { readonly branches: readonly number[]; readonly seenAt: number }
+}
 
 /** Where each partition's floor is stored: a key no client can write (keys may not hold NUL). */
 const floorPrefix = '\u0000aae-floor/'
@@ -138,7 +153,7 @@ class TokenBucket {
 }
 
 export class AntiEntropy implements AaeHooks {
-  readonly counters: AaeCounters = { exchanges: { clean: 0, repaired: 0, failed: 0 }, keysRepaired: 0, bytes: 0, tombstonesReaped: 0 }
+  readonly counters: AaeCounters = { exchanges: { clean: 0, repaired: 0, failed: 0, unconfirmed: 0 }, keysRepaired: 0, bytes: 0, tombstonesReaped: 0 }
   private readonly partitions = new Map<number, Partition>()
   /** Keys up to this one are in the trees; later writes to later keys wait for the rebuild scan. */
   private rebuiltThrough: string | undefined = undefined
@@ -313,8 +328,12 @@ export class AntiEntropy implements AaeHooks {
     return out
   }
 
-  /** Runs one exchange now, outside the loop (tests and the loop itself). */
-  async exchange(partition: number, peerNode: string): Promise<{ full: boolean; keysRepaired: number }> {
+  /**
+   * Runs one exchange now, outside the loop (tests and the loop itself). With `confirm` (the
+   * branches an earlier comparison saw differ), only branches that differ both times are walked;
+   * when none does, the exchange is `unconfirmed` and is not a full one.
+   */
+  async exchange(partition: number, peerNode: string, confirm?: readonly number[]): Promise<{ full: boolean; keysRepaired: number }> {
     const startedAt = this.opts.runtime.now()
     const part = this.partitionOf(partition)
     const peer = this.opts.peer(peerNode)
@@ -324,7 +343,12 @@ export class AntiEntropy implements AaeHooks {
     const root = await peer.request('aaeRoot', { partition, shape })
     this.counters.bytes += root.branches.byteLength
     if (root.branches.byteLength !== limits.aaeTreeWidth * 4) throw protocolError(peerNode, `root of ${root.branches.byteLength} bytes, expected ${limits.aaeTreeWidth * 4}`)
-    const branches = differing(part.tree.branches, bytesToWords(root.branches))
+    const differ = differing(part.tree.branches, bytesToWords(root.branches))
+    const branches = confirm === undefined ? differ : differ.filter(b => confirm.includes(b))
+    if (differ.length > 0 && branches.length === 0) {
+      this.counters.exchanges.unconfirmed++
+      return { full: false, keysRepaired: 0 }
+    }
     if (branches.length > 0) {
       const reply = await peer.request('aaeBranches', { partition, shape, branches })
       this.counters.bytes += reply.leaves.byteLength
@@ -341,7 +365,8 @@ export class AntiEntropy implements AaeHooks {
         failures += r.failures
       }
     }
-    const full = failures === 0
+    // Branches left out as unconfirmed were not compared: not a full exchange.
+    const full = failures === 0 && branches.length === differ.length
     if (full) part.lastFull.set(peerNode, startedAt)
     if (branches.length === 0) this.counters.exchanges.clean++
     else this.counters.exchanges.repaired++
@@ -600,8 +625,9 @@ export class AntiEntropy implements AaeHooks {
       for (let j = 0; j < chunk.length; j++) {
         const partition = chunk[j]!
         const part = this.partitionOf(partition)
-        if (differing(part.tree.branches, theirs.subarray(j * width, (j + 1) * width)).length > 0) {
-          if (this.differing.length < limits.aaeRepairQueueMax) this.differing.push({ partition, peer })
+        const branches = differing(part.tree.branches, theirs.subarray(j * width, (j + 1) * width))
+        if (branches.length > 0) {
+          if (this.differing.length < limits.aaeRepairQueueMax) this.differing.push({ partition, peer, confirm: { branches, seenAt: startedAt } })
           continue
         }
         this.counters.exchanges.clean++
@@ -629,6 +655,10 @@ export class AntiEntropy implements AaeHooks {
   private kick(): void {
     if (this.running || this.closed || !this.ready) return
     this.opts.runtime.clearTimeout(this.timer)
+    // A difference a sweep saw is compared again only once it has had time to settle.
+    const due = this.queue.length === 0 ? this.differing[0]?.confirm : undefined
+    const wait = due === undefined ? 0 : due.seenAt + limits.aaeConfirmDelayMs - this.opts.runtime.now()
+    if (wait > 0) { this.schedule(wait); return }
     const next = this.queue.shift() ?? this.differing.shift()
     if (next === undefined) {
       const interval = this.opts.intervalMs ?? limits.aaeExchangeIntervalMs
@@ -642,7 +672,7 @@ export class AntiEntropy implements AaeHooks {
       })
       return
     }
-    this.running = this.exchange(next.partition, next.peer).then(
+    this.running = this.exchange(next.partition, next.peer, next.confirm?.branches).then(
       r => { if (next.job) { next.job.keysRepaired += r.keysRepaired; if (!r.full) next.job.failed++ } },
       e => {
         this.counters.exchanges.failed++
