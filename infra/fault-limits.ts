@@ -54,12 +54,17 @@ export const faultLimits = {
   simConvergePollMs: 100,
   /** Attempts of the one R=N read per key after the replicas agree (a frame loss may reset its connection). */
   simFinalReadAttemptsMax: 10,
+  /**
+   * The final fault (one replica cut off from everyone, or crashed) takes the last this-many ms of
+   * the workload and is healed only after it, as the nemesis's chaosFinalFaultMs.
+   */
+  simFinalFaultMs: 2500,
   /** Replicas and partitions of a run: five replicas at N=3, so a down primary has fallbacks and writes leave hints. */
   simReplicas: 5,
   simReplicasMax: 9,
   simPartitions: 16,
   /** Gossip interval of the simulated replicas (the real default is 1 s): faster detection within short faults. */
-  simGossipIntervalMs: 200,
+  simGossipIntervalMs: 400,
   /**
    * Tombstone grace of the simulated replicas (the real default is a day): short, so tombstones are
    * reaped within a run while the workload still re-creates keys. It is also the hints' TTL, as in
@@ -122,6 +127,7 @@ assert(faultLimits.simDelayMsMax * 4 < faultLimits.workloadTimeoutMs, 'a request
 assert(faultLimits.simLossPermille + faultLimits.simDuplicatePermille + faultLimits.simReorderPermille < 1000, 'probabilities')
 assert(faultLimits.checkRoundsMax * faultLimits.checkRoundPauseMs <= faultLimits.simConvergeMsMax, 'check rounds fit the convergence bound')
 assert(faultLimits.simHintWindowMs < faultLimits.simTombstoneGraceMs, 'a hint expires (at the grace) only after its owner stopped taking new ones')
+assert(faultLimits.simFinalFaultMs * 2 <= faultLimits.simWorkloadMs && faultLimits.simFinalFaultMs > faultLimits.simHintWindowMs, 'the final fault is part of the workload, and outlasts the hint window')
 assert(faultLimits.simQuietMs >= faultLimits.simTombstoneGraceMs + 4 * faultLimits.simAaeSweepIntervalMs, 'the quiet phase outlasts the grace and a sweep of every peer')
 assert(faultLimits.simConvergePollMs > 0 && faultLimits.simConvergePollMs < faultLimits.simConvergeMsMax, 'convergence poll')
 assert(faultLimits.simReplicas >= 1 && faultLimits.simReplicas <= faultLimits.simReplicasMax && faultLimits.simPartitions >= faultLimits.simReplicasMax, 'replicas and partitions')

@@ -32,6 +32,7 @@ function printRun(r: SimResult, verbose: boolean): void {
   console.log(`seed ${r.seed} ${status} trace ${r.traceHash}: ${r.events} events, ${r.frames} frames, ${r.simulatedMs} simulated ms; ` +
     `ops ${rep.ops.total} (ok ${rep.ops.ok}, failed ${rep.ops.failed}, unknown ${rep.ops.unknown}); acknowledged checked ${rep.acknowledgedChecked}; ` +
     `lost ${rep.lost.length}, resurrected ${rep.resurrected.length}, divergent ${rep.divergent.length}; ` +
+    `${r.differingAtHeal} keys differing when faults stopped, ` +
     (r.convergedAfterMs === undefined ? `did NOT converge within ${faultLimits.simConvergeMsMax} ms` : `converged ${r.convergedAfterMs} ms after faults stopped (hints and anti-entropy, no reads)`))
   if (r.convergedAfterMs !== undefined && !r.agreedAfterQuiet) console.log(`  the replicas DISAGREED after ${faultLimits.simQuietMs} more quiet ms (tombstone reaping?)`)
   if (r.hintsPendingAtEnd > 0) console.log(`  ${r.hintsPendingAtEnd} hints never delivered`)
@@ -77,7 +78,7 @@ if (seed !== undefined) {
 const started = Date.now()
 const totals = {
   runs: 0, failed: 0, ops: 0, acknowledged: 0, lost: 0, resurrected: 0, divergent: 0, faults: Object.fromEntries(faultKinds.map(k => [k, 0])) as Record<FaultKind, number>,
-  background: noBackground(), convergedMsMax: 0, convergedMsSum: 0,
+  background: noBackground(), convergedMsMax: 0, convergedMsSum: 0, differingAtHeal: 0,
 }
 const failing: number[] = []
 const jobs = intArg('jobs', values.jobs, 1, faultLimits.simJobsMax) ?? 1
@@ -101,6 +102,7 @@ if (jobs > 1) {
     addCounts(totals.background, t.background)
     totals.convergedMsMax = Math.max(totals.convergedMsMax, t.convergedMsMax)
     totals.convergedMsSum += t.convergedMsSum
+    totals.differingAtHeal += t.differingAtHeal
     failing.push(...t.failing)
   }
 }
@@ -114,6 +116,7 @@ for (let s = from; jobs === 1 && s < from + count!; s++) {
   totals.divergent += r.report.divergent.length
   for (const k of faultKinds) totals.faults[k] += r.faults[k]
   addCounts(totals.background, r.background)
+  totals.differingAtHeal += r.differingAtHeal
   if (r.convergedAfterMs !== undefined) { totals.convergedMsMax = Math.max(totals.convergedMsMax, r.convergedAfterMs); totals.convergedMsSum += r.convergedAfterMs }
   if (!r.ok) { totals.failed++; failing.push(s); if (!values.json) printRun(r, true) }
 }
@@ -126,6 +129,6 @@ else {
   console.log(`faults injected: ${faultKinds.map(k => `${k} ${totals.faults[k]}`).join(', ')}`)
   console.log(`operations ${totals.ops}; acknowledged writes checked ${totals.acknowledged}; lost ${totals.lost}; resurrected ${totals.resurrected}; divergent keys ${totals.divergent}`)
   console.log(`background: ${showBackground(totals.background)}`)
-  console.log(`converged after faults stopped (hints and anti-entropy, no reads): mean ${(totals.convergedMsSum / Math.max(1, totals.runs - totals.failed)).toFixed(0)} ms, max ${totals.convergedMsMax} ms (bound ${faultLimits.simConvergeMsMax} ms)`)
+  console.log(`keys differing when faults stopped ${totals.differingAtHeal} (of ${totals.runs * (faultLimits.setKeys + faultLimits.registerKeys)}); converged after (hints and anti-entropy, no reads): mean ${(totals.convergedMsSum / Math.max(1, totals.runs - totals.failed)).toFixed(0)} ms, max ${totals.convergedMsMax} ms (bound ${faultLimits.simConvergeMsMax} ms)`)
 }
 process.exit(totals.failed === 0 ? 0 : 1)

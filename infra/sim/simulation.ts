@@ -66,6 +66,8 @@ export interface SimResult {
   readonly schedule: readonly string[]
   readonly faults: Record<FaultKind, number>
   readonly report: CheckReport
+  /** Keys whose primaries held different states when the faults ended (the work left to hints and anti-entropy). */
+  readonly differingAtHeal: number
   /**
    * Simulated ms from the end of faults until hints and anti-entropy alone made every primary of
    * every key agree and emptied every hint store; undefined when that did not happen in time.
@@ -313,7 +315,9 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   // ---- The fault schedule, drawn up front from the seed. ----
   const schedule: string[] = []
   const faults = Object.fromEntries(faultKinds.map(k => [k, 0])) as Record<FaultKind, number>
-  const restartLater = (r: SimReplica, ms: number) => clock.at(ms, () => { if (!r.up()) { r.start(); net.heal() } })
+  // The replica the final fault keeps down, while it does: an earlier crash's restart must not end it.
+  let heldDown: SimReplica | undefined
+  const restartLater = (r: SimReplica, ms: number) => clock.at(ms, () => { if (!r.up() && r !== heldDown) { r.start(); net.heal() } })
   // A link is client-replica or replica-replica (gossip, hint replays, anti-entropy); clients never
   // talk to each other.
   const linkPair = (): [string, string] => {
@@ -371,6 +375,24 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
     }
     schedule.push(`at ${startMs} ms: ${what}`)
   }
+  // The final fault, as the nemesis's: one replica cut off from every other endpoint, or crashed,
+  // for the last simFinalFaultMs of the workload, and healed only with everything else after it.
+  // What it missed meanwhile is read by no client after healing, so hints and anti-entropy alone
+  // must bring it back: this is what the no-reads convergence check measures.
+  if (opts.faults !== false) {
+    const r = clock.pick(replicas)
+    const startMs = workloadMs - faultLimits.simFinalFaultMs
+    const others = endpoints.filter(e => e !== r.id)
+    if (clock.chance(500)) {
+      faults['majority-minority']++
+      schedule.push(`at ${startMs} ms: split {${r.id}} | {${others.join(',')}} until the workload ends (final fault)`)
+      clock.at(startMs, () => { for (const e of others) { net.block(e, r.id); net.block(r.id, e) } clock.trace(`final fault: ${r.id} cut off`) })
+    } else {
+      faults.crash++
+      schedule.push(`at ${startMs} ms: crash ${r.id} until the workload ends (final fault)`)
+      clock.at(startMs, () => { heldDown = r; r.crash(); net.crashed(r.id); clock.trace(`final fault: ${r.id} down`) })
+    }
+  }
 
   // ---- The workload. ----
   const history = new History()
@@ -387,6 +409,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
 
   // ---- Every fault ends. ----
   const healedAt = clock.now
+  heldDown = undefined
   net.heal(true)
   for (const r of replicas) {
     r.disk.full = false
@@ -406,6 +429,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const agreed = () => hintsPending() === 0 && checkHistory(history, new Map(), primaryStates()).divergent.length === 0
   let convergedAfterMs: number | undefined
   let checking = true
+  const differingAtHeal = checkHistory(history, new Map(), primaryStates()).divergent.length
   void (async () => {
     while (clock.now - healedAt <= faultLimits.simConvergeMsMax) {
       if (agreed()) { convergedAfterMs = clock.now - healedAt; break }
@@ -451,7 +475,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   const report = checkHistory(history, finals, agreedAfterQuiet ? primaryStates() : statesBeforeRead)
   return {
     seed: opts.seed, traceHash: clock.traceHash(), events: clock.events, frames: net.frames, simulatedMs: clock.now,
-    schedule, faults, report, convergedAfterMs, agreedAfterQuiet, hintsPendingAtEnd, background, eventBudgetExceeded: !budgetOk,
+    schedule, faults, report, differingAtHeal, convergedAfterMs, agreedAfterQuiet, hintsPendingAtEnd, background, eventBudgetExceeded: !budgetOk,
     ok: budgetOk && passed(report) && convergedAfterMs !== undefined && agreedAfterQuiet && finals.size === keys.length,
     traceTail: clock.traceTail(),
   }
