@@ -1,15 +1,16 @@
-// One simulated run of a whole cluster (docs/simulation.md): the real ReplicaService on an in-memory
-// engine (mem-engine.ts) per replica, the real KvCoordinator per client over a simulated network
-// (sim-network.ts), all on one clock with one seeded PRNG (sim-clock.ts). A seed fixes everything:
-// the fault schedule, every delay and loss, every client's choices, so a run replays exactly, and
-// its trace hash says so.
+// One simulated run of a whole cluster (docs/simulation.md): per replica, the real ReplicaService
+// with what replica/node/main.ts builds around it (membership and gossip, the hint store and its
+// replayer, anti-entropy, peer connections) on an in-memory engine and hint log (mem-engine.ts,
+// mem-hint-log.ts); the real KvCoordinator per client; all over a simulated network (sim-network.ts)
+// on one clock with one seeded PRNG (sim-clock.ts). A seed fixes everything: the fault schedule,
+// every delay and loss, every client's choices, so a run replays exactly, and its trace hash says so.
 //
 // A run: the workload of fault-workload.ts for simWorkloadMs while faults come and go (crash and
-// restart, pause, partitions of every shape, clogged links, a full disk); then every fault ends and
-// the checker (fault-checker.ts) reads every key at R=N, round after round, until every primary
-// replica of every key holds the same state: liveness is that this happens within
-// simConvergeMsMax. Today that convergence comes from read repair alone; gossip, hints and
-// anti-entropy will join as more hosts' services here (see docs/simulation.md).
+// restart, pause, partitions of every shape over client and replica links, clogged links, a full
+// disk) and a final fault over its end; then every fault ends, no client reads, and liveness is that
+// hints and anti-entropy alone make every primary of every key hold the same state and empty every
+// hint store within simConvergeMsMax. After a quiet phase (reaping) they must still agree; then one
+// R=N read per key feeds the history check (fault-checker.ts: lost, resurrected).
 
 import { assert } from '../../coordinator/assert.ts'
 import { KvError } from '../../coordinator/errors.ts'
