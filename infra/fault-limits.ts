@@ -44,8 +44,43 @@ export const faultLimits = {
   /** Faults per simulated run, and how long each lasts at most. */
   simFaultsMax: 8,
   simFaultMsMax: 2500,
-  /** Time allowed after faults stop for every replica to converge (liveness). */
-  simConvergeMsMax: 30_000,
+  /**
+   * Time allowed after faults stop for hints and anti-entropy alone (no client reads) to make every
+   * primary of every key hold the same state and empty every hint store (liveness): the nemesis's
+   * bound, the issue's cadence.
+   */
+  simConvergeMsMax: 60_000,
+  /** Simulated pause between two comparisons of the replicas while waiting for that. */
+  simConvergePollMs: 100,
+  /** Attempts of the one R=N read per key after the replicas agree (a frame loss may reset its connection). */
+  simFinalReadAttemptsMax: 10,
+  /**
+   * The final fault (one replica cut off from everyone, or crashed) takes the last this-many ms of
+   * the workload and is healed only after it, as the nemesis's chaosFinalFaultMs.
+   */
+  simFinalFaultMs: 2500,
+  /** Replicas and partitions of a run: five replicas at N=3, so a down primary has fallbacks and writes leave hints. */
+  simReplicas: 5,
+  simReplicasMax: 9,
+  simPartitions: 16,
+  /** Gossip interval of the simulated replicas (the real default is 1 s): faster detection within short faults. */
+  simGossipIntervalMs: 400,
+  /**
+   * Tombstone grace of the simulated replicas (the real default is a day): short, so tombstones are
+   * reaped within a run while the workload still re-creates keys. It is also the hints' TTL, as in
+   * replica/node/main.ts, and the hint window stays below it (limits.ts says why).
+   */
+  simTombstoneGraceMs: 2000,
+  simHintWindowMs: 1500,
+  /**
+   * After the replicas agree, the clock runs this long more with no client at all before they are
+   * compared again and read: long enough for the tombstones of the last deletes to pass their grace
+   * and be reaped (a sweep reaches each of up to four peers within 4 sweep intervals), so reaping is checked
+   * (a reaped key still agrees with its tombstones elsewhere, and never comes back).
+   */
+  simQuietMs: 4000,
+  /** Root sweep interval of the simulated replicas (1 s in production): each peer is swept within a second. */
+  simAaeSweepIntervalMs: 250,
   /** Workload clients per simulated run, and think time between their operations. */
   simClients: 3,
   simThinkMsMax: 50,
@@ -91,6 +126,12 @@ assert(faultLimits.simDelayMsMin >= 1 && faultLimits.simDelayMsMin <= faultLimit
 assert(faultLimits.simDelayMsMax * 4 < faultLimits.workloadTimeoutMs, 'a request must fit several round trips')
 assert(faultLimits.simLossPermille + faultLimits.simDuplicatePermille + faultLimits.simReorderPermille < 1000, 'probabilities')
 assert(faultLimits.checkRoundsMax * faultLimits.checkRoundPauseMs <= faultLimits.simConvergeMsMax, 'check rounds fit the convergence bound')
+assert(faultLimits.simHintWindowMs < faultLimits.simTombstoneGraceMs, 'a hint expires (at the grace) only after its owner stopped taking new ones')
+assert(faultLimits.simFinalFaultMs * 2 <= faultLimits.simWorkloadMs && faultLimits.simFinalFaultMs > faultLimits.simHintWindowMs, 'the final fault is part of the workload, and outlasts the hint window')
+assert(faultLimits.simQuietMs >= faultLimits.simTombstoneGraceMs + 4 * faultLimits.simAaeSweepIntervalMs, 'the quiet phase outlasts the grace and a sweep of every peer')
+assert(faultLimits.simConvergePollMs > 0 && faultLimits.simConvergePollMs < faultLimits.simConvergeMsMax, 'convergence poll')
+assert(faultLimits.simReplicas >= 1 && faultLimits.simReplicas <= faultLimits.simReplicasMax && faultLimits.simPartitions >= faultLimits.simReplicasMax, 'replicas and partitions')
+assert(faultLimits.simGossipIntervalMs * 4 < faultLimits.simFaultMsMax, 'a fault lasts several gossip rounds')
 assert(faultLimits.chaosFaultMsMin <= faultLimits.chaosFaultMsMax && faultLimits.chaosGapMsMin <= faultLimits.chaosGapMsMax, 'fault and gap ranges')
 assert(faultLimits.simClients >= 1 && faultLimits.chaosClients >= 1, 'at least one client')
 

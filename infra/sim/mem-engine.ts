@@ -7,6 +7,7 @@
 // the replica restarts with space freed. Timing and choices come from the SimClock.
 
 import { KvError } from '../../coordinator/errors.ts'
+import type { HintRecord } from '../../replica/hints/hint-log.ts'
 import type { Engine, EngineManifest, EngineStats, PutOptions, ScanResult, ValueWriter } from '../../replica/storage/engine-types.ts'
 import { faultLimits } from '../fault-limits.ts'
 import type { SimClock } from './sim-clock.ts'
@@ -18,6 +19,10 @@ const emptyManifest: EngineManifest = { version: 1, tables: [], nextTableId: 1, 
 /** The disk of one simulated replica: survives crashes of the engines opened on it. */
 export class MemDisk {
   readonly durable = new Map<string, Uint8Array>()
+  /** The hint log's segments (mem-hint-log.ts): each one's fsynced records, in order. */
+  readonly hintSegments = new Map<number, HintRecord[]>()
+  /** Segments whose last record was torn by a crash: the next open reports them. */
+  readonly hintTorn = new Set<number>()
   full = false
   /** Bumped by each crash: an engine of an older generation never touches the disk again. */
   generation = 0

@@ -1,6 +1,8 @@
 // The simulated network: WebSocket-like sockets (coordinator/runtime.ts SocketLike) between named
 // endpoints (clients c1.., replicas n1..), carrying the real frames the real Connection and the real
-// ReplicaService exchange. A link delays each frame (seeded), keeps a connection's frames in order
+// ReplicaService exchange. A replica is an endpoint both ways: its gossip, hint replays and
+// anti-entropy open connections to other replicas through its own connector, so every fault that
+// cuts or clogs a link applies to replica-replica links as to client-replica ones. A link delays each frame (seeded), keeps a connection's frames in order
 // except for an occasional reordering, duplicates a reply now and then (the client must ignore a
 // reply to a request it no longer waits for), and resets a connection on a lost frame, since TCP
 // turns loss into either a retransmission (delay) or a broken connection. Requests are never
@@ -8,7 +10,8 @@
 // Partitions drop frames per direction, silently, as an nft drop rule does: the sender finds out by
 // its timeouts, and a connection that lost frames is reset when the partition heals. A clogged link
 // delays instead of dropping. A paused replica (SIGSTOP) accepts nothing and answers nothing until
-// it resumes; a crashed one resets its connections.
+// it resumes, neither as a server nor as the client of its own outbound connections; a crashed one
+// resets every connection it had, inbound and outbound.
 
 import { decodeFrame, type Message } from '../../coordinator/protocol/codec.ts'
 import { FrameBatcher } from '../../coordinator/protocol/frame-batcher.ts'
@@ -54,9 +57,16 @@ class SimConn {
   private readonly grant = newGrant()
   /** Frames received while the replica was paused, processed when it resumes. */
   readonly inbox: Uint8Array[] = []
+  /** Replies to a paused replica's own outbound connection, read when it resumes. */
+  readonly replies: Uint8Array[] = []
+  /** The process that opened this connection when it is a replica (undefined for a client), and its generation then. */
+  private readonly fromHost: SimHost | undefined
+  private readonly fromGeneration: number
 
   constructor(private readonly net: SimNetwork, readonly from: string, readonly host: SimHost) {
     this.socket = new SimSocket(this)
+    this.fromHost = net.host(from)
+    this.fromGeneration = this.fromHost?.generation() ?? -1
   }
 
   accepted(): void {
@@ -103,6 +113,10 @@ class SimConn {
 
   clientReceive(frame: Uint8Array): void {
     if (this.closed) return
+    if (this.fromHost !== undefined) {
+      if (this.fromHost.generation() !== this.fromGeneration) return
+      if (this.fromHost.paused()) { this.replies.push(frame); return }
+    }
     this.socket.emit('message', { data: frame })
   }
 
@@ -133,6 +147,9 @@ export class SimNetwork {
 
   /** lossPermille 0: a network that never resets a connection (a fault-free control run). */
   constructor(readonly clock: SimClock, private readonly lossPermille: number = faultLimits.simLossPermille) {}
+
+  /** The replica process named `id`, if it is one. */
+  host(id: string): SimHost | undefined { return this.hosts.get(id) }
 
   addHost(host: SimHost, url: string): void {
     this.hosts.set(host.id, host)
@@ -206,16 +223,16 @@ export class SimNetwork {
     }
   }
 
-  /** The replica `id` crashed: its connections are reset. */
+  /** The replica `id` crashed: its connections are reset, those it accepted and those it opened. */
   crashed(id: string): void {
-    for (const c of [...this.conns]) if (c.host.id === id) c.close(`${id} crashed`)
+    for (const c of [...this.conns]) if (c.host.id === id || c.from === id) c.close(`${id} crashed`)
   }
 
   /** The replica `id` resumed: it reads what its connections delivered meanwhile. */
   resumed(id: string): void {
     for (const c of [...this.conns]) {
-      if (c.host.id !== id) continue
-      for (const f of c.inbox.splice(0)) c.process(f)
+      if (c.host.id === id) for (const f of c.inbox.splice(0)) c.process(f)
+      if (c.from === id) for (const f of c.replies.splice(0)) c.clientReceive(f)
     }
   }
 

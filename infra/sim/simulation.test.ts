@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import { testSeed } from '../../test/seed.ts'
-import { simulate } from './simulation.ts'
+import { addCounts, noBackground, simulate } from './simulation.ts'
 
 /** Seeds that once failed, with what they found (docs/simulation.md, "Bugs found"). */
 const regressions: Array<{ seed: number; found: string }> = [
@@ -34,12 +34,33 @@ describe('simulator', () => {
     })
   }
 
-  // Seed 2's schedule plays out differently since the stamp fix; with the old incarnation rule 8 of
-  // seeds 1..60 fail (npm run sim -- --seeds 60 --keep-incarnation), seed 3 first.
-  it('catches a reissued dot (seed 3) when a restarted replica keeps its incarnation', async () => {
-    const r = await simulate({ seed: 3, afterCrash: 'keep' })
+  // Seed 2's schedule plays out differently since the stamp fix and since the replicas run hints and
+  // anti-entropy; with the old incarnation rule 4 of seeds 1..60 fail (npm run sim -- --seeds 60
+  // --keep-incarnation), seed 26 the first by divergence alone.
+  it('catches a reissued dot (seed 26) when a restarted replica keeps its incarnation', async () => {
+    const r = await simulate({ seed: 26, afterCrash: 'keep' })
     assert.equal(r.ok, false)
     assert.ok(r.report.divergent.length > 0 && r.convergedAfterMs === undefined, 'divergent, never converged')
+  })
+
+  it('fails liveness when the replicas neither replay hints nor run anti-entropy (only reads could repair them)', async () => {
+    const r = await simulate({ seed: 3, repair: false })
+    assert.equal(r.ok, false)
+    assert.equal(r.convergedAfterMs, undefined)
+    assert.ok(r.report.divergent.length > 0 || r.hintsPendingAtEnd > 0, 'some key differs or some hint waits')
+  })
+
+  it('runs hints, anti-entropy and reaping for real: fallbacks keep hints, owners get them, trees repair, tombstones go', async () => {
+    const total = noBackground()
+    for (const seed of [1, 2, 3]) {
+      const r = await simulate({ seed })
+      assert.ok(r.ok, `seed ${seed} failed`)
+      assert.equal(r.hintsPendingAtEnd, 0)
+      addCounts(total, r.background)
+    }
+    assert.ok(total.hintsAccepted > 0 && total.hintsDelivered > 0, `hints: ${JSON.stringify(total)}`)
+    assert.ok(total.aaeKeysRepaired > 0 && total.tombstonesReaped > 0, `anti-entropy: ${JSON.stringify(total)}`)
+    assert.ok(total.gossipSent > 0)
   })
 
   it('passes a few random schedules, and a fault-free control run', async () => {

@@ -80,6 +80,11 @@ export interface AntiEntropyOptions {
   readonly tombstoneGraceMs: number
   /** Pause between exchanges of the periodic loop (limits.aaeExchangeIntervalMs by default). */
   readonly intervalMs?: number
+  /**
+   * Least pause between two root sweeps (limits.aaeSweepIntervalMs by default). The simulator
+   * shortens it so that, within a short run, every peer is swept soon after a tombstone's grace.
+   */
+  readonly sweepIntervalMs?: number
   readonly log: Log
 }
 
@@ -741,7 +746,7 @@ export class AntiEntropy implements AaeHooks {
       }).then(() => {
         this.running = undefined
         if (this.queue.length > 0) this.kick()
-        else this.schedule(this.differing.length > 0 ? interval : Math.max(interval, limits.aaeSweepIntervalMs))
+        else this.schedule(this.differing.length > 0 ? interval : Math.max(interval, this.opts.sweepIntervalMs ?? limits.aaeSweepIntervalMs))
       })
       return
     }
