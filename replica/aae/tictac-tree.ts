@@ -10,14 +10,15 @@
 // collisions). Values are not hashed: a dot names one value (dvv.ts), so the dots and the vector
 // say everything a merge would change.
 //
-// The tree also keeps each key's contribution (one map per tree), so that an update needs no read
-// of the old state's hash and an exchange can list the keys of a differing segment.
+// The tree also keeps each key's segment and contribution (key-index.ts: typed arrays, not a Map),
+// so that an update needs no read of the old state's hash and an exchange can list the keys of a
+// differing segment.
 // Pure: no I/O, no clock; the replica (anti-entropy.ts) owns one per partition it holds.
 
 import { assert } from '../../coordinator/assert.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { compareStrings, type DvvSet } from '../../coordinator/version/dvv.ts'
-import { keyHash32 } from '../../coordinator/ring/partition-hash.ts'
+import { KeyIndex } from './key-index.ts'
 import { murmur3 } from '../../coordinator/hash32.ts'
 
 /** Branches under the root and segments under each branch; depth 2 (root -> branches -> segments). */
@@ -65,12 +66,10 @@ export class TictacTree {
   /** Branch hashes: the root's entries. */
   readonly branches = new Uint32Array(limits.aaeTreeWidth)
   /**
-   * Each key's contribution (absent keys contribute 0). Contributions are 30 bits, so that V8 keeps
-   * them as small integers in the map: a 32-bit value is a heap number, one allocation per write.
-   * One map per tree rather than one per segment: a partition with a few thousand keys would
-   * otherwise hold up to 1,024 small maps, which the write path paid for in allocation and GC.
+   * Each key's segment and contribution (absent keys contribute 0), in typed arrays rather than a
+   * Map of strings, which every major GC had to mark (key-index.ts says what it cost).
    */
-  private readonly keys = new Map<string, number>()
+  private readonly keys = new KeyIndex()
 
   /** Keys the tree holds. */
   get size(): number { return this.keys.size }
@@ -79,19 +78,17 @@ export class TictacTree {
   set(segment: number, key: string, hash: number): void {
     // Checked without building a message closure: this runs on every write.
     if (!(segment >= 0 && segment < segmentsPerTree && Number.isInteger(segment))) assert(false, `segment ${segment} outside the tree`)
-    const old = this.keys.get(key) ?? 0
+    const old = this.keys.set(key, segment, hash)
     if (old === hash) return
     const delta = old ^ hash
     this.leaves[segment] = this.leaves[segment]! ^ delta
     const b = segment >>> branchShift
     this.branches[b] = this.branches[b]! ^ delta
-    if (hash === 0) this.keys.delete(key)
-    else this.keys.set(key, hash)
   }
 
   /** The key's contribution, 0 when absent. */
   get(key: string): number {
-    return this.keys.get(key) ?? 0
+    return this.keys.get(key)
   }
 
   /** Up to `max` of the tree's keys, in no particular order (a drop deletes a partition slice by slice). */
@@ -110,12 +107,12 @@ export class TictacTree {
   }
 
   /**
-   * The keys of each named segment, each list sorted: one walk over the tree's keys, hashing each
-   * for its segment (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
+   * The keys of each named segment, each list sorted: one walk over the tree's keys, whose segments
+   * the index keeps (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
    */
   keysOfSegments(segments: readonly number[]): Map<number, string[]> {
     const out = new Map<number, string[]>(segments.map(s => [s, []]))
-    for (const key of this.keys.keys()) out.get(segmentOfHash(keyHash32(key)))?.push(key)
+    this.keys.forEach((key, segment) => { out.get(segment)?.push(key) })
     for (const list of out.values()) list.sort(compareStrings)
     return out
   }

@@ -1,0 +1,177 @@
+// The keys of one anti-entropy tree (tictac-tree.ts), each with its segment and its 30-bit
+// contribution, kept outside the JavaScript heap's object graph: an open-addressing hash table in
+// typed arrays, with the keys' UTF-16 code units in one growable arena.
+//
+// Why not a Map<string, number>: the tree must remember every key a replica stores (an update XORs
+// the key's old contribution out, and an exchange lists the keys of a differing segment), and a Map
+// keeps each key as a string object in old space. Every major GC then marks every key, and every
+// new key pays the map's growth and write barriers: measured in a put benchmark, anti-entropy's
+// write hook with the Map cost about 15 % of the replicas' CPU, most of it GC and map lookups
+// (docs/anti-entropy.md, "Cost and rate"). Typed arrays hold no references, so GC skips their
+// contents, and a lookup is a hash, a probe and a compare of code units.
+//
+// Layout: capacity (a power of two) slots; `slots[i]` is 0 (empty), -1 (deleted) or 1 + the arena
+// offset of the key's record, which is [length, ...code units]. `hashes[i]` (MurmurHash3 of the
+// key) filters compares; `segments[i]` and `values[i]` are the key's segment and contribution. A
+// deletion leaves a tombstone slot and dead arena space; both are reclaimed when the table is
+// rebuilt (on growth, or when tombstones or dead space pass half of what is in use).
+// Pure: no I/O, no clock.
+
+import { assert } from '../../coordinator/assert.ts'
+import { murmur3 } from '../../coordinator/hash32.ts'
+import { limits } from '../../coordinator/limits.ts'
+
+const EMPTY = 0
+const DELETED = -1
+const initialCapacity = 16
+const initialArenaUnits = 256
+
+export class KeyIndex {
+  private slots = new Int32Array(initialCapacity)
+  private hashes = new Uint32Array(initialCapacity)
+  private segments = new Uint16Array(initialCapacity)
+  private values = new Uint32Array(initialCapacity)
+  private arena = new Uint16Array(initialArenaUnits)
+  private arenaUsed = 0
+  /** Arena units held by deleted keys' records. */
+  private dead = 0
+  private live = 0
+  private tombstones = 0
+
+  /** Keys held. */
+  get size(): number { return this.live }
+
+  /** The key's value, 0 when absent. */
+  get(key: string): number {
+    const i = this.find(key, murmur3(key) >>> 0)
+    return i < 0 ? 0 : this.values[i]!
+  }
+
+  /**
+   * Sets `key`'s segment and value (value 0 removes the key) and returns its old value (0 when it
+   * was absent). Values are nonzero 32-bit unsigned integers.
+   */
+  set(key: string, segment: number, value: number): number {
+    const h = murmur3(key) >>> 0
+    const i = this.find(key, h)
+    if (i >= 0) {
+      const old = this.values[i]!
+      if (value === 0) {
+        this.dead += 1 + key.length
+        this.slots[i] = DELETED
+        this.values[i] = 0
+        this.live--
+        this.tombstones++
+        if (this.tombstones * 2 > this.slots.length || this.dead * 2 > this.arenaUsed + 1) this.rebuild(this.slots.length)
+      } else {
+        this.values[i] = value >>> 0
+        this.segments[i] = segment
+      }
+      return old
+    }
+    if (value === 0) return 0
+    // A new key: make room first (live + tombstones stay under 3/4 of the slots).
+    if ((this.live + this.tombstones + 1) * 4 > this.slots.length * 3) this.rebuild(this.live * 2 + 2 > this.slots.length ? this.slots.length * 2 : this.slots.length)
+    this.insert(key, h, segment, value >>> 0)
+    return 0
+  }
+
+  /** Calls `fn` with every key, its segment and value, in slot order. */
+  forEach(fn: (key: string, segment: number, value: number) => void): void {
+    for (let i = 0; i < this.slots.length; i++) {
+      const s = this.slots[i]!
+      if (s > 0) fn(this.keyAt(s - 1), this.segments[i]!, this.values[i]!)
+    }
+  }
+
+  /** Up to `max` keys, in slot order. */
+  someKeys(max: number): string[] {
+    const out: string[] = []
+    for (let i = 0; i < this.slots.length && out.length < max; i++) {
+      const s = this.slots[i]!
+      if (s > 0) out.push(this.keyAt(s - 1))
+    }
+    return out
+  }
+
+  /** The slot holding `key`, or -1. */
+  private find(key: string, h: number): number {
+    const mask = this.slots.length - 1
+    for (let i = h & mask, probes = 0; probes <= mask; i = (i + 1) & mask, probes++) {
+      const s = this.slots[i]!
+      if (s === EMPTY) return -1
+      if (s > 0 && this.hashes[i] === h && this.keyEquals(s - 1, key)) return i
+    }
+    return -1
+  }
+
+  private keyEquals(at: number, key: string): boolean {
+    const arena = this.arena
+    if (arena[at] !== key.length) return false
+    for (let j = 0; j < key.length; j++) if (arena[at + 1 + j] !== key.charCodeAt(j)) return false
+    return true
+  }
+
+  private keyAt(at: number): string {
+    return String.fromCharCode.apply(null, this.arena.subarray(at + 1, at + 1 + this.arena[at]!) as unknown as number[])
+  }
+
+  /** Puts a key known to be absent into the first free slot of its probe sequence. */
+  private insert(key: string, h: number, segment: number, value: number): void {
+    if (!(key.length <= limits.keyBytesMax)) assert(false, `key of ${key.length} code units in the anti-entropy index`)
+    const need = this.arenaUsed + 1 + key.length
+    if (need > this.arena.length) {
+      let size = this.arena.length * 2
+      while (size < need) size *= 2
+      const grown = new Uint16Array(size)
+      grown.set(this.arena.subarray(0, this.arenaUsed))
+      this.arena = grown
+    }
+    const at = this.arenaUsed
+    this.arena[at] = key.length
+    for (let j = 0; j < key.length; j++) this.arena[at + 1 + j] = key.charCodeAt(j)
+    this.arenaUsed = need
+    const mask = this.slots.length - 1
+    let i = h & mask
+    while (this.slots[i]! > 0) i = (i + 1) & mask
+    if (this.slots[i] === DELETED) this.tombstones--
+    this.slots[i] = at + 1
+    this.hashes[i] = h
+    this.segments[i] = segment
+    this.values[i] = value
+    this.live++
+  }
+
+  /** Rebuilds the table with `capacity` slots and a compacted arena: tombstones and dead space go. */
+  private rebuild(capacity: number): void {
+    const { slots, hashes, segments, values, arena } = this
+    this.slots = new Int32Array(capacity)
+    this.hashes = new Uint32Array(capacity)
+    this.segments = new Uint16Array(capacity)
+    this.values = new Uint32Array(capacity)
+    let units = initialArenaUnits
+    while (units < this.arenaUsed - this.dead) units *= 2
+    this.arena = new Uint16Array(units)
+    this.arenaUsed = 0
+    this.dead = 0
+    this.live = 0
+    this.tombstones = 0
+    const mask = capacity - 1
+    for (let k = 0; k < slots.length; k++) {
+      const s = slots[k]!
+      if (s <= 0) continue
+      const from = s - 1
+      const len = arena[from]!
+      const at = this.arenaUsed
+      this.arena.set(arena.subarray(from, from + 1 + len), at)
+      this.arenaUsed += 1 + len
+      let i = hashes[k]! & mask
+      while (this.slots[i] !== EMPTY) i = (i + 1) & mask
+      this.slots[i] = at + 1
+      this.hashes[i] = hashes[k]!
+      this.segments[i] = segments[k]!
+      this.values[i] = values[k]!
+      this.live++
+    }
+  }
+}
