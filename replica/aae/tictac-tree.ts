@@ -93,12 +93,7 @@ export class TictacTree {
 
   /** Up to `max` of the tree's keys, in no particular order (a drop deletes a partition slice by slice). */
   someKeys(max: number): string[] {
-    const out: string[] = []
-    for (const key of this.keys.keys()) {
-      if (out.length >= max) break
-      out.push(key)
-    }
-    return out
+    return this.keys.someKeys(max)
   }
 
   /** The keys of `segment`, sorted (JavaScript string order, the engine's). */
