@@ -98,6 +98,9 @@ describe('latency histograms: kv.stats() and /metrics', () => {
       const slices = count('ringkv_storage_slice_seconds', 'work="flush"')
       assert.ok(Number.isFinite(slices) && slices >= 0)
       assert.ok(hs.get(`ringkv_event_loop_delay_seconds{node="${r.id}"}`)!.count > 0, `${r.id} event loop`)
+      // The process's CPU time (what bench:compare reads from /proc), in seconds: it did work.
+      const cpu = Number(/^process_cpu_seconds_total\{node="[^"]+"\} (\S+)$/m.exec(text)?.[1])
+      assert.ok(cpu > 0 && cpu < 3600, `${r.id} process_cpu_seconds_total ${cpu}`)
     }
     // Every put was stamped once (more if a stamp timed out and moved on), and replicated to W-1 = 1
     // replica at least; reads ask every replica, at least R = 2 answer.

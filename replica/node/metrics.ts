@@ -177,6 +177,9 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push('# TYPE ringkv_tombstones_reaped_total counter', `ringkv_tombstones_reaped_total{${n}} ${aae.tombstonesReaped}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
+  // Prometheus's client libraries name it so: user plus system CPU time of this process.
+  const cpu = process.cpuUsage()
+  lines.push('# TYPE process_cpu_seconds_total counter', `process_cpu_seconds_total{${n}} ${(cpu.user + cpu.system) / 1e6}`)
   lines.push('# TYPE ringkv_unhandled_rejections_total counter', `ringkv_unhandled_rejections_total{${n}} ${processCounters.unhandledRejections}`)
   return lines.join('\n') + '\n'
 }
