@@ -76,6 +76,15 @@ export interface Endpoints {
   readonly fallbacks: ReadonlyArray<{ readonly node: string; readonly url: string; readonly up: boolean }>
 }
 
+/** The newest ring version a NotOwner in `e` names (a replica's refusal, or one inside a QuorumError). */
+function notOwnerRingVersion(e: unknown): number | undefined {
+  const named = (f: unknown): number | undefined => f instanceof KvError && f.kind === 'NotOwner' ? (f.data as { ringVersion: number }).ringVersion : undefined
+  if (!(e instanceof QuorumError)) return named(e)
+  let max: number | undefined
+  for (const f of e.failures.values()) { const v = named(f); if (v !== undefined && (max === undefined || v > max)) max = v }
+  return max
+}
+
 /** True when `e` (or a replica's failure inside a QuorumError) is NotOwner: the caller's ring is stale. */
 export function isNotOwner(e: unknown): boolean {
   if (!(e instanceof KvError)) return false
@@ -293,12 +302,13 @@ export class KvCoordinator {
    * and up to limits.seedsAskedAtOnce other nodes of the ring; resolves once one answered (or all
    * failed) with the newest ring known. Shared by concurrent callers.
    */
-  refreshRing(until: number, prefer?: string): Promise<Ring | undefined> {
+  refreshRing(until: number, prefer?: string, atLeast?: number): Promise<Ring | undefined> {
     this.refreshing ??= (async () => {
       const ring = this.ring
       if (ring === undefined) return undefined
       const nodes = [...new Set([...(prefer !== undefined ? [prefer] : []), ...ring.nodes.map(n => n.id)])].slice(0, limits.seedsAskedAtOnce + 1)
       const left = Math.max(1, until - this.opts.runtime.now())
+      let grace: unknown
       await new Promise<void>(done => {
         let pending = nodes.length
         const settle = () => { if (--pending <= 0) done() }
@@ -307,10 +317,16 @@ export class KvCoordinator {
           if (conn === undefined) { settle(); continue }
           conn.request('ring', {}, left).then(reply => {
             try { this.learnRing(reply.ring) } catch { /* a ring we refuse: another node answers */ }
-            done()
+            if (atLeast === undefined || (this.ring?.version ?? 0) >= atLeast) { done(); return }
+            // Looking for `atLeast`: a ring older than that (from a node gossip has not reached yet)
+            // does not end the wait, but the others get notOwnerRingRetryMs more, not the whole
+            // deadline (one of them may be paused and never answer).
+            grace ??= this.opts.runtime.setTimeout(done, limits.notOwnerRingRetryMs)
+            settle()
           }, settle)
         }
       })
+      if (grace !== undefined) this.opts.runtime.clearTimeout(grace)
       return this.ring
     })().finally(() => { this.refreshing = undefined })
     return this.refreshing
@@ -355,7 +371,10 @@ export class KvCoordinator {
    * from `startedAt`), if the ring is now another than the one the attempt was sent under
    * (`sentUnder`). Compared with that, not with the ring just before the refresh: another reply may
    * have moved this client to the new ring while the attempt was out, and the attempt still went
-   * by the old one (a join under load showed such NotOwners reaching the app). Only reached once
+   * by the old one (a join under load showed such NotOwners reaching the app). The refusal names
+   * the refusing replica's ring version: the ring is fetched again (notOwnerRingFetchesMax times at
+   * most) until this client knows that version, since the first node to answer may not have heard
+   * of it yet (a join bench run still showed one such NotOwner reaching the app). Only reached once
    * the first attempt has validated the options.
    */
   private async againIfNotOwner<T>(e: unknown, opts: { readonly timeoutMs?: number | undefined; readonly deadline?: Deadline | undefined },
@@ -364,7 +383,17 @@ export class KvCoordinator {
     const timeoutMs = opts.timeoutMs ?? this.defaults.timeoutMs
     const deadline = opts.deadline ?? { at: startedAt + timeoutMs, timeoutMs }
     const prefer = e instanceof QuorumError ? [...e.failures].find(([, f]) => f instanceof KvError && f.kind === 'NotOwner')?.[0] : undefined
-    await this.refreshRing(deadline.at, prefer)
+    const named = notOwnerRingVersion(e)
+    for (let i = 0; i < limits.notOwnerRingFetchesMax && !this.closed; i++) {
+      if (i > 0) {
+        if (this.opts.runtime.now() + limits.notOwnerRingRetryMs >= deadline.at) break
+        await new Promise<void>(ok => this.opts.runtime.setTimeout(ok, limits.notOwnerRingRetryMs))
+      }
+      // A refresh already under way is joined; it may end before it reaches `named`: then fetch again.
+      await this.refreshRing(deadline.at, prefer, named)
+      const v = this.ring?.version
+      if (v !== undefined && v !== sentUnder && (named === undefined || v >= named)) break
+    }
     if (this.ring?.version === sentUnder) throw e
     return again(deadline)
   }

@@ -111,6 +111,14 @@ export const limits = {
   /** ...and one more every seedHedgeMs while none has answered (a paused seed answers nothing). */
   seedHedgeMs: 100,
   /**
+   * After a NotOwner, the client fetches the ring at most this many times (within the request's
+   * deadline) until it knows the ring version the refusing replica named: the nodes it asks may
+   * not have heard of that ring yet. Once one answers with an older ring, the others get
+   * notOwnerRingRetryMs more to answer, and the next fetch waits that long first.
+   */
+  notOwnerRingFetchesMax: 3,
+  notOwnerRingRetryMs: 25,
+  /**
    * A request that times out resets its connection (the replica looks paused) only if it waited at
    * least this long with nothing received meanwhile: a caller's own tiny timeout says nothing about
    * the replica, and used to take every connection down for every caller of the client.
