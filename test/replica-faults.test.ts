@@ -149,9 +149,11 @@ describe('concurrent writers', () => {
     const add = (item: string) => (values: Uint8Array[]) =>
       JSON.stringify([...new Set([...values.flatMap(v => JSON.parse(dec.decode(v)) as string[]), item])].sort())
     const items = Array.from({ length: 30 }, (_, i) => `item${i}`)
-    const results = await Promise.all(items.map((item, i) => clients[i % 3]!.update('set', add(item))))
+    // A generous deadline: 30 updates of one key race and retry, which on a loaded machine outlasts the
+    // default request timeout; this test is about merging, not latency.
+    const results = await Promise.all(items.map((item, i) => clients[i % 3]!.update('set', add(item), { timeoutMs: 30_000 })))
     assert.ok(results.some(r => r.attempts > 1), 'some updates should have met a concurrent change and retried')
-    const final = await clients[0]!.get('set', { r: 3 })
+    const final = await clients[0]!.get('set', { r: 3, timeoutMs: 30_000 })
     const union = new Set(final.values.flatMap(v => JSON.parse(dec.decode(v)) as string[]))
     assert.deepEqual([...union].sort(), [...items].sort(), 'an update was lost')
     for (const c of clients) await c.close()
