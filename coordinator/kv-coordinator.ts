@@ -300,7 +300,9 @@ export class KvCoordinator {
   /**
    * Fetches the ring from `prefer` (the replica that showed a newer version or refused as NotOwner)
    * and up to limits.seedsAskedAtOnce other nodes of the ring; resolves once one answered (or all
-   * failed) with the newest ring known. Shared by concurrent callers.
+   * failed) with the newest ring known, or, with `atLeast`, once one answered with that version or
+   * newer (an older answer leaves the others notOwnerRingRetryMs more). Shared by concurrent
+   * callers: one that joins a refresh under way gets that refresh's end.
    */
   refreshRing(until: number, prefer?: string, atLeast?: number): Promise<Ring | undefined> {
     this.refreshing ??= (async () => {
