@@ -1,6 +1,7 @@
 // Shared test helpers: a real cluster in a temp dir, and a raw protocol connection to one replica
 // (for reading what a single replica holds, and for sending it bad input).
 
+import assert from 'node:assert/strict'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -10,6 +11,7 @@ import { startCluster, type Cluster, type ClusterOptions } from '../infra/cluste
 import { Connection } from '../coordinator/transport/connection.ts'
 import { systemRuntime, type WebSocketCtor } from '../coordinator/runtime.ts'
 import { limits } from '../coordinator/limits.ts'
+import { createClient, type KvClient } from '../client/index.ts'
 
 export async function testCluster(basePort: number, opts: Partial<ClusterOptions> = {}): Promise<Cluster & { dir: string; cleanup(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), 'ringkv-test-'))
@@ -99,4 +101,46 @@ export async function eventually<T>(fn: () => Promise<T>, what: string, timeoutM
     await new Promise(r => setTimeout(r, 100))
   }
   throw new Error(`${what}: not true after ${timeoutMs} ms: ${(last as Error)?.message}`, { cause: last })
+}
+
+/** Writes keys `prefix:i` one after another until `stop()`, recording each acknowledged one in `acked`. */
+export function writeLoad(kv: KvClient, prefix: string, acked: Map<string, string>): { stop(): Promise<{ ok: number; failed: number }> } {
+  let running = true
+  let ok = 0
+  let failed = 0
+  const done = (async () => {
+    for (let i = 0; running && i < 100_000; i++) {
+      const key = `${prefix}:${i}`
+      const value = `v${i}`
+      try {
+        await kv.put(key, value)
+        acked.set(key, value)
+        ok++
+      } catch {
+        failed++
+        // Pause, as an app would: a put that fails fast (the SDK backing off from replicas it found
+        // unreachable) would otherwise make this loop spin on microtasks and starve the event loop,
+        // so the backoff never expires and no later put succeeds. Without the pause, one early
+        // failure (all three seeds' connects timed out once) left the join test with no
+        // acknowledged write in 180 s, deterministically in CI and here.
+        await new Promise(r => setTimeout(r, 20))
+      }
+    }
+  })()
+  return { async stop() { running = false; await done; return { ok, failed } } }
+}
+
+/** Asserts that every write in `acked` reads back (at `r`, else the client's default) through `seeds`. */
+export async function checkAllAcked(seeds: string[], acked: ReadonlyMap<string, string>, r?: number): Promise<void> {
+  const kv = createClient({ seeds, timeoutMs: 10_000 })
+  try {
+    const missing: string[] = []
+    for (const [key, value] of acked) {
+      const got = await kv.getString(key, r !== undefined ? { r } : {})
+      if (!got.values.includes(value)) missing.push(key)
+    }
+    assert.deepEqual(missing.slice(0, 10), [], `${missing.length} of ${acked.size} acknowledged writes not readable${r !== undefined ? ` at R=${r}` : ''}`)
+  } finally {
+    await kv.close()
+  }
 }

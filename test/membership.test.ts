@@ -12,7 +12,7 @@ import { after, before, test } from 'node:test'
 import { join } from 'node:path'
 import { createClient, type KvClient } from '../client/index.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
-import { eventually, rawConnection, testCluster } from './helpers.ts'
+import { checkAllAcked, eventually, rawConnection, testCluster, writeLoad } from './helpers.ts'
 
 const base = 18010
 const partitions = 64
@@ -32,41 +32,6 @@ async function members(httpUrl: string): Promise<MembersBody> {
   return await res.json() as MembersBody
 }
 
-/** Writes keys one after another until `stop()`; records each acknowledged one. */
-function writeLoad(kv: KvClient, prefix: string): { stop(): Promise<{ ok: number; failed: number }> } {
-  let running = true
-  let ok = 0
-  let failed = 0
-  const done = (async () => {
-    for (let i = 0; running && i < 100_000; i++) {
-      const key = `${prefix}:${i}`
-      const value = `v${i}`
-      try {
-        await kv.put(key, value)
-        acked.set(key, value)
-        ok++
-      } catch {
-        failed++
-      }
-    }
-  })()
-  return { async stop() { running = false; await done; return { ok, failed } } }
-}
-
-async function checkAllAcked(seeds: string[]): Promise<void> {
-  const kv = createClient({ seeds, timeoutMs: 10_000 })
-  try {
-    const missing: string[] = []
-    for (const [key, value] of acked) {
-      const got = await kv.getString(key)
-      if (!got.values.includes(value)) missing.push(key)
-    }
-    assert.deepEqual(missing.slice(0, 10), [], `${missing.length} of ${acked.size} acknowledged writes not readable`)
-  } finally {
-    await kv.close()
-  }
-}
-
 before(async () => {
   cluster = await testCluster(base, { partitions, extraArgs: gossip, httpPort: 0, readyTimeoutMs: 60_000 })
 })
@@ -82,10 +47,10 @@ test('join under a write load: the new node gets its share, nothing acknowledged
   // A client that learns the ring now and sends nothing during the join: its ring goes stale.
   const stale = createClient({ seeds: cluster.seeds, timeoutMs: 10_000 })
   await stale.ring()
-  const load = writeLoad(kv, 'join')
+  const load = writeLoad(kv, 'join', acked)
   let ok: number, failed: number
   try {
-    await eventually(async () => assert.ok(acked.size >= 50), 'writes before the join', longMs)
+    await eventually(async () => assert.ok(acked.size >= 50, `${acked.size} acknowledged`), 'writes before the join', longMs)
     joined = await startCluster({
       dataDir: join(cluster.dir, 'joined'), basePort: base + 3, replicas: 1, httpPort: 0, partitions,
       join: cluster.seeds[0]!, extraArgs: gossip, readyTimeoutMs: longMs,
@@ -102,7 +67,7 @@ test('join under a write load: the new node gets its share, nothing acknowledged
     return m
   }, 'every replica sees the join done', 30_000)
   assert.deepEqual(view.members.map(m => m.partitions).sort((a, b) => a - b), [16, 16, 16, 16])
-  await checkAllAcked([...cluster.seeds, newNode.url])
+  await checkAllAcked([...cluster.seeds, newNode.url], acked)
 
   // The new node holds its share: about 3/4 of the keys with 4 nodes and N=3.
   const conn = rawConnection(newNode.url)
@@ -194,7 +159,7 @@ test('SIGSTOP: the others mark the replica unreachable; writes keep their W acks
 test('leave under a write load: the node hands everything off and exits 0; nothing is lost', { timeout: longMs * 2 }, async () => {
   const leaver = cluster.replicas[1]!
   const kv = createClient({ seeds: [cluster.seeds[0]!], timeoutMs: 10_000 })
-  const load = writeLoad(kv, 'leave')
+  const load = writeLoad(kv, 'leave', acked)
   const exited = leaver.exited()
   let code: number | null | string
   let ok: number, failed: number
@@ -210,7 +175,7 @@ test('leave under a write load: the node hands everything off and exits 0; nothi
   assert.equal(code, 0, 'the leaving node exits 0 by itself')
   const m = await members(cluster.replicas[0]!.httpUrl)
   assert.equal(m.members.find(x => x.node === leaver.id)!.status, 'left')
-  await checkAllAcked([cluster.seeds[0]!, joined!.replicas[0]!.url])
+  await checkAllAcked([cluster.seeds[0]!, joined!.replicas[0]!.url], acked)
   // The leaving node's partitions went to the others: the three left hold 64 between them.
   const owned = m.members.filter(x => x.status === 'valid').map(x => x.partitions)
   assert.equal(owned.reduce((a, b) => a + b, 0), 64)
@@ -248,6 +213,6 @@ test('remove a killed replica: its partitions are re-replicated to N copies', { 
   }
   for (const c of conns) c.close()
   assert.deepEqual(short.slice(0, 10), [], `${short.length} keys with fewer than 3 copies`)
-  await checkAllAcked(survivors.map(r => r.url))
+  await checkAllAcked(survivors.map(r => r.url), acked)
 })
 

@@ -20,7 +20,7 @@ import { isDeleted } from '../coordinator/version/dvv.ts'
 import { startCluster, type Cluster, type ReplicaProcess } from '../infra/cluster.ts'
 import { decodeStored, mergeStates, settleStored } from '../replica/state-codec.ts'
 import { openEngine } from '../replica/storage/engine.ts'
-import { enc, eventually, rawConnection, testCluster } from './helpers.ts'
+import { checkAllAcked, enc, eventually, rawConnection, testCluster, writeLoad } from './helpers.ts'
 
 const base = 19200
 const partitions = 16
@@ -81,39 +81,6 @@ async function scanStopped(r: ReplicaProcess): Promise<string[]> {
   return keys
 }
 
-function writeLoad(kv: KvClient, prefix: string): { stop(): Promise<{ ok: number; failed: number }> } {
-  let running = true
-  let ok = 0
-  let failed = 0
-  const done = (async () => {
-    for (let i = 0; running && i < 100_000; i++) {
-      const key = `${prefix}:${i}`
-      try {
-        await kv.put(key, `v${i}`)
-        acked.set(key, `v${i}`)
-        ok++
-      } catch {
-        failed++
-      }
-    }
-  })()
-  return { async stop() { running = false; await done; return { ok, failed } } }
-}
-
-async function checkAllAcked(seeds: string[]): Promise<void> {
-  const kv = createClient({ seeds, timeoutMs: 10_000 })
-  try {
-    const missing: string[] = []
-    for (const [key, value] of acked) {
-      const got = await kv.getString(key, { r: 2 })
-      if (!got.values.includes(value)) missing.push(key)
-    }
-    assert.deepEqual(missing.slice(0, 10), [], `${missing.length} of ${acked.size} acknowledged writes not readable at R=2`)
-  } finally {
-    await kv.close()
-  }
-}
-
 /** Waits until no replica of `rs` has a plan or a partition left to drop, and returns their drop status. */
 async function settled(rs: ReplicaProcess[]): Promise<Drops[]> {
   return await eventually(async () => {
@@ -151,10 +118,10 @@ test('join under writes: the old owners drop the partitions they lost; nothing a
   for (let i = 0; i < resKeys.length; i += 20) {
     await Promise.all(resKeys.slice(i, i + 20).map(k => eventually(() => kv.put(k, `v-${k}`, { w: 3 }), `put ${k}`, 30_000)))
   }
-  const load = writeLoad(kv, 'join')
+  const load = writeLoad(kv, 'join', acked)
   let ok: number, failed: number
   try {
-    await eventually(async () => assert.ok(acked.size >= 300), 'writes before the join', longMs)
+    await eventually(async () => assert.ok(acked.size >= 300, `${acked.size} acknowledged`), 'writes before the join', longMs)
     n4 = await startCluster({
       dataDir: join(cluster.dir, 'n4'), basePort: base + 3, replicas: 1, httpPort: 0, partitions,
       join: cluster.seeds[0]!, extraArgs: args, readyTimeoutMs: longMs,
@@ -173,7 +140,7 @@ test('join under writes: the old owners drop the partitions they lost; nothing a
     assert.equal(status[i]!.partitionsDropped, lost.length, `${r.id} dropped every partition it lost`)
     assert.ok(lost.length === 0 || status[i]!.keysDropped > 0)
   }
-  await checkAllAcked([...cluster.seeds, n4.seeds[0]!])
+  await checkAllAcked([...cluster.seeds, n4.seeds[0]!], acked, 2)
   // The old owner that lost the most, read from its own storage while stopped: before the join it
   // held every key (3 nodes, N=3); now only those of partitions it is a primary of.
   const lostBy = (id: string): number => Array.from({ length: partitions }, (_, p) => p).filter(p => !primariesOf(ring, p).includes(id)).length
@@ -243,7 +210,7 @@ test('a key deleted after its partition moved off a node stays deleted when the 
   for (const k of moved) assert.equal((await fresh.get(k, { r: 3 })).found, false, `${k} reads not found`)
   await fresh.close()
   console.log(`resurrection: ${moved.length} keys deleted after they moved stay deleted after the partitions came back`)
-  await checkAllAcked(cluster.seeds)
+  await checkAllAcked(cluster.seeds, acked, 2)
 })
 
 test('an old owner killed mid-drop finishes the drop after its restart', { timeout: longMs * 2 }, async () => {
@@ -280,5 +247,5 @@ test('an old owner killed mid-drop finishes the drop after its restart', { timeo
   await settled(cluster.replicas)
   const ring = await ringOf(cluster.seeds)
   assertOnlyHeld(victim.r.id, ring, await scanStopped(victim.r))
-  await checkAllAcked([...cluster.seeds, n5.seeds[0]!])
+  await checkAllAcked([...cluster.seeds, n5.seeds[0]!], acked, 2)
 })
