@@ -39,6 +39,18 @@ export class ConnectionPool {
     return list.length === 1 ? list[0] : list[(this.turn++) % list.length]
   }
 
+  /**
+   * A connection to `node` for a pool that follows a live ring: a node the pool has no connection
+   * for yet (it joined since the last call) is learned from `nodes()` first. Throws why the node has
+   * no connection when the ring does not name it either.
+   */
+  connectionTo(node: string, nodes: () => readonly RingNode[]): Connection {
+    if (this.conns.get(node) === undefined) this.setNodes(nodes())
+    const conn = this.get(node)
+    if (conn === undefined) throw this.whyDown(node)
+    return conn
+  }
+
   isUp = (node: string): boolean => {
     const list = this.conns.get(node)
     return list !== undefined && list.some(c => c.isUp())

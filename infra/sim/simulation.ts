@@ -202,12 +202,7 @@ class SimReplica implements SimHost {
       ring, handoff: noHandoff, log: quiet, onGone: quiet,
     })
     const peers = new ConnectionPool(rt, { client: `peer@${this.id}`, perReplica: 1 })
-    const peerConnection = (node: string): Connection => {
-      if (peers.get(node) === undefined) peers.setNodes(members.ring().nodes)
-      const conn = peers.get(node)
-      if (conn === undefined) throw peers.whyDown(node)
-      return conn
-    }
+    const peerConnection = (node: string): Connection => peers.connectionTo(node, () => members.ring().nodes)
     let svc: ReplicaService | undefined
     const aae = new AntiEntropy({
       nodeId: this.id, actor, engine, ring: () => members.ring(), runtime: rt, isReachable: members.isReachable, log: quiet,

@@ -366,12 +366,7 @@ export async function startReplica(cfg: ReplicaConfig): Promise<RunningReplica> 
   // membership's phi-accrual detector's call, not the pool's.
   const peerRuntime = systemRuntime(nodeWebSocket(WebSocket as never, limits.frameBytesMax, { ca: security.ca }))
   const peers = new ConnectionPool(peerRuntime, { client: `peer@${cfg.id}`, perReplica: 1, ...peerToken })
-  const peerConnection = (node: string): Connection => {
-    if (peers.get(node) === undefined) peers.setNodes(members.ring().nodes)
-    const conn = peers.get(node)
-    if (conn === undefined) throw peers.whyDown(node)
-    return conn
-  }
+  const peerConnection = (node: string): Connection => peers.connectionTo(node, () => members.ring().nodes)
   let service: ReplicaService | undefined
   const aae = new AntiEntropy({
     nodeId: cfg.id, actor, engine, ring: () => members.ring(), runtime, isReachable: members.isReachable, log,
