@@ -14,6 +14,16 @@ export function fmix32(x: number): number {
   return h >>> 0
 }
 
+/** One MurmurHash3 x86_32 block step: mixes the 32-bit block `k` into the running hash `h`. */
+export function murmurBlock(h: number, k: number): number {
+  k = Math.imul(k, 0xcc9e2d51)
+  k = (k << 15) | (k >>> 17)
+  k = Math.imul(k, 0x1b873593)
+  h ^= k
+  h = (h << 13) | (h >>> 19)
+  return (Math.imul(h, 5) + 0xe6546b64) | 0
+}
+
 /**
  * MurmurHash3 x86_32 (Austin Appleby, public domain) over a string's UTF-16 code units, two to a
  * 32-bit block, seed 0. Code units rather than UTF-8 bytes: callers keep the output in memory, and
@@ -25,15 +35,7 @@ export function murmur3(s: string): number {
   const n = s.length
   let h = 0
   let i = 0
-  for (; i + 1 < n; i += 2) {
-    let k = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16)
-    k = Math.imul(k, c1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, c2)
-    h ^= k
-    h = (h << 13) | (h >>> 19)
-    h = (Math.imul(h, 5) + 0xe6546b64) | 0
-  }
+  for (; i + 1 < n; i += 2) h = murmurBlock(h, s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16))
   if (i < n) {
     let k = s.charCodeAt(i)
     k = Math.imul(k, c1)

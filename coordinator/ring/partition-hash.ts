@@ -38,8 +38,20 @@ const pristine = sha256.create()
 const hasher = sha256.create()
 const digest = new Uint8Array(32)
 
+// The last key hashed and its hash: a replica's write hashes its key for the ownership check and
+// again for the anti-entropy tree, in the same turn, and the second costs a string compare.
+let memoKey: string | undefined
+let memoHash = 0
+
 /** The top 32 bits of SHA-256(UTF-8(key)), as an unsigned integer: the key's point on the ring. */
 export function keyHash32(key: string): number {
+  if (key === memoKey) return memoHash
+  memoHash = sha256Top32(key)
+  memoKey = key
+  return memoHash
+}
+
+function sha256Top32(key: string): number {
   if (key.length * 3 > scratch.length) scratch = new Uint8Array(key.length * 3)
   // ASCII keys (the usual ones) are copied by hand: TextEncoder.encodeInto's call costs more than
   // the copy for a short key. Any other code unit hands the whole key to encodeInto.

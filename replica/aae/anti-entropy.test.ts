@@ -143,18 +143,42 @@ test('two trees differ exactly in the segments where some key\'s history differs
       const snaps = snapshots(history)
       const sa = pick(snaps, ma)
       const sb = pick(snaps, mb)
-      const seg = segmentOfHash(keyHash32(key))
-      if (sa.siblings.length > 0) a.set(seg, key, stateHash(key, sa))
-      if (sb.siblings.length > 0) b.set(seg, key, stateHash(key, sb))
+      const h = keyHash32(key)
+      const seg = segmentOfHash(h)
+      if (sa.siblings.length > 0) a.set(h, key, stateHash(h, sa))
+      if (sb.siblings.length > 0) b.set(h, key, stateHash(h, sb))
       if (!equals(sa, sb)) expected.add(seg)
     })
     assert.deepEqual(new Set(differing(a.leaves, b.leaves)), expected)
     const branches = new Set([...expected].map(s => Math.floor(s / treeShape.width)))
     assert.deepEqual(new Set(differing(a.branches, b.branches)), branches)
     // Removing every key brings a tree back to all zeros: XOR out is exact.
-    for (const key of keys) { const seg = segmentOfHash(keyHash32(key)); a.set(seg, key, 0) }
+    for (const key of keys) a.set(keyHash32(key), key, 0)
     assert.ok(a.leaves.every(x => x === 0) && a.branches.every(x => x === 0) && a.size === 0)
   }), { seed, numRuns: 200 })
+})
+
+test('a key\'s contribution ignores the order of actors and siblings and moves with any dot, flag or key', () => {
+  const seed = testSeed('state hash spelling')
+  const dotArb = fc.record({ actor: fc.string({ minLength: 1, maxLength: 6 }), counter: fc.oneof(fc.nat(), fc.constant(2 ** 53 - 1), fc.constant(2 ** 32)) })
+  fc.assert(fc.property(fc.uniqueArray(dotArb, { selector: d => d.actor, minLength: 1, maxLength: 5 }), fc.nat(), fc.string({ maxLength: 12 }), (dots, pick, key) => {
+    const h = keyHash32(key)
+    const vv = Object.fromEntries(dots.map(d => [d.actor, d.counter]))
+    const siblings = dots.map((d, i) => ({ actor: d.actor, counter: d.counter, value: i % 2 === 0 ? new Uint8Array([1]) : null }))
+    const state: DvvSet = { vv, siblings }
+    const h0 = stateHash(h, state)
+    assert.ok(h0 > 0 && h0 < 2 ** 30, 'a stored state contributes 30 nonzero bits')
+    const reordered: DvvSet = { vv: Object.fromEntries(dots.map(d => [d.actor, d.counter]).reverse()), siblings: [...siblings].reverse() }
+    assert.equal(stateHash(h, reordered), h0, 'order does not matter')
+    const i = pick % dots.length
+    const d = dots[i]!
+    const bumped = d.counter === 2 ** 53 - 1 ? d.counter - 1 : d.counter + 1
+    assert.notEqual(stateHash(h, { vv: { ...vv, [d.actor]: bumped }, siblings }), h0, 'a vector entry moves it')
+    assert.notEqual(stateHash(h, { vv, siblings: siblings.map((x, j) => j === i ? { ...x, counter: bumped } : x) }), h0, 'a dot moves it')
+    assert.notEqual(stateHash(h, { vv, siblings: siblings.map((x, j) => j === i ? { ...x, value: x.value === null ? new Uint8Array([1]) : null } : x) }), h0, 'a tombstone flag moves it')
+    assert.notEqual(stateHash(h, { vv, siblings: siblings.filter((_, j) => j !== i) }), h0, 'a sibling fewer moves it')
+    assert.notEqual(stateHash(keyHash32(`${key}!`), state), h0, 'another key moves it')
+  }), { seed, numRuns: 300 })
 })
 
 test('after an exchange both replicas hold sync of both; the live tree equals a rebuilt one', async () => {

@@ -176,9 +176,6 @@ export class AntiEntropy implements AaeHooks {
   private running: Promise<void> | undefined
   private readonly keysBucket: TokenBucket
   private readonly bytesBucket: TokenBucket
-  /** The last key hashed and its hash: the floor lookup and the tree update of one write hash it once. */
-  private memoKey = ''
-  private memoHash = 0
   /** Whether some partition has a dot floor above 0 (set by a reap, or loaded from storage). */
   private anyFloor = false
   /**
@@ -196,20 +193,19 @@ export class AntiEntropy implements AaeHooks {
   // ---- the write path's hooks (ReplicaService) ----
 
   onWrite(key: string, next: DvvSet): void {
-    const h = this.keyHash(key)
-    if (this.watched.size > 0) {
-      const p = partitionOfHash(h, this.opts.ring().partitions)
-      if (this.watched.has(p)) this.watched.set(p, true)
-    }
+    // keyHash32 remembers its last key: the ownership check hashed this one already.
+    const h = keyHash32(key)
+    const p = partitionOfHash(h, this.opts.ring().partitions)
+    if (this.watched.size > 0 && this.watched.has(p)) this.watched.set(p, true)
     // Before the rebuild scan reaches a key, the scan will read its latest state itself.
     if (!this.ready && (this.rebuiltThrough === undefined || key > this.rebuiltThrough)) return
-    this.account(this.partitionOf(partitionOfHash(h, this.opts.ring().partitions)), segmentOfHash(h), key, next, this.opts.runtime.now())
+    this.account(this.partitionOf(p), h, key, next)
   }
 
   floorOf(key: string): number {
     // No reap has happened on this replica (the usual case): no floor to look up, no key to hash.
     if (!this.anyFloor) return 0
-    const p = this.partitions.get(partitionOfHash(this.keyHash(key), this.opts.ring().partitions))
+    const p = this.partitions.get(partitionOfHash(keyHash32(key), this.opts.ring().partitions))
     return p?.floor ?? 0
   }
 
@@ -497,8 +493,7 @@ export class AntiEntropy implements AaeHooks {
         this.persist(floorKey(partition), encodeState({ vv: { [this.opts.actor]: counter }, siblings: [] }))
       }
       this.persist(key, reapedValue)
-      const h = this.keyHash(key)
-      part.tree.set(segmentOfHash(h), key, 0)
+      part.tree.set(keyHash32(key), key, 0)
       part.tombstones.delete(key)
       reaped++
     }
@@ -566,7 +561,7 @@ export class AntiEntropy implements AaeHooks {
     }
     for (const key of keys) {
       this.persist(key, reapedValue, 'drop')
-      part.tree.set(segmentOfHash(this.keyHash(key)), key, 0)
+      part.tree.set(keyHash32(key), key, 0)
       part.tombstones.delete(key)
     }
     // Nothing left to exchange or reap here; the floor stays (it outlives the keys on purpose).
@@ -575,11 +570,6 @@ export class AntiEntropy implements AaeHooks {
   }
 
   // ---- internals ----
-
-  private keyHash(key: string): number {
-    if (this.memoKey !== key || key === '') { this.memoKey = key; this.memoHash = keyHash32(key) }
-    return this.memoHash
-  }
 
   private partitionOf(p: number): Partition {
     let part = this.partitions.get(p)
@@ -590,11 +580,11 @@ export class AntiEntropy implements AaeHooks {
     return part
   }
 
-  private account(part: Partition, segment: number, key: string, state: DvvSet, now: number): void {
-    part.tree.set(segment, key, state.siblings.length === 0 ? 0 : stateHash(key, state))
+  private account(part: Partition, keyHash: number, key: string, state: DvvSet): void {
+    part.tree.set(keyHash, key, state.siblings.length === 0 ? 0 : stateHash(keyHash, state))
     if (state.siblings.length > 0 && isDeleted(state)) {
       part.tombstones.delete(key)
-      if (part.tombstones.size < limits.tombstonesTrackedPerPartitionMax) part.tombstones.set(key, now)
+      if (part.tombstones.size < limits.tombstonesTrackedPerPartitionMax) part.tombstones.set(key, this.opts.runtime.now())
     } else if (part.tombstones.size > 0) {
       part.tombstones.delete(key)
     }
@@ -624,13 +614,12 @@ export class AntiEntropy implements AaeHooks {
     for (;;) {
       if (this.closed) return
       const { entries, cursor } = this.opts.engine.scan('', { limit: limits.aaeRebuildKeysPerSlice, ...(after !== undefined ? { after } : {}) })
-      const now = this.opts.runtime.now()
       for (const [key, value] of entries) {
         if (key.startsWith('\u0000')) continue
         const { state } = decodeStored(value)
         if (state.siblings.length === 0) continue
         const h = keyHash32(key)
-        this.account(this.partitionOf(partitionOfHash(h, partitions)), segmentOfHash(h), key, state, now)
+        this.account(this.partitionOf(partitionOfHash(h, partitions)), h, key, state)
         keys++
       }
       if (cursor === undefined) break

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import fc from 'fast-check'
 import { testSeed } from '../../test/seed.ts'
+import { murmur3 } from '../../coordinator/hash32.ts'
 import { KeyIndex } from './key-index.ts'
 
 const keyArb = fc.oneof(
@@ -26,13 +27,13 @@ test('the key index agrees with a Map through sets, removals, growth and rebuild
     const model = new Map<string, { value: number; segment: number }>()
     for (const [k, value, segment] of ops) {
       const key = keys[k]!
-      const old = index.set(key, segment, value)
+      const old = index.set(key, murmur3(key), segment, value)
       assert.equal(old, model.get(key)?.value ?? 0, 'set returns the old value')
       if (value === 0) model.delete(key)
       else model.set(key, { value, segment })
     }
     assert.equal(index.size, model.size)
-    for (const key of keys) assert.equal(index.get(key), model.get(key)?.value ?? 0)
+    for (const key of keys) assert.equal(index.get(key, murmur3(key)), model.get(key)?.value ?? 0)
     const listed = new Map<string, { value: number; segment: number }>()
     index.forEach((key, segment, value) => { assert.ok(!listed.has(key), 'listed once'); listed.set(key, { value, segment }) })
     assert.deepEqual(listed, model)
@@ -42,7 +43,7 @@ test('the key index agrees with a Map through sets, removals, growth and rebuild
 
 test('the key index stays small under churn: a million sets and removals over 1,000 keys', () => {
   const index = new KeyIndex()
-  for (let i = 0; i < 1_000_000; i++) index.set(`key-${i % 1000}`, i % 4096, i % 3 === 0 ? 0 : (i % 1000) + 1)
+  for (let i = 0; i < 1_000_000; i++) index.set(`key-${i % 1000}`, murmur3(`key-${i % 1000}`), i % 4096, i % 3 === 0 ? 0 : (i % 1000) + 1)
   assert.equal(index.size, [...Array(1000).keys()].filter(k => (999_000 + k) % 3 !== 0).length)
   // Capacity follows the live keys, not the churn: nothing here may hold a million entries' worth.
   const sizes = index as unknown as { slots: Int32Array; arena: Uint16Array }

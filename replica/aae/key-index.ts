@@ -11,14 +11,13 @@
 // contents, and a lookup is a hash, a probe and a compare of code units.
 //
 // Layout: capacity (a power of two) slots; `slots[i]` is 0 (empty), -1 (deleted) or 1 + the arena
-// offset of the key's record, which is [length, ...code units]. `hashes[i]` (MurmurHash3 of the
-// key) filters compares; `segments[i]` and `values[i]` are the key's segment and contribution. A
+// offset of the key's record, which is [length, ...code units]. `hashes[i]` (the caller's hash of
+// the key) filters compares; `segments[i]` and `values[i]` are the key's segment and contribution. A
 // deletion leaves a tombstone slot and dead arena space; both are reclaimed when the table is
 // rebuilt (on growth, or when tombstones or dead space pass half of what is in use).
 // Pure: no I/O, no clock.
 
 import { assert } from '../../coordinator/assert.ts'
-import { murmur3 } from '../../coordinator/hash32.ts'
 import { limits } from '../../coordinator/limits.ts'
 
 const EMPTY = 0
@@ -41,18 +40,20 @@ export class KeyIndex {
   /** Keys held. */
   get size(): number { return this.live }
 
-  /** The key's value, 0 when absent. */
-  get(key: string): number {
-    const i = this.find(key, murmur3(key) >>> 0)
+  /** The key's value, 0 when absent; `hash` is the key's hash (see set). */
+  get(key: string, hash: number): number {
+    const i = this.find(key, hash >>> 0)
     return i < 0 ? 0 : this.values[i]!
   }
 
   /**
    * Sets `key`'s segment and value (value 0 removes the key) and returns its old value (0 when it
-   * was absent). Values are nonzero 32-bit unsigned integers.
+   * was absent). Values are nonzero 32-bit unsigned integers. `hash` places the key in the table:
+   * any well-spread 32-bit hash of the key, the same one for a key every time (the tree passes the
+   * key's ring hash, which the write path has already computed, so the index hashes nothing).
    */
-  set(key: string, segment: number, value: number): number {
-    const h = murmur3(key) >>> 0
+  set(key: string, hash: number, segment: number, value: number): number {
+    const h = hash >>> 0
     const i = this.find(key, h)
     if (i >= 0) {
       const old = this.values[i]!

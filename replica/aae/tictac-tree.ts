@@ -10,16 +10,16 @@
 // collisions). Values are not hashed: a dot names one value (dvv.ts), so the dots and the vector
 // say everything a merge would change.
 //
-// The tree also keeps each key's segment and contribution (key-index.ts: typed arrays, not a Map),
-// so that an update needs no read of the old state's hash and an exchange can list the keys of a
-// differing segment.
+// The tree also keeps each key's segment and contribution (key-index.ts: typed arrays, not a Map,
+// placed by the key's ring hash), so that an update needs no read of the old state's hash and an
+// exchange can list the keys of a differing segment.
 // Pure: no I/O, no clock; the replica (anti-entropy.ts) owns one per partition it holds.
 
 import { assert } from '../../coordinator/assert.ts'
 import { limits } from '../../coordinator/limits.ts'
 import { compareStrings, type DvvSet } from '../../coordinator/version/dvv.ts'
 import { KeyIndex } from './key-index.ts'
-import { murmur3 } from '../../coordinator/hash32.ts'
+import { fmix32, murmurBlock } from '../../coordinator/hash32.ts'
 
 /** Branches under the root and segments under each branch; depth 2 (root -> branches -> segments). */
 export interface TreeShape { readonly width: number; readonly depth: number }
@@ -38,25 +38,50 @@ export function segmentOfHash(hash32: number): number {
   return hash32 & (segmentsPerTree - 1)
 }
 
+/** Seeds that keep a vector entry, a live dot and a tombstone dot of the same actor and counter apart. */
+const seedVector = 0x6a09e667
+const seedLive = 0xbb67ae85
+const seedDeleted = 0x3c6ef372
+
+/** One (actor, counter) pair: MurmurHash3 blocks over the actor's code units, then the counter's two halves. */
+function entryHash(seed: number, actor: string, counter: number): number {
+  let h = seed
+  for (let i = 0; i < actor.length; i++) h = murmurBlock(h, actor.charCodeAt(i))
+  h = murmurBlock(h, counter >>> 0)
+  h = murmurBlock(h, Math.floor(counter / 0x1_0000_0000))
+  return fmix32(h ^ actor.length)
+}
+
 /**
- * The key's contribution: the top 30 bits of MurmurHash3 (x86, 32-bit) over a canonical spelling
- * of the key and its causal history: the version vector (actors sorted) and each sibling's dot with a tombstone flag.
- * Every string is length-prefixed, so no actor name can make two histories spell alike. Never 0
- * for a stored state, so "absent" and "present" always differ (0 is what an absent key adds).
+ * The key's contribution, from its 32-bit ring hash and its causal history: the version vector's
+ * entries and each sibling's dot with a tombstone flag. 30 bits, never 0 for a stored state, so
+ * "absent" and "present" always differ (0 is what an absent key adds).
+ *
+ * Each entry is hashed alone (MurmurHash3's block mix and finalizer, coordinator/hash32.ts) and the
+ * entries are summed, so the order of a vector's actors or of the siblings does not matter and
+ * nothing is sorted, spelled or allocated: this runs on every write of every replica. (It used to
+ * build a string of the sorted history and hash that, and the string was half of the tree's cost
+ * on the write path: docs/anti-entropy.md, "What it costs the put path".) Distinct entries sum to
+ * the same total only by a 32-bit accident, and the key enters through its ring hash, so two keys
+ * of one segment with one history do not cancel out.
  *
  * Not a cryptographic hash, on purpose: a contribution is 30 bits, and 2^30 tries find a collision
- * for any hash cut that short, so SHA-256 would buy no safety, only cost: it ran on every write of
- * every replica and took about 40 times as long (docs/anti-entropy.md). What a contribution needs
- * is spread (each output bit depends on every input bit), which Murmur3's mixing gives.
+ * for any hash cut that short, so SHA-256 would buy no safety, only cost. What a contribution needs
+ * is spread (each output bit depends on every input bit), which Murmur3's mixing gives. Every
+ * replica must compute it alike: replicas running an older spelling disagree on every segment, and
+ * their exchanges then list keys and find nothing to repair until all of them run the same one.
  */
-export function stateHash(key: string, state: DvvSet): number {
-  let s = `${key.length}:${key}|`
-  const actors = Object.keys(state.vv).sort(compareStrings)
-  for (const a of actors) s += `${a.length}:${a}${state.vv[a]},`
-  s += '|'
-  for (const x of state.siblings) s += `${x.actor.length}:${x.actor}${x.counter}${x.value === null ? 't' : 'v'},`
-  // 30 bits (see TictacTree.keys); never 0.
-  const h = murmur3(s) >>> 2
+export function stateHash(keyHash: number, state: DvvSet): number {
+  let vector = 0
+  const vv = state.vv
+  for (const actor in vv) vector = (vector + entryHash(seedVector, actor, vv[actor]!)) | 0
+  let dots = 0
+  const siblings = state.siblings
+  for (let i = 0; i < siblings.length; i++) {
+    const x = siblings[i]!
+    dots = (dots + entryHash(x.value === null ? seedDeleted : seedLive, x.actor, x.counter)) | 0
+  }
+  const h = fmix32(murmurBlock(murmurBlock(murmurBlock(0, keyHash), vector), dots) ^ siblings.length) >>> 2
   return h === 0 ? 1 : h
 }
 
@@ -74,11 +99,13 @@ export class TictacTree {
   /** Keys the tree holds. */
   get size(): number { return this.keys.size }
 
-  /** Sets `key`'s contribution (0 removes it), XORing the old one out and the new one in. */
-  set(segment: number, key: string, hash: number): void {
-    // Checked without building a message closure: this runs on every write.
-    if (!(segment >= 0 && segment < segmentsPerTree && Number.isInteger(segment))) assert(false, `segment ${segment} outside the tree`)
-    const old = this.keys.set(key, segment, hash)
+  /**
+   * Sets `key`'s contribution (0 removes it), XORing the old one out and the new one in. `keyHash`
+   * is the key's ring hash (keyHash32), which names its segment and places it in the index.
+   */
+  set(keyHash: number, key: string, hash: number): void {
+    const segment = segmentOfHash(keyHash)
+    const old = this.keys.set(key, keyHash, segment, hash)
     if (old === hash) return
     const delta = old ^ hash
     this.leaves[segment] = this.leaves[segment]! ^ delta
@@ -86,9 +113,9 @@ export class TictacTree {
     this.branches[b] = this.branches[b]! ^ delta
   }
 
-  /** The key's contribution, 0 when absent. */
-  get(key: string): number {
-    return this.keys.get(key)
+  /** The key's contribution, 0 when absent; `keyHash` is its ring hash. */
+  get(keyHash: number, key: string): number {
+    return this.keys.get(key, keyHash)
   }
 
   /** Up to `max` of the tree's keys, in no particular order (a drop deletes a partition slice by slice). */
