@@ -386,15 +386,6 @@ export const limits = {
    * (at 32, about 4 keys a segment, a 1,000,000-key exchange moved 1.7-1.9x the issue's bound).
    */
   aaeTreeWidth: 64,
-  /**
-   * Slots of anti-entropy's cache from a key's Murmur3 to its ring hash (4 bytes each: 4 MiB a
-   * replica), which spares an update of a key the trees already hold its SHA-256 (keyHash32): under
-   * a put load that hash, cold in the caches, took 1.7 µs of a write hook's 5. A slot holds the last
-   * key that landed in it, and a hit counts only when the key's own tree holds the key under that
-   * hash, so a collision or a stale slot costs one SHA-256, never a wrong tree. Sized for about a
-   * million keys a replica; beyond that more updates pay the hash.
-   */
-  aaeKeyHashCacheSlots: 1 << 20,
   /** Pause between two exchanges of the periodic loop (one (partition, peer) pair each). */
   aaeExchangeIntervalMs: 40,
   /**
@@ -602,7 +593,6 @@ assert(limits.handoffProgressEntriesMax >= limits.handoffTransfersInFlightMax, '
 assert(limits.handoffScanKeysMax >= 1 && limits.handoffAttemptsMax >= 1 && limits.handoffRescansMax >= 0, 'handoff counts must be positive')
 assert(limits.aaeTreeWidth >= 2 && (limits.aaeTreeWidth & (limits.aaeTreeWidth - 1)) === 0, 'tree width must be a power of two')
 assert(Math.log2(limits.aaeTreeWidth) * 2 + Math.log2(limits.partitionsMax) <= 32, 'partition and segment bits must fit one 32-bit key hash')
-assert(limits.aaeKeyHashCacheSlots >= 1 && (limits.aaeKeyHashCacheSlots & (limits.aaeKeyHashCacheSlots - 1)) === 0, 'the key hash cache is indexed by a mask')
 assert(limits.aaeSegmentsPerFetchMax <= limits.aaeTreeWidth * limits.aaeTreeWidth, 'a fetch asks for at most every segment')
 assert(limits.aaeKeysReplyBytesMax + limits.aaeKeysPerReplyMax * (limits.keyBytesMax + 64) < limits.frameBytesMax,
   'an aaeKeys reply (its state budget, or one state alone, with its keys) must fit one frame')

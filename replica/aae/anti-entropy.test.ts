@@ -12,8 +12,6 @@ import { join } from 'node:path'
 import { after, test } from 'node:test'
 import fc from 'fast-check'
 import { KvError } from '../../coordinator/errors.ts'
-import { murmur3 } from '../../coordinator/hash32.ts'
-import { limits } from '../../coordinator/limits.ts'
 import { decodeFrame, encodeFrame, type Message } from '../../coordinator/protocol/codec.ts'
 import { parseReply } from '../../coordinator/protocol/fast-parse.ts'
 import { keyHash32, partitionOfHash } from '../../coordinator/ring/partition-hash.ts'
@@ -233,41 +231,6 @@ test('after an exchange both replicas hold sync of both; the live tree equals a 
     await B.engine.close()
   }), { seed, numRuns: 12 })
   assert.ok(run > 0)
-})
-
-test('keys sharing a slot of the key hash cache: every write still lands in its own tree', async () => {
-  const seed = testSeed('key hash cache slots')
-  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }], partitions: 8, n: 1 })
-  // Groups of keys whose Murmur3 picks the same cache slot (the birthday bound finds them quickly).
-  const bySlot = new Map<number, string[]>()
-  for (let i = 0; [...bySlot.values()].filter(g => g.length >= 2).length < 4; i++) {
-    const key = `k${i}`
-    const slot = murmur3(key) & (limits.aaeKeyHashCacheSlots - 1)
-    bySlot.set(slot, [...(bySlot.get(slot) ?? []), key])
-  }
-  const shared = [...bySlot.values()].filter(g => g.length >= 2).flat()
-  assert.ok(shared.length >= 8)
-  await fc.assert(fc.asyncProperty(fc.array(fc.tuple(fc.nat(shared.length - 1), fc.boolean()), { minLength: 1, maxLength: 60 }), async (writes) => {
-    const world = new World(ring)
-    const A = await world.add('A')
-    for (const [k, del] of writes) {
-      const key = shared[k]!
-      const stored = read(A, key)
-      await A.service.applyState(key, update(stored, stored.vv, 'x.1', del ? null : enc.encode(key)))
-    }
-    const fresh = new AntiEntropy({
-      nodeId: 'A', actor: 'A.1', engine: A.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
-      peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
-    })
-    await fresh.start()
-    fresh.close()
-    for (let p = 0; p < ring.partitions; p++) {
-      const live = await world.request('A', 'aaeRoot', { partition: p, shape: treeShape })
-      const rebuilt = fresh.serve('aaeRoot', { partition: p, shape: treeShape }) as { branches: Uint8Array }
-      assert.deepEqual(Buffer.from(live.body.branches), Buffer.from(rebuilt.branches), `partition ${p}: live tree = rebuilt tree`)
-    }
-    await A.engine.close()
-  }), { seed, numRuns: 20 })
 })
 
 test('a sweep compares every shared partition in one request, counts equal ones clean and queues only the differing ones', async () => {

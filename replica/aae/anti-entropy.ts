@@ -42,7 +42,6 @@
 import { assert } from '../../coordinator/assert.ts'
 import { KvError, badRequest } from '../../coordinator/errors.ts'
 import { limits } from '../../coordinator/limits.ts'
-import { murmur3 } from '../../coordinator/hash32.ts'
 import type { z } from 'zod'
 import { replySchemas, type ParsedRequest, type ReplyBody, type RequestBody, type Wire } from '../../coordinator/protocol/messages.ts'
 import { keyHash32, partitionOfHash } from '../../coordinator/ring/partition-hash.ts'
@@ -177,8 +176,6 @@ export class AntiEntropy implements AaeHooks {
   private running: Promise<void> | undefined
   private readonly keysBucket: TokenBucket
   private readonly bytesBucket: TokenBucket
-  /** murmur3(key) -> keyHash32(key) of the last key in each slot, 0 for none (limits.aaeKeyHashCacheSlots). */
-  private readonly keyHashes = new Uint32Array(limits.aaeKeyHashCacheSlots)
   /** Whether some partition has a dot floor above 0 (set by a reap, or loaded from storage). */
   private anyFloor = false
   /**
@@ -196,24 +193,9 @@ export class AntiEntropy implements AaeHooks {
   // ---- the write path's hooks (ReplicaService) ----
 
   onWrite(key: string, next: DvvSet): void {
-    const partitions = this.opts.ring().partitions
-    // An update of a key the trees hold: its ring hash from the cache, confirmed by its tree.
-    const slot = murmur3(key) & (limits.aaeKeyHashCacheSlots - 1)
-    const cached = this.keyHashes[slot]!
-    if (cached !== 0) {
-      const p = partitionOfHash(cached, partitions)
-      const part = this.partitions.get(p)
-      // Held by the tree, so the rebuild scan has passed it (or it is written only now).
-      if (part !== undefined && part.tree.replace(cached, key, next.siblings.length === 0 ? 0 : stateHash(cached, next))) {
-        if (this.watched.size > 0 && this.watched.has(p)) this.watched.set(p, true)
-        this.trackTombstone(part, key, next)
-        return
-      }
-    }
-    // keyHash32 remembers its last key: an ownership check may have hashed this one already.
+    // keyHash32 remembers its last key: the ownership check hashed this one already.
     const h = keyHash32(key)
-    this.keyHashes[slot] = h
-    const p = partitionOfHash(h, partitions)
+    const p = partitionOfHash(h, this.opts.ring().partitions)
     if (this.watched.size > 0 && this.watched.has(p)) this.watched.set(p, true)
     // Before the rebuild scan reaches a key, the scan will read its latest state itself.
     if (!this.ready && (this.rebuiltThrough === undefined || key > this.rebuiltThrough)) return
@@ -600,11 +582,6 @@ export class AntiEntropy implements AaeHooks {
 
   private account(part: Partition, keyHash: number, key: string, state: DvvSet): void {
     part.tree.set(keyHash, key, state.siblings.length === 0 ? 0 : stateHash(keyHash, state))
-    this.trackTombstone(part, key, state)
-  }
-
-  /** Notes a tombstone's arrival (the reaper's grace counts from it), or forgets the key's. */
-  private trackTombstone(part: Partition, key: string, state: DvvSet): void {
     if (state.siblings.length > 0 && isDeleted(state)) {
       part.tombstones.delete(key)
       if (part.tombstones.size < limits.tombstonesTrackedPerPartitionMax) part.tombstones.set(key, this.opts.runtime.now())
@@ -642,7 +619,6 @@ export class AntiEntropy implements AaeHooks {
         const { state } = decodeStored(value)
         if (state.siblings.length === 0) continue
         const h = keyHash32(key)
-        this.keyHashes[murmur3(key) & (limits.aaeKeyHashCacheSlots - 1)] = h
         this.account(this.partitionOf(partitionOfHash(h, partitions)), h, key, state)
         keys++
       }

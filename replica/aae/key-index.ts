@@ -86,16 +86,6 @@ export class KeyIndex {
     return 0
   }
 
-  /**
-   * Sets the value of a key the index holds under `hash` (value 0 removes it) and returns its old
-   * value; returns 0 and changes nothing when it holds no such key.
-   */
-  replace(key: string, hash: number, value: number): number {
-    const at = this.find(key, hash | 0)
-    if (at < 0) return 0
-    return this.set(key, hash, this.table[at + 3]!, value)
-  }
-
   /** Calls `fn` with every key, its segment and value, in slot order. */
   forEach(fn: (key: string, segment: number, value: number) => void): void {
     const t = this.table

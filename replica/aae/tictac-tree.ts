@@ -105,25 +105,12 @@ export class TictacTree {
    */
   set(keyHash: number, key: string, hash: number): void {
     const segment = segmentOfHash(keyHash)
-    this.xor(segment, this.keys.set(key, keyHash, segment, hash) ^ hash)
-  }
-
-  private xor(segment: number, delta: number): void {
-    if (delta === 0) return
+    const old = this.keys.set(key, keyHash, segment, hash)
+    if (old === hash) return
+    const delta = old ^ hash
     this.leaves[segment] = this.leaves[segment]! ^ delta
     const b = segment >>> branchShift
     this.branches[b] = this.branches[b]! ^ delta
-  }
-
-  /**
-   * Sets the contribution of a key the tree holds under ring hash `keyHash` (0 removes it), as set
-   * does, and returns true; returns false and changes nothing when the tree holds no such key.
-   */
-  replace(keyHash: number, key: string, hash: number): boolean {
-    const old = this.keys.replace(key, keyHash, hash)
-    if (old === 0) return false
-    this.xor(segmentOfHash(keyHash), old ^ hash)
-    return true
   }
 
   /** The key's contribution, 0 when absent; `keyHash` is its ring hash. */
