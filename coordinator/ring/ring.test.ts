@@ -71,6 +71,15 @@ describe('partitionOf', () => {
     }), fcParams({ numRuns: 300 }))
   })
 
+  it('keyHash32 is SHA-256 at every padding boundary: keys of 0 to 200 bytes, and the standard vectors', () => {
+    for (let n = 0; n <= 200; n++) {
+      const key = 'k'.repeat(n)
+      assert.equal(keyHash32(key), createHash('sha256').update(key, 'utf8').digest().readUInt32BE(0), `${n} bytes`)
+    }
+    assert.equal(keyHash32('abc'), 0xba7816bf)
+    assert.equal(keyHash32('abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq'), 0x248d6a61)
+  })
+
   it('nests: partition at 2Q halved is the partition at Q (contiguous arcs)', () => {
     const rings = [1, 2, 4, 64, 256, 512, 65536].map((partitions) => createRing({ nodes: nodesOf(ids(1)), partitions }))
     fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (key) => {
