@@ -2,7 +2,7 @@
 //
 //   npm run bench -- [--workload a|b|c] [--records R] [--ops N] [--concurrency C] [--seeds ws://...]
 //                    [--r 2] [--w 2] [--value-bytes 1024] [--uniform] [--max-seconds 120]
-//                    [--json] [--no-baseline] [--rate R [--max-outstanding M]]
+//                    [--json] [--no-baseline] [--rate R [--max-outstanding M]] [--warmup N]
 //                    [--yardsticks [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
 //                                  [--yardstick-ports LO-HI]] [--via sdk|http [--edge]] [--base-port P]
 //
@@ -10,6 +10,10 @@
 //    number of requests in flight (bench/ws-echo.ts). Our figures are printed as a ratio to it.
 // 2. Cluster: uses --seeds, or starts a 3-replica cluster (infra/cluster.ts) in a temp dir on free
 //    loopback ports and stops it at the end (and on SIGINT).
+// 2b. --warmup N: before the load, N puts of keys of their own (`warmup…`) and N gets of them, not
+//    measured. A fresh replica spends its first seconds compiling (V8's compiler was 15 % of the
+//    replicas' CPU in a 60,000-operation run, `perf`), which etcd and Redis, compiled ahead of
+//    time, never pay; a replica in service has long since done it. Off by default.
 // 3. Load: inserts R records of --value-bytes random bytes, C puts in flight.
 // 4. Run: N operations, C async workers pulling from a shared counter; the key of each operation is
 //    drawn from YCSB's scrambled Zipfian distribution (theta 0.99) over the R records, or uniformly
@@ -72,7 +76,7 @@ import {
 
 const usage = `usage: npm run bench -- [--workload a|b|c] [--records R] [--ops N] [--concurrency C]
        [--seeds ws://host:port,...] [--r R] [--w W] [--value-bytes B] [--uniform]
-       [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M]
+       [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M] [--warmup N]
        [--yardsticks] [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
        [--yardstick-ports LO-HI] [--via sdk|http [--edge] [--gateway-auth]] [--base-port P]`
 
@@ -109,6 +113,7 @@ function parseConfig() {
         'value-bytes': { type: 'string', default: '1024' },
         uniform: { type: 'boolean', default: false },
         'max-seconds': { type: 'string', default: '120' },
+        warmup: { type: 'string', default: '0' },
         json: { type: 'boolean', default: false },
         'no-baseline': { type: 'boolean', default: false },
         rate: { type: 'string' },
@@ -170,6 +175,7 @@ function parseConfig() {
     valueBytes: int('value-bytes', values['value-bytes'], 1, 64 * 1024 * 1024),
     distribution: values.uniform ? 'uniform' as const : 'zipfian' as const,
     maxSeconds: int('max-seconds', values['max-seconds'], 1, 24 * 3600),
+    warmup: int('warmup', values.warmup, 0, 10_000_000),
     json: values.json ?? false,
     baseline: !values['no-baseline'],
     rate: values.rate === undefined ? undefined : int('rate', values.rate, 1, RATE_MAX),
@@ -474,7 +480,7 @@ async function main(): Promise<void> {
     distribution: cfg.distribution === 'zipfian' ? 'zipfian (YCSB scrambled, theta 0.99)' : 'uniform',
     records: cfg.records, ops: cfg.ops, concurrency: cfg.concurrency, r: cfg.r, w: cfg.w, n: ring.n,
     replicas: ring.nodes.length, partitions: ring.partitions, durableAcks: true, valueBytes: cfg.valueBytes,
-    seeds, clusterStartedByBench: cluster !== undefined, maxSecondsPerPhase: cfg.maxSeconds, host,
+    seeds, clusterStartedByBench: cluster !== undefined, maxSecondsPerPhase: cfg.maxSeconds, warmupOps: cfg.warmup, host,
   }
 
   // Pools of random values, so generating bytes does not compete with the client for CPU.
@@ -482,6 +488,16 @@ async function main(): Promise<void> {
   const value = (i: number): Uint8Array => values[i & 255]!
   const contexts: Array<string | undefined> = new Array(cfg.records)
   const client = kv
+
+  // 2b. Warm-up (not measured).
+  if (cfg.warmup > 0) {
+    note(`warming up: ${cfg.warmup} puts and ${cfg.warmup} gets of keys of their own (not measured)...`)
+    const warmKey = (i: number): string => `warmup${String(i).padStart(10, '0')}`
+    await runPhase('warmup', cfg.warmup, i => ({ op: 'insert', done: client.put(warmKey(i), value(i), { w: cfg.w }) }))
+    if (aborted) return
+    await runPhase('warmup', cfg.warmup, i => ({ op: 'read', done: client.get(warmKey(i), { r: cfg.r }) }))
+    if (aborted) return
+  }
 
   // 3. Load.
   const watchLoad = await watchPhase()
