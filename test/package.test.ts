@@ -1,7 +1,10 @@
 // The SDK as a package (README "The SDK as a package"): `npm pack` (which builds dist/ through
 // prepack) makes a tarball that, installed into an empty project, works with plain Node and gives a
-// TypeScript app its types. Checked for real: the tarball is installed with npm (from npm's cache,
-// offline: the repository's own `npm ci` put the SDK's dependencies there), `node app.mjs` with no
+// TypeScript app its types. Checked for real: the tarball is installed with npm (from npm's cache
+// where it can: the repository's own `npm ci` put the SDK's dependencies' tarballs there; npm also
+// wants their full registry documents, which `npm ci` does not cache, so `--prefer-offline` lets it
+// fetch those from the registry, where `--offline` failed with ENOTCACHED on a machine whose cache
+// held only what `npm ci` put there), `node app.mjs` with no
 // loader talks to a running cluster, the installed `ringkv` command does too, tsc accepts a typed
 // app and rejects a wrongly typed one, and the server-side dependencies are not installed.
 
@@ -37,7 +40,7 @@ describe('the SDK as an npm package', () => {
     const tarball = packed.stdout.trim().split('\n').pop()!
     assert.match(tarball, /^ringkv-.*\.tgz$/)
     await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }))
-    await run(npm, ['install', '--offline', '--no-audit', '--no-fund', '--silent', join(dir, tarball)], { cwd: app, timeout: STEP_TIMEOUT_MS })
+    await run(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--silent', join(dir, tarball)], { cwd: app, timeout: STEP_TIMEOUT_MS })
     cluster = await testCluster(18531, { readyTimeoutMs: CLUSTER_READY_MS })
   })
   after(async () => {
