@@ -193,7 +193,7 @@ export class AntiEntropy implements AaeHooks {
   // ---- the write path's hooks (ReplicaService) ----
 
   onWrite(key: string, next: DvvSet): void {
-    // keyHash32 remembers its last key: the ownership check hashed this one already.
+    // keyHash32 remembers its last key: when the ownership check hashed this one, this is a compare.
     const h = keyHash32(key)
     const p = partitionOfHash(h, this.opts.ring().partitions)
     if (this.watched.size > 0 && this.watched.has(p)) this.watched.set(p, true)

@@ -13,8 +13,9 @@
 // Layout: capacity (a power of two) slots of 4 words each, in one Int32Array, so that a lookup
 // touches one cache line for the slot and one for the key's code units. This runs on every write,
 // between a frame's decoding and a log append that have long since pushed these arrays out of the
-// caches: measured inside a replica under a put load, an update with the slot's fields in four
-// separate arrays took 2.4 µs, nearly all of it waiting on memory (docs/anti-entropy.md).
+// caches: timed inside a replica under a put load, an update with the slot's fields in four
+// separate arrays took 2.4 µs, and a loop that thrashes the caches between updates reproduces that
+// (docs/anti-entropy.md).
 // - word 0: 0 (empty), -1 (deleted) or 1 + the arena offset of the key's record, which is
 //   [length, ...code units];
 // - word 1: the caller's hash of the key, which filters compares;
