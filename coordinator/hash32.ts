@@ -14,12 +14,16 @@ export function fmix32(x: number): number {
   return h >>> 0
 }
 
-/** One MurmurHash3 x86_32 block step: mixes the 32-bit block `k` into the running hash `h`. */
-export function murmurBlock(h: number, k: number): number {
+/** MurmurHash3 x86_32's scramble of one 32-bit block (or of the tail's bytes) before it enters the hash. */
+function scramble(k: number): number {
   k = Math.imul(k, 0xcc9e2d51)
   k = (k << 15) | (k >>> 17)
-  k = Math.imul(k, 0x1b873593)
-  h ^= k
+  return Math.imul(k, 0x1b873593)
+}
+
+/** One MurmurHash3 x86_32 block step: mixes the 32-bit block `k` into the running hash `h`. */
+export function murmurBlock(h: number, k: number): number {
+  h ^= scramble(k)
   h = (h << 13) | (h >>> 19)
   return (Math.imul(h, 5) + 0xe6546b64) | 0
 }
@@ -30,18 +34,11 @@ export function murmurBlock(h: number, k: number): number {
  * every process computes it the same way.
  */
 export function murmur3(s: string): number {
-  const c1 = 0xcc9e2d51
-  const c2 = 0x1b873593
   const n = s.length
   let h = 0
   let i = 0
   for (; i + 1 < n; i += 2) h = murmurBlock(h, s.charCodeAt(i) | (s.charCodeAt(i + 1) << 16))
-  if (i < n) {
-    let k = s.charCodeAt(i)
-    k = Math.imul(k, c1)
-    k = (k << 15) | (k >>> 17)
-    k = Math.imul(k, c2)
-    h ^= k
-  }
+  // A last odd code unit is the tail: scrambled into the hash without the block step's rotation.
+  if (i < n) h ^= scramble(s.charCodeAt(i))
   return fmix32(h ^ (n * 2))
 }

@@ -10,7 +10,7 @@
 import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { join } from 'node:path'
-import { createClient, type KvClient } from '../client/index.ts'
+import { createClient } from '../client/index.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
 import { checkAllAcked, eventually, rawConnection, testCluster, writeLoad } from './helpers.ts'
 

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { after, before, test } from 'node:test'
-import { createClient, type KvClient } from '../client/index.ts'
+import { createClient } from '../client/index.ts'
 import { partitionOfKey } from '../coordinator/ring/partition-hash.ts'
 import { preferenceListOfPartition, type Ring } from '../coordinator/ring/ring.ts'
 import { isDeleted } from '../coordinator/version/dvv.ts'

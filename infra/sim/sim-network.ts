@@ -5,9 +5,9 @@
 // cuts or clogs a link applies to replica-replica links as to client-replica ones. A link delays
 // each frame (seeded), keeps a connection's frames in order except for an occasional reordering,
 // duplicates a reply now and then (the client must ignore a reply to a request it no longer waits
-// for), and resets a connection on a lost frame, since TCP
-// turns loss into either a retransmission (delay) or a broken connection. Requests are never
-// duplicated: TCP does not, and a stamp is not idempotent by design (a retried put is a new write).
+// for), and resets a connection on a lost frame, since TCP turns loss into either a retransmission
+// (delay) or a broken connection. Requests are never duplicated: TCP does not, and a stamp is not
+// idempotent by design (a retried put is a new write).
 // Partitions drop frames per direction, silently, as an nft drop rule does: the sender finds out by
 // its timeouts, and a connection that lost frames is reset when the partition heals. A clogged link
 // delays instead of dropping. A paused replica (SIGSTOP) accepts nothing and answers nothing until
