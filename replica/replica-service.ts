@@ -22,11 +22,11 @@
 // against requestRoles (messages.ts) by a table lookup. The token is checked once per connection.
 //
 // Anti-entropy (docs/anti-entropy.md) hooks in narrowly: `aae.onWrite` sees every state in the turn
-// it is computed (the tree XORs the key's old hash out and the new one in), `aae.floorOf` gives the
-// dot floor a reaped key's partition left behind (a re-created key's dots start above it, and a
-// state claiming this replica's dots up to it is not a forgery), and the aae* requests are served by
-// `aae.serve`. A reaped key reads as absent (state-codec.ts barrier) and keeps its barrier when
-// written again.
+// it is computed, with the state it replaces (the tree XORs the old state's hash out and the new
+// one's in), `aae.floorOf` gives the dot floor a reaped key's partition left behind (a re-created
+// key's dots start above it, and a state claiming this replica's dots up to it is not a forgery),
+// and the aae* requests are served by `aae.serve`. A reaped key reads as absent (state-codec.ts
+// barrier) and keeps its barrier when written again.
 
 import { unreachable } from '../coordinator/assert.ts'
 import { roleAllows, type Authenticator, type Role } from '../coordinator/auth/auth.ts'
@@ -107,8 +107,11 @@ export type AaeRequestType = 'aaeRoot' | 'aaeRoots' | 'aaeBranches' | 'aaeKeys'
 
 /** What anti-entropy plugs into the replica's write path (replica/aae/anti-entropy.ts). */
 export interface AaeHooks {
-  /** Called in the turn `next` is computed for `key`, before the engine stores it. */
-  onWrite(key: string, next: DvvSet): void
+  /**
+   * Called in the turn `next` is computed for `key`, before the engine stores it; `prev` is the
+   * stored state it was computed from (EMPTY for a key never written, or reaped).
+   */
+  onWrite(key: string, prev: DvvSet, next: DvvSet): void
   /** The highest counter of this replica's actor that a reaped key of `key`'s partition held (0: none). */
   floorOf(key: string): number
   /** Answers an anti-entropy request: its reply body, or a KvError (thrown or rejected). */
@@ -311,7 +314,7 @@ export class ReplicaService {
         const encoded = stateWriter(next)
         const refused = boundsError(stored, storedBytes, next, encoded.bytes)
         if (refused) { this.fail(reply, id, refused); return }
-        this.opts.aae?.onWrite(key, next)
+        this.opts.aae?.onWrite(key, stored, next)
         this.write(key, barrier ? withBarrier(encoded) : encoded, reply, id, t0, this.latency.stamp, (serviceUs, fsyncUs) => {
           this.opts.onStored?.(key, next)
           const e = elideOwnValue(next, actor, value)
@@ -402,7 +405,7 @@ export class ReplicaService {
     if (!this.admitWrite(reply, id)) return
     const { actor } = this.opts
     const keys = new Set<string>()
-    const writes: Array<{ key: string; next: DvvSet; encoded: ValueWriter }> = []
+    const writes: Array<{ key: string; stored: DvvSet; next: DvvSet; encoded: ValueWriter }> = []
     for (let i = 0; i < entries.length; i++) {
       const [keyBytes, stateBytesOf] = entries[i]! as readonly [Uint8Array, Uint8Array]
       const parsedKey = keySchema.safeParse(keyBytes)
@@ -427,12 +430,20 @@ export class ReplicaService {
       const encoded = stateWriter(next)
       const refused = boundsError(stored, storedBytes, next, encoded.bytes)
       if (refused) { this.fail(reply, id, refused); return }
-      writes.push({ key, next, encoded: barrier ? withBarrier(encoded) : encoded })
+      writes.push({ key, stored, next, encoded: barrier ? withBarrier(encoded) : encoded })
     }
     this.counters.pendingWrites += writes.length
     const { engine, onStored, aae } = this.opts
-    if (aae) for (const w of writes) aae.onWrite(w.key, w.next)
-    Promise.all(writes.map(w => engine.put(w.key, w.encoded, supersedesStored))).then(() => {
+    // Each write is offered to the engine before the tree counts it: a batch that fills the engine
+    // midway stops there, and the tree holds only what the engine took.
+    const puts: Promise<void>[] = []
+    for (const w of writes) {
+      const refused = engine.refusal()
+      if (refused) { puts.push(Promise.reject(refused)); break }
+      aae?.onWrite(w.key, w.stored, w.next)
+      puts.push(engine.put(w.key, w.encoded, supersedesStored))
+    }
+    Promise.all(puts).then(() => {
       this.counters.pendingWrites -= writes.length
       this.counters.handoffBatchesIn++
       this.counters.handoffKeysIn += writes.length
@@ -538,9 +549,9 @@ export class ReplicaService {
       throw e
     }
     const encoded = stateWriter(next)
-    const refused = boundsError(stored, storedBytes, next, encoded.bytes)
+    const refused = boundsError(stored, storedBytes, next, encoded.bytes) ?? this.opts.engine.refusal()
     if (refused) return refused
-    this.opts.aae?.onWrite(key, next)
+    this.opts.aae?.onWrite(key, stored, next)
     const onStored = this.opts.onStored
     const write = this.opts.engine.put(key, barrier ? withBarrier(encoded) : encoded, supersedesStored)
     return onStored ? write.then(() => onStored(key, next)) : write
@@ -565,6 +576,9 @@ export class ReplicaService {
   private admitWrite(reply: Reply, id: number): boolean {
     const gated = this.opts.writeGate?.()
     if (gated) { this.fail(reply, id, gated); return false }
+    // Refused here rather than by engine.put after the anti-entropy tree has counted the write.
+    const refused = this.opts.engine.refusal()
+    if (refused) { this.fail(reply, id, refused); return false }
     if (this.counters.pendingWrites >= limits.replicaPendingWritesMax) {
       this.error(reply, id, { kind: 'Overloaded', message: `${this.counters.pendingWrites} writes awaiting fsync`, retryAfterMs: limits.overloadedRetryAfterMs })
       return false

@@ -17,7 +17,13 @@ import { treeShape } from '../replica/aae/tictac-tree.ts'
 async function metric(httpUrl: string, name: string): Promise<number> {
   const text = await (await fetch(`${httpUrl}/metrics`)).text()
   let sum = 0
-  for (const line of text.split('\n')) if (line.startsWith(name + '{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  let found = false
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{')) continue
+    found = true
+    sum += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  assert.ok(found, `${httpUrl}/metrics has no ${name}`)
   return sum
 }
 
@@ -62,6 +68,9 @@ describe('anti-entropy repairs a replica that missed writes, with no reads', () 
     const repaired = (await Promise.all(cluster.replicas.map(r => metric(r.httpUrl, 'ringkv_aae_keys_repaired_total')))).reduce((a, b) => a + b, 0)
     assert.ok(repaired >= keys.length, `keys repaired ${repaired}`)
     assert.ok(await metric(victim.httpUrl, 'ringkv_aae_exchanges_total') > 0)
+    // Every tree followed its storage through the kill, the restart and the repair: no exchange's
+    // listing found a segment's hash wrong (the trees trust the write path's old states).
+    for (const r of cluster.replicas) assert.equal(await metric(r.httpUrl, 'ringkv_aae_segments_corrected_total'), 0, `${r.id} corrected no segment`)
     const health = await (await fetch(`${victim.httpUrl}/health`)).json() as { antiEntropy: { ready: boolean; lastFullPassAgoS: Record<string, number | null> } }
     assert.equal(health.antiEntropy.ready, true)
     assert.ok(Object.keys(health.antiEntropy.lastFullPassAgoS).length > 0)
@@ -123,6 +132,7 @@ describe('tombstones with a short grace', () => {
     // Written again: the new value is kept everywhere (fresh dots above the reaped tombstones').
     await kv.put(keys[0]!, 'again', { w: 3 })
     assert.deepEqual((await kv.get(keys[0]!, { r: 3 })).values.map(v => dec.decode(v)), ['again'])
+    for (const r of cluster.replicas) assert.equal(await metric(r.httpUrl, 'ringkv_aae_segments_corrected_total'), 0, `${r.id} corrected no segment`)
     direct.close()
   })
 })

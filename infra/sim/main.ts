@@ -23,7 +23,7 @@ function intArg(name: string, v: string | undefined, min: number, max: number): 
 
 function showBackground(b: BackgroundCounts): string {
   return `hints accepted ${b.hintsAccepted}, refused ${b.hintsRefused}, delivered ${b.hintsDelivered}, expired ${b.hintsExpired}, dropped ${b.hintsDropped}, torn log tails ${b.hintLogTornTails}; ` +
-    `anti-entropy keys repaired ${b.aaeKeysRepaired} (in ${b.aaeExchangesRepaired} exchanges); tombstones reaped ${b.tombstonesReaped}; gossip messages ${b.gossipSent}`
+    `anti-entropy keys repaired ${b.aaeKeysRepaired} (in ${b.aaeExchangesRepaired} exchanges); tombstones reaped ${b.tombstonesReaped}; tree segments corrected ${b.aaeSegmentsCorrected}; gossip messages ${b.gossipSent}`
 }
 
 function printRun(r: SimResult, verbose: boolean): void {

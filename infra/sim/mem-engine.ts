@@ -45,8 +45,13 @@ export class MemEngine implements Engine {
     return this.visible.get(key)
   }
 
+  refusal(): KvError | undefined {
+    return this.failed === undefined ? undefined : new KvError({ kind: 'Internal' }, `storage engine failed earlier (${this.failed}); refusing writes until restarted`)
+  }
+
   put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {
-    if (this.failed !== undefined) return Promise.reject(new KvError({ kind: 'Internal' }, `storage engine failed earlier (${this.failed}); refusing writes until restarted`))
+    const refused = this.refusal()
+    if (refused !== undefined) return Promise.reject(refused)
     let bytes: Uint8Array
     if (value instanceof Uint8Array) bytes = Uint8Array.from(value)
     else { const b = Buffer.alloc(value.bytes); value.write(b, 0); bytes = b }

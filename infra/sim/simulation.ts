@@ -101,10 +101,15 @@ export interface BackgroundCounts {
   aaeKeysRepaired: number
   aaeExchangesRepaired: number
   tombstonesReaped: number
+  /**
+   * Tree segments an exchange's key listing found wrong and set right (anti-entropy.ts, keysPage).
+   * A run fails unless it is 0: each tree must follow its storage through every fault by itself.
+   */
+  aaeSegmentsCorrected: number
   gossipSent: number
 }
 
-export const noBackground = (): BackgroundCounts => ({ hintsAccepted: 0, hintsRefused: 0, hintLogTornTails: 0, hintsDelivered: 0, hintsExpired: 0, hintsDropped: 0, aaeKeysRepaired: 0, aaeExchangesRepaired: 0, tombstonesReaped: 0, gossipSent: 0 })
+export const noBackground = (): BackgroundCounts => ({ hintsAccepted: 0, hintsRefused: 0, hintLogTornTails: 0, hintsDelivered: 0, hintsExpired: 0, hintsDropped: 0, aaeKeysRepaired: 0, aaeExchangesRepaired: 0, tombstonesReaped: 0, aaeSegmentsCorrected: 0, gossipSent: 0 })
 
 /** Static membership: no join or leave in a run, so no plan ever asks for a transfer. */
 const noHandoff: Handoff = {
@@ -281,7 +286,7 @@ function countsOf(inc: Incarnation): BackgroundCounts {
   return {
     hintsAccepted: h.accepted, hintsRefused: h.refused, hintLogTornTails: h.corruptSegments, hintsDelivered: h.replayed, hintsExpired: h.expired, hintsDropped: h.dropped,
     aaeKeysRepaired: a.keysRepaired, aaeExchangesRepaired: a.exchanges.repaired, tombstonesReaped: a.tombstonesReaped,
-    gossipSent: inc.members.counters.gossipSent,
+    aaeSegmentsCorrected: a.segmentsCorrected, gossipSent: inc.members.counters.gossipSent,
   }
 }
 
@@ -472,7 +477,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   return {
     seed: opts.seed, traceHash: clock.traceHash(), events: clock.events, frames: net.frames, simulatedMs: clock.now,
     schedule, faults, report, differingAtHeal, convergedAfterMs, agreedAfterQuiet, hintsPendingAtEnd, background, eventBudgetExceeded: !budgetOk,
-    ok: budgetOk && passed(report) && convergedAfterMs !== undefined && agreedAfterQuiet && finals.size === keys.length,
+    ok: budgetOk && passed(report) && convergedAfterMs !== undefined && agreedAfterQuiet && finals.size === keys.length && background.aaeSegmentsCorrected === 0,
     traceTail: clock.traceTail(),
   }
 }

@@ -22,12 +22,13 @@ import { ReplicaService, type Grant } from '../replica-service.ts'
 
 /** The requests here come from peers (no hello on these in-process calls): the peer role. */
 const peerGrant: Grant = { role: 'peer', name: 'test' }
-import { decodeStored, mergeStates, settleStored } from '../state-codec.ts'
+import { decodeStored, encodeState, mergeStates, settleStored } from '../state-codec.ts'
+import { handoffChecksum } from '../handoff/handoff-batch.ts'
 import { openEngine } from '../storage/engine.ts'
 import type { Engine } from '../storage/engine-types.ts'
 import { testSeed } from '../../test/seed.ts'
 import { AntiEntropy, type AaePeer, type PeerRequestType } from './anti-entropy.ts'
-import { differing, segmentOfHash, stateHash, TictacTree, treeShape } from './tictac-tree.ts'
+import { contribution, differing, segmentOfHash, stateHash, TictacTree, treeShape } from './tictac-tree.ts'
 
 const enc = new TextEncoder()
 const dirs: string[] = []
@@ -145,15 +146,27 @@ test('two trees differ exactly in the segments where some key\'s history differs
       const sb = pick(snaps, mb)
       const h = keyHash32(key)
       const seg = segmentOfHash(h)
-      if (sa.siblings.length > 0) a.set(h, key, stateHash(h, sa))
-      if (sb.siblings.length > 0) b.set(h, key, stateHash(h, sb))
+      a.set(h, key, 0, contribution(h, sa))
+      b.set(h, key, 0, contribution(h, sb))
       if (!equals(sa, sb)) expected.add(seg)
     })
     assert.deepEqual(new Set(differing(a.leaves, b.leaves)), expected)
     const branches = new Set([...expected].map(s => Math.floor(s / treeShape.width)))
     assert.deepEqual(new Set(differing(a.branches, b.branches)), branches)
-    // Removing every key brings a tree back to all zeros: XOR out is exact.
-    for (const key of keys) a.set(keyHash32(key), key, 0)
+    // Moving every key to b's state makes the trees equal; removing every key brings a tree back to
+    // all zeros: XOR out is exact.
+    keys.forEach((key, i) => {
+      const [history, ma, mb] = cases[i]!
+      const snaps = snapshots(history)
+      const h = keyHash32(key)
+      a.set(h, key, contribution(h, pick(snaps, ma)), contribution(h, pick(snaps, mb)))
+    })
+    assert.deepEqual(differing(a.leaves, b.leaves), [])
+    assert.equal(a.size, b.size)
+    keys.forEach((key, i) => {
+      const h = keyHash32(key)
+      a.remove(h, key, contribution(h, pick(snapshots(cases[i]![0]), cases[i]![2])))
+    })
     assert.ok(a.leaves.every(x => x === 0) && a.branches.every(x => x === 0) && a.size === 0)
   }), { seed, numRuns: 200 })
 })
@@ -213,8 +226,10 @@ test('after an exchange both replicas hold sync of both; the live tree equals a 
         else assert.ok(equals(got, want), `${r.id} holds sync of both for ${JSON.stringify(key)}`)
       }
     }
-    // Incremental maintenance equals a rebuild from storage.
+    // Incremental maintenance equals a rebuild from storage, and it needed no correction from an
+    // exchange's listing (which would hide a wrong old state on the write path).
     for (const r of [A, B]) {
+      assert.equal(r.aae.counters.segmentsCorrected, 0, `${r.id}: no segment needed correcting`)
       const fresh = new AntiEntropy({
         nodeId: r.id, actor: `${r.id}.1`, engine: r.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
         peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
@@ -231,6 +246,87 @@ test('after an exchange both replicas hold sync of both; the live tree equals a 
     await B.engine.close()
   }), { seed, numRuns: 12 })
   assert.ok(run > 0)
+})
+
+test('a segment whose hash went wrong is set from its keys when a peer lists them, and nothing is repaired', async () => {
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 4, n: 3 })
+  const world = new World(ring)
+  const A = await world.add('A')
+  const B = await world.add('B')
+  const keys = Array.from({ length: 200 }, (_, i) => `k${i}`)
+  for (const key of keys) {
+    const state = update(EMPTY, {}, 'x.1', enc.encode(key))
+    await A.service.applyState(key, state)
+    await B.service.applyState(key, state)
+  }
+  const key = keys[17]!
+  const p = partitionOf(ring, key)
+  const segment = segmentOfHash(keyHash32(key))
+  const root = async (r: Replica): Promise<Buffer> => Buffer.from((await world.request(r.id, 'aaeRoot', { partition: p, shape: treeShape })).body.branches)
+  const good = await root(A)
+  assert.deepEqual(await root(B), good)
+  // As if a write had been accounted against the wrong old state: A's segment no longer matches its keys.
+  const tree = (A.aae as unknown as { partitions: Map<number, { tree: TictacTree }> }).partitions.get(p)!.tree
+  assert.equal(tree.correct(segment, (tree.leaves[segment]! ^ 0x5a5a5a5) >>> 0), true)
+  assert.notDeepEqual(await root(A), good)
+  // B asks A: A lists the segment's keys, reads every state, and sets the segment from them.
+  const r = await B.aae.exchange(p, 'A')
+  assert.equal(r.keysRepaired, 0, 'the keys were equal all along')
+  assert.equal(A.aae.counters.segmentsCorrected, 1)
+  assert.deepEqual(await root(A), good)
+  assert.deepEqual(await B.aae.exchange(p, 'A'), { full: true, keysRepaired: 0 })
+  assert.equal(B.aae.counters.exchanges.clean, 1, 'the next exchange finds equal roots')
+  assert.equal(A.aae.counters.segmentsCorrected, 1)
+  await A.engine.close()
+  await B.engine.close()
+})
+
+test('a write the engine refuses leaves the tree as it was: put, replicate, a merge, and a handoff batch cut short', async () => {
+  const ring = createRing({ nodes: [{ id: 'A', url: 'ws://a' }, { id: 'B', url: 'ws://b' }, { id: 'C', url: 'ws://c' }], partitions: 4, n: 3 })
+  const world = new World(ring)
+  const A = await world.add('A')
+  // Keys of partition 0, where the handoff batch goes.
+  const named: string[] = []
+  for (let i = 0; named.length < 6; i++) if (partitionOf(ring, `k${i}`) === 0) named.push(`k${i}`)
+  const [k0, k1, k2, h1, h2, h3] = named as [string, string, string, string, string, string]
+  const roots = async (): Promise<Buffer> => Buffer.from((await world.request('A', 'aaeRoot', { partition: 0, shape: treeShape })).body.branches)
+  assert.equal((await world.request('A', 'put', { key: enc.encode(k0), context: {}, value: enc.encode('v1') })).type, 'put')
+  const before = await roots()
+  // The engine fills up after two more writes (as when its memtables fill midway through a batch).
+  let full = false
+  let puts = 0
+  const engine = A.engine as Engine & { refusal: () => KvError | undefined; put: Engine['put'] }
+  const { refusal, put: realPut } = engine
+  engine.refusal = () => (full ? new KvError({ kind: 'Overloaded', retryAfterMs: 5 }, 'memtables full (test)') : undefined)
+  engine.put = (...args) => {
+    const done = realPut.apply(engine, args)
+    if (++puts === 2) full = true
+    return done
+  }
+  const state = (v: string): DvvSet => update(EMPTY, {}, 'x.1', enc.encode(v))
+  const entries: Array<[Uint8Array, Uint8Array]> = [h1, h2, h3].map(k => [enc.encode(k), encodeState(state(k))])
+  const batch = await world.request('A', 'handoff', { partition: 0, seq: 1, from: 'B', entries, checksum: handoffChecksum(0, 1, entries) })
+  assert.equal(batch.type, 'error', JSON.stringify(batch.body))
+  assert.equal(batch.body.kind, 'Overloaded')
+  // The batch's first two writes were taken (and counted), the third neither.
+  assert.deepEqual([h1, h2, h3].map(k => read(A, k).siblings.length), [1, 1, 0])
+  const put = await world.request('A', 'put', { key: enc.encode(k0), context: {}, value: enc.encode('v2') })
+  assert.deepEqual([put.type, put.body.kind], ['error', 'Overloaded'])
+  const rep = await world.request('A', 'replicate', { key: enc.encode(k1), state: state('r') })
+  assert.deepEqual([rep.type, rep.body.kind], ['error', 'Overloaded'])
+  await assert.rejects(A.service.applyState(k2, state('m')), (e: KvError) => e.kind === 'Overloaded')
+  engine.refusal = refusal
+  engine.put = realPut
+  // The tree holds exactly what storage holds: k0's first value and h1, h2.
+  assert.notDeepEqual(await roots(), before, 'h1 and h2 were counted')
+  const fresh = new AntiEntropy({
+    nodeId: 'A', actor: 'A.1', engine: A.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
+    peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
+  })
+  await fresh.start()
+  fresh.close()
+  assert.deepEqual(await roots(), Buffer.from((fresh.serve('aaeRoot', { partition: 0, shape: treeShape }) as { branches: Uint8Array }).branches))
+  await A.engine.close()
 })
 
 test('a sweep compares every shared partition in one request, counts equal ones clean and queues only the differing ones', async () => {

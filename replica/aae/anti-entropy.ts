@@ -52,7 +52,7 @@ import type { AaeHooks, AaeRequestType } from '../replica-service.ts'
 import { decodeStored, encodeState, reapedValue, stateWriter } from '../state-codec.ts'
 import type { Engine, Log } from '../storage/engine-types.ts'
 import {
-  bytesToWords, differing, sameShape, segmentOfHash, stateHash, treeShape, TictacTree, wordsToBytes,
+  bytesToWords, contribution, differing, sameShape, segmentOfHash, treeShape, TictacTree, wordsToBytes,
 } from './tictac-tree.ts'
 
 /** The requests an exchange sends to a peer (the four it needs of the data-plane protocol). */
@@ -97,6 +97,11 @@ export interface AaeCounters {
   keysRepaired: number
   bytes: number
   tombstonesReaped: number
+  /**
+   * Segments whose hash a served key listing found wrong and set from the keys' states (keysPage).
+   * Zero unless the tree and storage once disagreed: a bug, or a write accounted and then lost.
+   */
+  segmentsCorrected: number
 }
 
 /** An on-demand repair (`ringkv repair`): its exchanges, how far it got, and what it found. */
@@ -159,7 +164,7 @@ class TokenBucket {
 }
 
 export class AntiEntropy implements AaeHooks {
-  readonly counters: AaeCounters = { exchanges: { clean: 0, repaired: 0, failed: 0, unconfirmed: 0 }, keysRepaired: 0, bytes: 0, tombstonesReaped: 0 }
+  readonly counters: AaeCounters = { exchanges: { clean: 0, repaired: 0, failed: 0, unconfirmed: 0 }, keysRepaired: 0, bytes: 0, tombstonesReaped: 0, segmentsCorrected: 0 }
   private readonly partitions = new Map<number, Partition>()
   /** Keys up to this one are in the trees; later writes to later keys wait for the rebuild scan. */
   private rebuiltThrough: string | undefined = undefined
@@ -192,14 +197,14 @@ export class AntiEntropy implements AaeHooks {
 
   // ---- the write path's hooks (ReplicaService) ----
 
-  onWrite(key: string, next: DvvSet): void {
+  onWrite(key: string, prev: DvvSet, next: DvvSet): void {
     // keyHash32 remembers its last key: when the ownership check hashed this one, this is a compare.
     const h = keyHash32(key)
     const p = partitionOfHash(h, this.opts.ring().partitions)
     if (this.watched.size > 0 && this.watched.has(p)) this.watched.set(p, true)
     // Before the rebuild scan reaches a key, the scan will read its latest state itself.
     if (!this.ready && (this.rebuiltThrough === undefined || key > this.rebuiltThrough)) return
-    this.account(this.partitionOf(p), h, key, next)
+    this.account(this.partitionOf(p), h, key, prev, next)
   }
 
   floorOf(key: string): number {
@@ -262,8 +267,12 @@ export class AntiEntropy implements AaeHooks {
     const bySegment = tree.keysOfSegments(segments)
     for (; from < segments.length; from++) {
       const segment = segments[from]!
+      // A segment read whole in this turn gives its true hash (tictac-tree.ts: the tree trusts the
+      // write path's old states, and this is where a segment that went wrong is set right).
+      const whole = after === undefined || segment !== after.segment
+      let sum = 0
       for (const key of bySegment.get(segment)!) {
-        if (after !== undefined && segment === after.segment && key <= after.key) continue
+        if (!whole && key <= after!.key) continue
         const stored = this.opts.engine.get(key)
         if (stored === undefined) continue
         const { state } = decodeStored(stored)
@@ -275,6 +284,11 @@ export class AntiEntropy implements AaeHooks {
         entries.push({ key: encoder.encode(key), state })
         bytes += size
         last = { segment, key }
+        sum ^= contribution(keyHash32(key), state)
+      }
+      if (whole && tree.correct(segment, sum)) {
+        this.counters.segmentsCorrected++
+        this.opts.log('anti-entropy: a segment\'s hash disagreed with its keys and was set from them', { segment })
       }
     }
     return { entries }
@@ -493,7 +507,8 @@ export class AntiEntropy implements AaeHooks {
         this.persist(floorKey(partition), encodeState({ vv: { [this.opts.actor]: counter }, siblings: [] }))
       }
       this.persist(key, reapedValue)
-      part.tree.set(keyHash32(key), key, 0)
+      const h = keyHash32(key)
+      part.tree.remove(h, key, contribution(h, state))
       part.tombstones.delete(key)
       reaped++
     }
@@ -549,21 +564,23 @@ export class AntiEntropy implements AaeHooks {
     const part = this.partitions.get(partition)
     if (part === undefined) return 0
     const keys = part.tree.someKeys(max)
-    let floor = part.floor
-    for (const key of keys) {
+    const states = keys.map(key => {
       const stored = this.opts.engine.get(key)
-      if (stored !== undefined) floor = Math.max(floor, counterOf(decodeStored(stored).state.vv, this.opts.actor))
-    }
+      return stored === undefined ? EMPTY : decodeStored(stored).state
+    })
+    let floor = part.floor
+    for (const state of states) floor = Math.max(floor, counterOf(state.vv, this.opts.actor))
     if (floor > part.floor) {
       part.floor = floor
       this.anyFloor = true
       this.persist(floorKey(partition), encodeState({ vv: { [this.opts.actor]: floor }, siblings: [] }), 'drop floor')
     }
-    for (const key of keys) {
+    keys.forEach((key, i) => {
       this.persist(key, reapedValue, 'drop')
-      part.tree.set(keyHash32(key), key, 0)
+      const h = keyHash32(key)
+      part.tree.remove(h, key, contribution(h, states[i]!))
       part.tombstones.delete(key)
-    }
+    })
     // Nothing left to exchange or reap here; the floor stays (it outlives the keys on purpose).
     if (part.tree.size === 0) { part.tombstones.clear(); part.lastFull.clear() }
     return keys.length
@@ -580,8 +597,9 @@ export class AntiEntropy implements AaeHooks {
     return part
   }
 
-  private account(part: Partition, keyHash: number, key: string, state: DvvSet): void {
-    part.tree.set(keyHash, key, state.siblings.length === 0 ? 0 : stateHash(keyHash, state))
+  /** Moves `key` from `prev` (what the tree was last told: the state the write merged into) to `state`. */
+  private account(part: Partition, keyHash: number, key: string, prev: DvvSet, state: DvvSet): void {
+    part.tree.set(keyHash, key, contribution(keyHash, prev), contribution(keyHash, state))
     if (state.siblings.length > 0 && isDeleted(state)) {
       part.tombstones.delete(key)
       if (part.tombstones.size < limits.tombstonesTrackedPerPartitionMax) part.tombstones.set(key, this.opts.runtime.now())
@@ -619,7 +637,8 @@ export class AntiEntropy implements AaeHooks {
         const { state } = decodeStored(value)
         if (state.siblings.length === 0) continue
         const h = keyHash32(key)
-        this.account(this.partitionOf(partitionOfHash(h, partitions)), h, key, state)
+        // The scan reaches each key once, and writes to it before then were not accounted (onWrite).
+        this.account(this.partitionOf(partitionOfHash(h, partitions)), h, key, EMPTY, state)
         keys++
       }
       if (cursor === undefined) break

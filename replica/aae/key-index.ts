@@ -1,26 +1,23 @@
-// The keys of one anti-entropy tree (tictac-tree.ts), each with its segment and its 30-bit
-// contribution, kept outside the JavaScript heap's object graph: an open-addressing hash table in
-// typed arrays, with the keys' UTF-16 code units in one growable arena.
+// The keys of one anti-entropy tree (tictac-tree.ts), kept outside the JavaScript heap's object
+// graph: a set in an open-addressing hash table of typed arrays, with the keys' UTF-16 code units
+// in one growable arena.
 //
-// Why not a Map<string, number>: the tree must remember every key a replica stores (an update XORs
-// the key's old contribution out, and an exchange lists the keys of a differing segment), and a Map
-// keeps each key as a string object in old space. Every major GC then marks every key, and every
-// new key pays the map's growth and write barriers: measured in a put benchmark, anti-entropy's
-// write hook with the Map cost about 15 % of the replicas' CPU, most of it GC and map lookups
-// (docs/anti-entropy.md, "Cost and rate"). Typed arrays hold no references, so GC skips their
+// Why a set of keys at all: an exchange lists the keys of a differing segment, and a drop deletes a
+// partition's keys slice by slice, so the tree must know every key a replica stores. It does not
+// keep their contributions: the write path has the key's old state in hand, so the caller hashes
+// it (tictac-tree.ts), and an update of a key the tree already holds does not touch this table.
+//
+// Why not a Set<string>: a Set keeps each key as a string object in old space. Every major GC then
+// marks every key, and every new key pays the set's growth and write barriers: measured in a put
+// benchmark, anti-entropy's write hook with a Map cost about 15 % of the replicas' CPU, most of it
+// GC and map lookups (docs/anti-entropy.md). Typed arrays hold no references, so GC skips their
 // contents, and a lookup is a hash, a probe and a compare of code units.
 //
-// Layout: capacity (a power of two) slots of 4 words each, in one Int32Array, so that a lookup
-// touches one cache line for the slot and one for the key's code units. This runs on every write,
-// between a frame's decoding and a log append that have long since pushed these arrays out of the
-// caches: timed inside a replica under a put load, an update with the slot's fields in four
-// separate arrays took 2.4 µs, and a loop that thrashes the caches between updates reproduces that
-// (docs/anti-entropy.md).
+// Layout: capacity (a power of two) slots of 2 words each, in one Int32Array:
 // - word 0: 0 (empty), -1 (deleted) or 1 + the arena offset of the key's record, which is
 //   [length, ...code units];
-// - word 1: the caller's hash of the key, which filters compares;
-// - word 2: the key's contribution (value);
-// - word 3: the key's segment.
+// - word 1: the caller's hash of the key, which filters compares (and which the tree reads the
+//   key's segment from).
 // A deletion leaves a tombstone slot and dead arena space; both are reclaimed when the table is
 // rebuilt (on growth, or when tombstones or dead space pass half of what is in use).
 // Pure: no I/O, no clock.
@@ -32,8 +29,8 @@ const EMPTY = 0
 const DELETED = -1
 const initialCapacity = 16
 const initialArenaUnits = 256
-/** Words per slot: reference, hash, value, segment. */
-const W = 4
+/** Words per slot: reference, hash. */
+const W = 2
 
 export class KeyIndex {
   private table = new Int32Array(initialCapacity * W)
@@ -49,50 +46,43 @@ export class KeyIndex {
   /** Keys held. */
   get size(): number { return this.live }
 
-  /** The key's value, 0 when absent; `hash` is the key's hash (see set). */
-  get(key: string, hash: number): number {
-    const at = this.find(key, hash | 0)
-    return at < 0 ? 0 : this.table[at + 2]! >>> 0
-  }
-
   /**
-   * Sets `key`'s segment and value (value 0 removes the key) and returns its old value (0 when it
-   * was absent). Values are nonzero 32-bit unsigned integers. `hash` places the key in the table:
-   * any well-spread 32-bit hash of the key, the same one for a key every time (the tree passes the
-   * key's ring hash, which the write path has already computed, so the index hashes nothing).
+   * Whether `key` is held. `hash` places the key in the table: any well-spread 32-bit hash of the
+   * key, the same one for a key every time (the tree passes the key's ring hash, which the write
+   * path has already computed, so the index hashes nothing).
    */
-  set(key: string, hash: number, segment: number, value: number): number {
-    const h = hash | 0
-    const t = this.table
-    const at = this.find(key, h)
-    if (at >= 0) {
-      const old = t[at + 2]! >>> 0
-      if (value === 0) {
-        this.dead += 1 + key.length
-        t[at] = DELETED
-        t[at + 2] = 0
-        this.live--
-        this.tombstones++
-        if (this.tombstones * 2 > this.capacity || this.dead * 2 > this.arenaUsed + 1) this.rebuild(this.capacity)
-      } else {
-        t[at + 2] = value
-        t[at + 3] = segment
-      }
-      return old
-    }
-    if (value === 0) return 0
-    // A new key: make room first (live + tombstones stay under 3/4 of the slots).
-    if ((this.live + this.tombstones + 1) * 4 > this.capacity * 3) this.rebuild(this.live * 2 + 2 > this.capacity ? this.capacity * 2 : this.capacity)
-    this.insert(key, h, segment, value)
-    return 0
+  has(key: string, hash: number): boolean {
+    return this.find(key, hash | 0) >= 0
   }
 
-  /** Calls `fn` with every key, its segment and value, in slot order. */
-  forEach(fn: (key: string, segment: number, value: number) => void): void {
+  /** Adds `key` (see has for `hash`); false when it was already held. */
+  add(key: string, hash: number): boolean {
+    const h = hash | 0
+    if (this.find(key, h) >= 0) return false
+    // Make room first (live + tombstones stay under 3/4 of the slots).
+    if ((this.live + this.tombstones + 1) * 4 > this.capacity * 3) this.rebuild(this.live * 2 + 2 > this.capacity ? this.capacity * 2 : this.capacity)
+    this.insert(key, h)
+    return true
+  }
+
+  /** Removes `key` (see has for `hash`); false when it was not held. */
+  delete(key: string, hash: number): boolean {
+    const at = this.find(key, hash | 0)
+    if (at < 0) return false
+    this.dead += 1 + key.length
+    this.table[at] = DELETED
+    this.live--
+    this.tombstones++
+    if (this.tombstones * 2 > this.capacity || this.dead * 2 > this.arenaUsed + 1) this.rebuild(this.capacity)
+    return true
+  }
+
+  /** Calls `fn` with every key and its hash, in slot order. */
+  forEach(fn: (key: string, hash: number) => void): void {
     const t = this.table
     for (let at = 0; at < t.length; at += W) {
       const s = t[at]!
-      if (s > 0) fn(this.keyAt(s - 1), t[at + 3]!, t[at + 2]! >>> 0)
+      if (s > 0) fn(this.keyAt(s - 1), t[at + 1]! >>> 0)
     }
   }
 
@@ -132,7 +122,7 @@ export class KeyIndex {
   }
 
   /** Puts a key known to be absent into the first free slot of its probe sequence. */
-  private insert(key: string, h: number, segment: number, value: number): void {
+  private insert(key: string, h: number): void {
     if (!(key.length <= limits.keyBytesMax)) assert(false, `key of ${key.length} code units in the anti-entropy index`)
     const need = this.arenaUsed + 1 + key.length
     if (need > this.arena.length) {
@@ -154,8 +144,6 @@ export class KeyIndex {
     if (t[at] === DELETED) this.tombstones--
     t[at] = ref + 1
     t[at + 1] = h
-    t[at + 2] = value
-    t[at + 3] = segment
     this.live++
   }
 
@@ -187,8 +175,6 @@ export class KeyIndex {
       const at = i * W
       t[at] = ref + 1
       t[at + 1] = h
-      t[at + 2] = old[k + 2]!
-      t[at + 3] = old[k + 3]!
       this.live++
     }
   }

@@ -10,9 +10,18 @@
 // collisions). Values are not hashed: a dot names one value (dvv.ts), so the dots and the vector
 // say everything a merge would change.
 //
-// The tree also keeps each key's segment and contribution (key-index.ts: typed arrays, not a Map,
-// placed by the key's ring hash), so that an update needs no read of the old state's hash and an
-// exchange can list the keys of a differing segment.
+// The caller passes a key's old contribution with its new one: the write path has just read the
+// key's stored state to merge into it, so hashing that state again costs a fraction of a
+// microsecond on data already in the cache, where looking the contribution up in a table would
+// cost two cold cache lines a write (measured: docs/anti-entropy.md, "What it costs the put path").
+// The tree also keeps the set of its keys (key-index.ts: typed arrays, not a Set, placed by the
+// key's ring hash), touched only when a key comes or goes, so that an exchange can list the keys of
+// a differing segment and a drop can find a partition's keys.
+//
+// Trusting the caller's old contribution means a tree that once disagreed with storage (a bug, or
+// a write accounted and then lost with its engine) would stay wrong in that segment. An exchange
+// repairs that: serving a segment's keys reads all of their states in one turn, and the server then
+// sets the segment's hash from them (anti-entropy.ts, keysPage; counted in /metrics).
 // Pure: no I/O, no clock; the replica (anti-entropy.ts) owns one per partition it holds.
 
 import { assert } from '../../coordinator/assert.ts'
@@ -85,37 +94,56 @@ export function stateHash(keyHash: number, state: DvvSet): number {
   return h === 0 ? 1 : h
 }
 
+/** What a key in `state` adds to its segment: 0 for a state with no siblings (absent, or reaped). */
+export function contribution(keyHash: number, state: DvvSet): number {
+  return state.siblings.length === 0 ? 0 : stateHash(keyHash, state)
+}
+
 export class TictacTree {
   /** Segment hashes. */
   readonly leaves = new Uint32Array(segmentsPerTree)
   /** Branch hashes: the root's entries. */
   readonly branches = new Uint32Array(limits.aaeTreeWidth)
-  /**
-   * Each key's segment and contribution (absent keys contribute 0), in typed arrays rather than a
-   * Map of strings, which every major GC had to mark (key-index.ts says what it cost).
-   */
+  /** The keys with a nonzero contribution, in typed arrays rather than a Set of strings (key-index.ts). */
   private readonly keys = new KeyIndex()
 
   /** Keys the tree holds. */
   get size(): number { return this.keys.size }
 
   /**
-   * Sets `key`'s contribution (0 removes it), XORing the old one out and the new one in. `keyHash`
-   * is the key's ring hash (keyHash32), which names its segment and places it in the index.
+   * Changes `key`'s contribution from `old` to `hash` (contribution(): 0 for absent), XORing the
+   * old one out and the new one in. `keyHash` is the key's ring hash (keyHash32), which names its
+   * segment and places it in the key set. The key set changes only when a key comes (old 0) or goes
+   * (hash 0). `old` must be what the tree was last told for the key: the write path passes the
+   * contribution of the state it merged into.
    */
-  set(keyHash: number, key: string, hash: number): void {
-    const segment = segmentOfHash(keyHash)
-    const old = this.keys.set(key, keyHash, segment, hash)
+  set(keyHash: number, key: string, old: number, hash: number): void {
     if (old === hash) return
-    const delta = old ^ hash
-    this.leaves[segment] = this.leaves[segment]! ^ delta
-    const b = segment >>> branchShift
-    this.branches[b] = this.branches[b]! ^ delta
+    if (old === 0) this.keys.add(key, keyHash)
+    else if (hash === 0) this.keys.delete(key, keyHash)
+    this.xor(segmentOfHash(keyHash), old ^ hash)
   }
 
-  /** The key's contribution, 0 when absent; `keyHash` is its ring hash. */
-  get(keyHash: number, key: string): number {
-    return this.keys.get(key, keyHash)
+  /**
+   * Removes `key`, whose contribution is `old`, from the tree and from its key set even if the two
+   * disagree (a drop must empty the set whatever storage held, or it would list the key for ever).
+   */
+  remove(keyHash: number, key: string, old: number): void {
+    this.keys.delete(key, keyHash)
+    this.xor(segmentOfHash(keyHash), old)
+  }
+
+  /** Whether the tree holds `key` (`keyHash` is its ring hash). */
+  has(keyHash: number, key: string): boolean {
+    return this.keys.has(key, keyHash)
+  }
+
+  /** Sets a segment's hash (an exchange found what its keys add up to); true when it changed. */
+  correct(segment: number, hash: number): boolean {
+    const delta = this.leaves[segment]! ^ hash
+    if (delta === 0) return false
+    this.xor(segment, delta)
+    return true
   }
 
   /** Up to `max` of the tree's keys, in no particular order (a drop deletes a partition slice by slice). */
@@ -129,12 +157,12 @@ export class TictacTree {
   }
 
   /**
-   * The keys of each named segment, each list sorted: one walk over the tree's keys, whose segments
-   * the index keeps (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
+   * The keys of each named segment, each list sorted: one walk over the tree's keys, whose ring
+   * hashes the set keeps (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
    */
   keysOfSegments(segments: readonly number[]): Map<number, string[]> {
     const out = new Map<number, string[]>(segments.map(s => [s, []]))
-    this.keys.forEach((key, segment) => { out.get(segment)?.push(key) })
+    this.keys.forEach((key, hash) => { out.get(segmentOfHash(hash))?.push(key) })
     for (const list of out.values()) list.sort(compareStrings)
     return out
   }
@@ -142,6 +170,12 @@ export class TictacTree {
   /** The leaves under branch `b`. */
   leavesOf(b: number): Uint32Array {
     return this.leaves.subarray(b * limits.aaeTreeWidth, (b + 1) * limits.aaeTreeWidth)
+  }
+
+  private xor(segment: number, delta: number): void {
+    this.leaves[segment] = this.leaves[segment]! ^ delta
+    const b = segment >>> branchShift
+    this.branches[b] = this.branches[b]! ^ delta
   }
 }
 

@@ -175,6 +175,7 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
     lines.push('# TYPE ringkv_aae_keys_repaired_total counter', `ringkv_aae_keys_repaired_total{${n}} ${aae.keysRepaired}`)
     lines.push('# TYPE ringkv_aae_bytes_total counter', `ringkv_aae_bytes_total{${n}} ${aae.bytes}`)
     lines.push('# TYPE ringkv_tombstones_reaped_total counter', `ringkv_tombstones_reaped_total{${n}} ${aae.tombstonesReaped}`)
+    lines.push('# TYPE ringkv_aae_segments_corrected_total counter', `ringkv_aae_segments_corrected_total{${n}} ${aae.segmentsCorrected}`)
   }
   lines.push('# TYPE process_resident_memory_bytes gauge', `process_resident_memory_bytes{${n}} ${process.memoryUsage.rss()}`)
   // Prometheus's client libraries name it so: user plus system CPU time of this process.

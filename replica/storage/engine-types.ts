@@ -8,6 +8,7 @@
 // before the engine is opened); its file names are in disk-layout.ts: the manifest, replaced
 // atomically, the immutable tables it names (others are garbage), and the WAL segments.
 
+import type { KvError } from '../../coordinator/errors.ts'
 import type { LatencyHistogram } from '../../coordinator/metrics/histogram.ts'
 
 /** Structured logging: a message and its fields (the replica prints them as one JSON line). */
@@ -120,6 +121,12 @@ export interface Engine {
    * resolves only after the fsync that covers the WAL record (group commit).
    */
   put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void>
+  /**
+   * The error put would refuse a write with right now (closed, failed, overloaded), or undefined.
+   * Work that must go with a write in the same turn (the anti-entropy tree, which trusts that what
+   * it was told is stored) asks first, so that a refused write leaves nothing behind.
+   */
+  refusal(): KvError | undefined
   scan(prefix: string, opts: { limit: number; after?: string }): ScanResult
   /** Freeze the memtable and write it as a table now; resolves when the manifest names it. */
   flush(): Promise<void>

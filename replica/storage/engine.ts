@@ -208,13 +208,19 @@ class LsmEngine implements Engine {
 
   // ---- writes ----
 
-  put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {
-    if (this.closing) return Promise.reject(new KvError({ kind: 'Unavailable' }, 'storage engine is closed'))
-    if (this.failed !== undefined) return Promise.reject(this.failedError())
+  refusal(): KvError | undefined {
+    if (this.closing) return new KvError({ kind: 'Unavailable' }, 'storage engine is closed')
+    if (this.failed !== undefined) return this.failedError()
     if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
-      return Promise.reject(new KvError({ kind: 'Overloaded', retryAfterMs: storageLimits.overloadedRetryAfterMs },
-        `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`))
+      return new KvError({ kind: 'Overloaded', retryAfterMs: storageLimits.overloadedRetryAfterMs },
+        `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`)
     }
+    return undefined
+  }
+
+  put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {
+    const refused = this.refusal()
+    if (refused !== undefined) return Promise.reject(refused)
     let record: Buffer
     try {
       record = encodeWalRecord(key, value)
