@@ -1,6 +1,6 @@
 // YCSB-style benchmark for ringkv (issue 2, "Benchmark"). Measured and reported, never asserted.
 //
-//   npm run bench -- [--workload a|b|c] [--records R] [--ops N] [--concurrency C] [--seeds ws://...]
+//   npm run bench -- [--workload a|b|c|w] [--records R] [--ops N] [--concurrency C] [--seeds ws://...]
 //                    [--r 2] [--w 2] [--value-bytes 1024] [--uniform] [--max-seconds 120]
 //                    [--json] [--no-baseline] [--rate R [--max-outstanding M]] [--warmup N]
 //                    [--yardsticks [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
@@ -17,7 +17,8 @@
 // 3. Load: inserts R records of --value-bytes random bytes, C puts in flight.
 // 4. Run: N operations, C async workers pulling from a shared counter; the key of each operation is
 //    drawn from YCSB's scrambled Zipfian distribution (theta 0.99) over the R records, or uniformly
-//    with --uniform. A = 50/50 read/update, B = 95/5, C = read only.
+//    with --uniform. A = 50/50 read/update, B = 95/5, C = read only; W = update only, not a YCSB
+//    workload: the put path alone (for bench:compare of a change to the write path).
 //
 // 5. --rate R (open loop, bench/phases.ts): after the closed-loop phases, N puts and then N operations
 //    of the workload's mix, each *scheduled* at R/s and timed from its scheduled start, so a stall is
@@ -74,7 +75,7 @@ import {
 // ---------------------------------------------------------------------------------------------
 // Arguments
 
-const usage = `usage: npm run bench -- [--workload a|b|c] [--records R] [--ops N] [--concurrency C]
+const usage = `usage: npm run bench -- [--workload a|b|c|w] [--records R] [--ops N] [--concurrency C]
        [--seeds ws://host:port,...] [--r R] [--w W] [--value-bytes B] [--uniform]
        [--max-seconds S] [--json] [--no-baseline] [--rate R] [--max-outstanding M] [--warmup N]
        [--yardsticks] [--etcd-api grpc|json] [--etcd-reads linearizable|serializable]
@@ -143,7 +144,9 @@ function parseConfig() {
     return n
   }
   const workload = (values.workload ?? 'a').toLowerCase()
-  if (workload !== 'a' && workload !== 'b' && workload !== 'c') die(`--workload must be a, b or c (A = 50/50 read/update, B = 95/5, C = read only), got ${JSON.stringify(values.workload)}`)
+  if (workload !== 'a' && workload !== 'b' && workload !== 'c' && workload !== 'w') {
+    die(`--workload must be a, b, c or w (A = 50/50 read/update, B = 95/5, C = read only, W = update only, not a YCSB workload: the put path alone), got ${JSON.stringify(values.workload)}`)
+  }
   const seeds = values.seeds === undefined ? undefined : values.seeds.split(',').map(s => s.trim()).filter(Boolean)
   if (seeds) {
     if (seeds.length === 0) die('--seeds is empty; give ws://host:port[,ws://host:port...] or leave it out to start a local cluster')
@@ -160,12 +163,13 @@ function parseConfig() {
   if (!portRange || !(portLo >= 1024 && portLo <= portHi && portHi <= 65535)) die(`--yardstick-ports must be LO-HI within 1024-65535, got ${JSON.stringify(values['yardstick-ports'])}`)
   if (values.via !== 'sdk' && values.via !== 'http') die(`--via must be sdk or http, got ${JSON.stringify(values.via)}`)
   if (values.edge && values.via !== 'http') die('--edge adds the Workers gateway to --via http')
+  if (values.yardsticks && workload === 'w') die('--yardsticks compares gets too, and workload W has none: use a, b or c')
   if (values['gateway-auth'] && values.via !== 'http') die('--gateway-auth runs the gateways of --via http a second time with a token')
   const cfg = {
     via: values.via as 'sdk' | 'http',
     edge: values.edge ?? false,
     gatewayAuth: values['gateway-auth'] ?? false,
-    workload: workload as 'a' | 'b' | 'c',
+    workload: workload as 'a' | 'b' | 'c' | 'w',
     records,
     ops: int('ops', values.ops, 1, 100_000_000),
     concurrency: int('concurrency', values.concurrency, 1, 10_000),
@@ -191,7 +195,7 @@ function parseConfig() {
 }
 
 const cfg = parseConfig()
-const readFraction = { a: 0.5, b: 0.95, c: 1 }[cfg.workload]
+const readFraction = { a: 0.5, b: 0.95, c: 1, w: 0 }[cfg.workload]
 
 // ---------------------------------------------------------------------------------------------
 // YCSB key choosers (site.ycsb.generator.ZipfianGenerator / ScrambledZipfianGenerator)
