@@ -133,11 +133,6 @@ export class TictacTree {
     this.xor(segmentOfHash(keyHash), old)
   }
 
-  /** Whether the tree holds `key` (`keyHash` is its ring hash). */
-  has(keyHash: number, key: string): boolean {
-    return this.keys.has(key, keyHash)
-  }
-
   /** Sets a segment's hash (an exchange found what its keys add up to); true when it changed. */
   correct(segment: number, hash: number): boolean {
     const delta = this.leaves[segment]! ^ hash
