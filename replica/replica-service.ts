@@ -490,7 +490,7 @@ export class ReplicaService {
 
   /** Keeps a replicated state for the absent `target`, merged into its pending hint; acks once durable. */
   private replicateHint(key: string, target: string, state: DvvSet, reply: Reply, id: number): void {
-    if (!this.admitWrite(reply, id)) return
+    if (!this.admitWrite(reply, id, false)) return
     const hints = this.opts.hints!
     // Dots of this replica's own actor can only be checked against what it stored as its own.
     const forged = ownDotsError(state.vv, this.stored(key).state, this.opts.actor, 'the replicated state')
@@ -573,11 +573,12 @@ export class ReplicaService {
     return { state: state.siblings.length === 0 && Object.keys(state.vv).length === 0 ? EMPTY : state, bytes: bytes.byteLength, barrier }
   }
 
-  private admitWrite(reply: Reply, id: number): boolean {
+  /** `toEngine`: the write goes to the storage engine (not a hinted write, which goes to the hint log). */
+  private admitWrite(reply: Reply, id: number, toEngine = true): boolean {
     const gated = this.opts.writeGate?.()
     if (gated) { this.fail(reply, id, gated); return false }
     // Refused here rather than by engine.put after the anti-entropy tree has counted the write.
-    const refused = this.opts.engine.refusal()
+    const refused = toEngine ? this.opts.engine.refusal() : undefined
     if (refused) { this.fail(reply, id, refused); return false }
     if (this.counters.pendingWrites >= limits.replicaPendingWritesMax) {
       this.error(reply, id, { kind: 'Overloaded', message: `${this.counters.pendingWrites} writes awaiting fsync`, retryAfterMs: limits.overloadedRetryAfterMs })
