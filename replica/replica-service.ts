@@ -312,7 +312,8 @@ export class ReplicaService {
         // Above the floor: a key re-created after its reap never reuses a dot its tombstone covered.
         const next = update(stored, floor > 0 ? mergeVectors(context, { [actor]: floor }) : context, actor, value)
         const encoded = stateWriter(next)
-        const refused = boundsError(stored, storedBytes, next, encoded.bytes)
+        // The engine's refusal is asked here, in the turn the tree counts the write (as merge does).
+        const refused = boundsError(stored, storedBytes, next, encoded.bytes) ?? this.opts.engine.refusal()
         if (refused) { this.fail(reply, id, refused); return }
         this.opts.aae?.onWrite(key, stored, next)
         this.write(key, barrier ? withBarrier(encoded) : encoded, reply, id, t0, this.latency.stamp, (serviceUs, fsyncUs) => {
@@ -490,7 +491,7 @@ export class ReplicaService {
 
   /** Keeps a replicated state for the absent `target`, merged into its pending hint; acks once durable. */
   private replicateHint(key: string, target: string, state: DvvSet, reply: Reply, id: number): void {
-    if (!this.admitWrite(reply, id, false)) return
+    if (!this.admitWrite(reply, id)) return
     const hints = this.opts.hints!
     // Dots of this replica's own actor can only be checked against what it stored as its own.
     const forged = ownDotsError(state.vv, this.stored(key).state, this.opts.actor, 'the replicated state')
@@ -573,13 +574,9 @@ export class ReplicaService {
     return { state: state.siblings.length === 0 && Object.keys(state.vv).length === 0 ? EMPTY : state, bytes: bytes.byteLength, barrier }
   }
 
-  /** `toEngine`: the write goes to the storage engine (not a hinted write, which goes to the hint log). */
-  private admitWrite(reply: Reply, id: number, toEngine = true): boolean {
+  private admitWrite(reply: Reply, id: number): boolean {
     const gated = this.opts.writeGate?.()
     if (gated) { this.fail(reply, id, gated); return false }
-    // Refused here rather than by engine.put after the anti-entropy tree has counted the write.
-    const refused = toEngine ? this.opts.engine.refusal() : undefined
-    if (refused) { this.fail(reply, id, refused); return false }
     if (this.counters.pendingWrites >= limits.replicaPendingWritesMax) {
       this.error(reply, id, { kind: 'Overloaded', message: `${this.counters.pendingWrites} writes awaiting fsync`, retryAfterMs: limits.overloadedRetryAfterMs })
       return false

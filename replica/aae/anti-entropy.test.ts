@@ -98,6 +98,17 @@ function read(r: Replica, key: string): DvvSet {
   return b === undefined ? EMPTY : decodeStored(b).state
 }
 
+/** Anti-entropy trees rebuilt from `r`'s storage alone, as at a restart (no peers, no loop). */
+async function rebuiltFrom(r: Replica, ring: Ring): Promise<AntiEntropy> {
+  const fresh = new AntiEntropy({
+    nodeId: r.id, actor: `${r.id}.1`, engine: r.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
+    peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
+  })
+  await fresh.start()
+  fresh.close()
+  return fresh
+}
+
 function partitionOf(ring: Ring, key: string): number {
   return partitionOfHash(keyHash32(key), ring.partitions)
 }
@@ -230,12 +241,7 @@ test('after an exchange both replicas hold sync of both; the live tree equals a 
     // exchange's listing (which would hide a wrong old state on the write path).
     for (const r of [A, B]) {
       assert.equal(r.aae.counters.segmentsCorrected, 0, `${r.id}: no segment needed correcting`)
-      const fresh = new AntiEntropy({
-        nodeId: r.id, actor: `${r.id}.1`, engine: r.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
-        peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
-      })
-      await fresh.start()
-      fresh.close()
+      const fresh = await rebuiltFrom(r, ring)
       for (let p = 0; p < ring.partitions; p++) {
         const live = await world.request(r.id, 'aaeRoot', { partition: p, shape: treeShape })
         const rebuilt = fresh.serve('aaeRoot', { partition: p, shape: treeShape }) as { branches: Uint8Array }
@@ -319,12 +325,7 @@ test('a write the engine refuses leaves the tree as it was: put, replicate, a me
   engine.put = realPut
   // The tree holds exactly what storage holds: k0's first value and h1, h2.
   assert.notDeepEqual(await roots(), before, 'h1 and h2 were counted')
-  const fresh = new AntiEntropy({
-    nodeId: 'A', actor: 'A.1', engine: A.engine, ring: () => ring, runtime: { now: Date.now, setTimeout: (f, ms) => setTimeout(f, ms), clearTimeout: h => clearTimeout(h as NodeJS.Timeout) },
-    peer: () => { throw new Error('unused') }, isReachable: () => true, applyState: async () => {}, tombstoneGraceMs: 0, log: () => {},
-  })
-  await fresh.start()
-  fresh.close()
+  const fresh = await rebuiltFrom(A, ring)
   assert.deepEqual(await roots(), Buffer.from((fresh.serve('aaeRoot', { partition: 0, shape: treeShape }) as { branches: Uint8Array }).branches))
   await A.engine.close()
 })

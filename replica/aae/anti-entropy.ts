@@ -271,7 +271,7 @@ export class AntiEntropy implements AaeHooks {
       // write path's old states, and this is where a segment that went wrong is set right).
       const whole = after === undefined || segment !== after.segment
       let sum = 0
-      for (const key of bySegment.get(segment)!) {
+      for (const { key, hash } of bySegment.get(segment)!) {
         if (!whole && key <= after!.key) continue
         const stored = this.opts.engine.get(key)
         if (stored === undefined) continue
@@ -284,7 +284,7 @@ export class AntiEntropy implements AaeHooks {
         entries.push({ key: encoder.encode(key), state })
         bytes += size
         last = { segment, key }
-        sum ^= contribution(keyHash32(key), state)
+        sum ^= contribution(hash, state)
       }
       if (whole && tree.correct(segment, sum)) {
         this.counters.segmentsCorrected++
@@ -441,7 +441,7 @@ export class AntiEntropy implements AaeHooks {
     // Keys only this side holds: the peer lacks them.
     const work: Promise<boolean>[] = []
     for (const keys of part.tree.keysOfSegments(segments).values()) {
-      for (const key of keys) if (!seen.has(key)) work.push(this.repairKey(key, EMPTY, peer))
+      for (const { key } of keys) if (!seen.has(key)) work.push(this.repairKey(key, EMPTY, peer))
     }
     for (const r of await Promise.allSettled(work)) {
       if (r.status === 'fulfilled') { if (r.value) repaired++ } else {

@@ -146,19 +146,15 @@ export class TictacTree {
     return this.keys.someKeys(max)
   }
 
-  /** The keys of `segment`, sorted (JavaScript string order, the engine's). */
-  keysOf(segment: number): string[] {
-    return this.keysOfSegments([segment]).get(segment)!
-  }
-
   /**
-   * The keys of each named segment, each list sorted: one walk over the tree's keys, whose ring
-   * hashes the set keeps (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
+   * The keys of each named segment with their ring hashes, each list sorted by key (JavaScript
+   * string order, the engine's): one walk over the tree's keys, whose ring hashes the set keeps
+   * (exchanges only, which name up to aaeSegmentsPerFetchMax segments at a time).
    */
-  keysOfSegments(segments: readonly number[]): Map<number, string[]> {
-    const out = new Map<number, string[]>(segments.map(s => [s, []]))
-    this.keys.forEach((key, hash) => { out.get(segmentOfHash(hash))?.push(key) })
-    for (const list of out.values()) list.sort(compareStrings)
+  keysOfSegments(segments: readonly number[]): Map<number, Array<{ readonly key: string; readonly hash: number }>> {
+    const out = new Map<number, Array<{ key: string; hash: number }>>(segments.map(s => [s, []]))
+    this.keys.forEach((key, hash) => { out.get(segmentOfHash(hash))?.push({ key, hash }) })
+    for (const list of out.values()) list.sort((x, y) => compareStrings(x.key, y.key))
     return out
   }
 
