@@ -45,7 +45,7 @@ async function main(argv: string[]): Promise<number> {
   const [cmd, ...args] = positionals
   if (values.help || !cmd) { process.stdout.write(usage + '\n'); return cmd ? 0 : 2 }
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v))
-  const wopts = { ...(values.context ? { context: values.context } : {}), ...(values.w ? { w: num(values.w)! } : {}) }
+  const wopts = { ...(values.context !== undefined ? { context: values.context } : {}), ...(values.w ? { w: num(values.w)! } : {}) }
   let kv: KvClient | undefined
   try {
     const token = values.token ?? (process.env.RINGKV_TOKEN || undefined)

@@ -431,7 +431,10 @@ export class KvCoordinator {
    * Writes a tombstone. Without a context the key is read first and its context used, as
    * riak_kv_delete does: a blind tombstone would be concurrent with the stored value and leave it
    * in place as a sibling, which is never what "delete" means to a caller. The read and the write
-   * share one deadline.
+   * share one deadline. An empty context ('', what a read of a missing key returns) is a context:
+   * the caller saw nothing, so the tombstone covers nothing, and a value written since that read
+   * stays (as a sibling). Reading again here would delete a value the caller never saw (the chaos
+   * run, seed 1, lost an acknowledged put that way).
    */
   async delete(key: string, opts: WriteOptions & ReadOptions = {}): Promise<WriteResult> {
     this.checkOpen()
@@ -439,7 +442,7 @@ export class KvCoordinator {
     this.checkOptions('delete', opts)
     const deadline = this.deadlineOf(opts)
     let context = opts.context
-    if (!context) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline, floor: opts.floor })).context
+    if (context === undefined) context = (await this.get(key, { r: opts.r, sloppy: opts.sloppy, deadline, floor: opts.floor })).context
     return this.put(key, null, { context, w: opts.w, sloppy: opts.sloppy, deadline })
   }
 

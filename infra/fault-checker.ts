@@ -12,7 +12,13 @@
 import { equals, type DvvSet } from '../coordinator/version/dvv.ts'
 import { elementsOf, registerKeys, setKeys, type History, type Op } from './fault-workload.ts'
 
-export interface Finding { readonly key: string; readonly value: string; readonly why: string }
+export interface Finding {
+  readonly key: string
+  readonly value: string
+  readonly why: string
+  /** The operations on the key that wrote the value or read it first (any outcome), for a post-mortem. */
+  readonly trail: string[]
+}
 
 export interface CheckReport {
   readonly ops: { total: number; ok: number; failed: number; unknown: number }
@@ -38,7 +44,7 @@ export function checkHistory(history: History, finals: ReadonlyMap<string, reado
     for (const op of ops) {
       if (op.key !== key || op.outcome !== 'ok') continue
       acknowledgedChecked++
-      if (!final.has(op.value)) lost.push({ key, value: op.value, why: `add acknowledged at ${op.endMs} ms, missing from the final set` })
+      if (!final.has(op.value)) lost.push(found(history, key, op.value, `add acknowledged at ${op.endMs} ms, missing from the final set`))
     }
   }
   for (const key of registerKeys) {
@@ -49,10 +55,10 @@ export function checkHistory(history: History, finals: ReadonlyMap<string, reado
       if (op.key !== key || op.outcome !== 'ok') continue
       acknowledgedChecked++
       if (op.kind === 'put' && !final.has(op.value) && !superseded.has(op.value)) {
-        lost.push({ key, value: op.value, why: `put acknowledged at ${op.endMs} ms, never read by a later write, missing from the final read` })
+        lost.push(found(history, key, op.value, `put acknowledged at ${op.endMs} ms, never read by a later write, missing from the final read`))
       }
       for (const v of op.observed) {
-        if (final.has(v)) resurrected.push({ key, value: v, why: `the ${op.kind} acknowledged at ${op.endMs} ms (client ${op.client}) read it first, yet it is in the final read` })
+        if (final.has(v)) resurrected.push(found(history, key, v, `the ${op.kind} acknowledged at ${op.endMs} ms (client ${op.client}) read it first, yet it is in the final read`))
       }
     }
   }
@@ -87,6 +93,29 @@ function show(s: DvvSet | null): string {
   if (s === null) return 'nothing'
   const sib = s.siblings.map(x => `${x.actor}:${x.counter}=${x.value === null ? 'tombstone' : dec.decode(x.value).slice(0, 40)}`)
   return `vv ${JSON.stringify(s.vv)} siblings [${sib.join(', ')}]`.slice(0, 400)
+}
+
+function found(history: History, key: string, value: string, why: string): Finding {
+  return { key, value, why, trail: trailOf(history, key, value) }
+}
+
+/**
+ * What the history says about a value, for the report of a failing run: the write that put it, and
+ * every operation on the key that read it first (whatever its outcome: a failed or unknown write
+ * that read it is the first suspect), at most `max` lines.
+ */
+function trailOf(history: History, key: string, value: string, max = 8): string[] {
+  const show = (op: Op) => `c${op.client} ${op.kind}${op.value ? ` ${op.value}` : ''} ${op.startMs}-${op.endMs} ms ${op.outcome}` +
+    `${op.error ? ` (${op.error.slice(0, 160)})` : ''}, read [${op.observed.slice(0, 6).join(', ')}${op.observed.length > 6 ? ', …' : ''}]`
+  const lines: string[] = []
+  for (const op of history.ops) {
+    if (op.key !== key) continue
+    if (op.value === value) lines.push(`wrote it: ${show(op)}`)
+    else if (op.observed.includes(value)) lines.push(`read it: ${show(op)}`)
+    if (lines.length >= max) break
+  }
+  if (lines.length < 2) lines.push('no operation on the key read it')
+  return lines
 }
 
 export function passed(r: CheckReport): boolean {

@@ -11,7 +11,7 @@
 // Without root, ip or nft the run says so and injects kill, pause and disk faults only.
 
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -181,7 +181,8 @@ try {
     clients.push(kv)
     const port: KvPort = {
       get: (key, o) => kv.get(key, o ?? {}),
-      write: (key, value, context) => value === null ? kv.delete(key, context ? { context } : {}) : kv.put(key, value, context ? { context } : {}),
+      // The read's context as it is, '' included: the write covers exactly what that read saw.
+      write: (key, value, context) => value === null ? kv.delete(key, { context }) : kv.put(key, value, { context }),
     }
     return runClient({ kv: port, client: k + 1, history, random: mulberry32(seed + k + 1), now: () => Date.now(), sleep: ms => new Promise(r => setTimeout(r, ms)), until, thinkMsMax: faultLimits.simThinkMsMax })
   })
@@ -347,6 +348,8 @@ try {
     antiEntropyKeysRepaired: aaeKeysRepaired, hintsReplayed,
     ok: status === 0,
   }
+  // A failing run keeps its whole history beside the replicas' logs, for the post-mortem.
+  if (status !== 0) writeFileSync(join(dir, 'history.json'), JSON.stringify(history.ops))
   if (values.json) console.log(JSON.stringify(summary, null, 2))
   else {
     say(`faults injected: ${Object.entries(injected).map(([k, v]) => `${k} ${v}`).join(', ')}`)
@@ -354,7 +357,10 @@ try {
     say(`operations ${report.ops.total} (ok ${report.ops.ok}, failed ${report.ops.failed}, unknown ${report.ops.unknown}); latency of acknowledged ops p50 ${q(0.5)} ms, p99 ${q(0.99)} ms, max ${summary.latencyMs.max} ms`)
     say(`after healing ${divergentAtHeal ?? '?'} of ${keys.length} keys differed between replicas; they ${aaeConverged ? 'agreed' : 'did NOT agree'} by hints and anti-entropy alone, no client reads, ${(aaeMs / 1000).toFixed(1)} s after healing (bound ${faultLimits.chaosAaeConvergeMsMax / 1000} s); across healing anti-entropy repaired ${aaeKeysRepaired} keys and hints replayed ${hintsReplayed}`)
     say(`checked ${report.acknowledgedChecked} acknowledged writes: lost ${report.lost.length}, resurrected ${report.resurrected.length}; replicas ${converged ? 'identical' : 'NOT identical'} on all ${keys.length} keys (then a read at R=N and per-replica reads)`)
-    for (const f of [...report.lost, ...report.resurrected].slice(0, 10)) say(`  ${f.key} ${f.value}: ${f.why}`)
+    for (const f of [...report.lost, ...report.resurrected].slice(0, 10)) {
+      say(`  ${f.key} ${f.value}: ${f.why}`)
+      for (const line of f.trail) say(`    ${line}`)
+    }
     for (const d of report.divergent.slice(0, 5)) say(`  divergent ${d.key}: ${d.why}`)
     say(status === 0 ? 'PASS' : `FAIL (replay: npm run chaos -- --seconds ${seconds} --seed ${seed}; logs kept in ${dir})`)
   }

@@ -40,7 +40,10 @@ function printRun(r: SimResult, verbose: boolean): void {
   if (!verbose && r.ok) return
   console.log('  schedule:')
   for (const s of r.schedule) console.log(`    ${s}`)
-  for (const f of [...rep.lost, ...rep.resurrected].slice(0, 10)) console.log(`  ${f.key} ${f.value}: ${f.why}`)
+  for (const f of [...rep.lost, ...rep.resurrected].slice(0, 10)) {
+    console.log(`  ${f.key} ${f.value}: ${f.why}`)
+    for (const line of f.trail) console.log(`    ${line}`)
+  }
   for (const d of rep.divergent.slice(0, 5)) console.log(`  divergent ${d.key}: ${d.why}`)
   if (r.eventBudgetExceeded) console.log(`  event budget (${faultLimits.simEventsMax}) exceeded`)
   if (!r.ok) {

@@ -400,7 +400,7 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   let running = clientCount
   const coordinators = clientIds.map((id, i) => {
     const kv = new KvCoordinator({ seeds: nodes.map(n => n.url), runtime: clock.runtime(net.connector(id)), timeoutMs: faultLimits.workloadTimeoutMs, client: id })
-    const port: KvPort = { get: (key, o) => kv.get(key, o ?? {}), write: (key, value, context) => kv.put(key, value, context ? { context } : {}) }
+    const port: KvPort = { get: (key, o) => kv.get(key, o ?? {}), write: (key, value, context) => kv.put(key, value, { context }) }
     void runClient({ kv: port, client: i + 1, history, random: clock.random, now: () => clock.now, sleep: ms => clock.sleep(ms), until: workloadMs, thinkMsMax: faultLimits.simThinkMsMax })
       .finally(() => { running-- })
     return kv
