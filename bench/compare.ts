@@ -13,7 +13,15 @@
 // Reported, never asserted.
 //
 //   npm run bench:compare -- --old DIR [--rounds 3] [--records 30000] [--ops 60000]
-//       [--workload a] [--concurrency 64] [--base-port 18340] [--json]
+//       [--workload a] [--concurrency 64] [--rate R] [--base-port 18340] [--json]
+//
+// --rate R adds the bench's open loop at a fixed R operations/s (bench/ycsb.ts, step 5) and reports
+// its puts apart: their p99 and the cluster's CPU per put. In the closed loop a CPU-bound machine
+// turns any extra CPU into lost throughput, and fewer operations a second mean smaller WAL groups and
+// frame batches, so CPU per operation there multiplies a change's cost; at a fixed offered load it
+// shows the cost itself (docs/anti-entropy.md measured the write hook at 3 % this way, 9-13 % in the
+// closed loop). Both checkouts' benches must read RINGKV_BENCH_CLUSTER_PIDS (2026-12-02 on), or the
+// old side's CPU per open-loop put is "-".
 
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises'
@@ -22,11 +30,11 @@ import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
-const usage = 'usage: npm run bench:compare -- --old DIR [--rounds 3] [--records 30000] [--ops 60000] [--workload a] [--concurrency 64] [--base-port 18340] [--json]'
+const usage = 'usage: npm run bench:compare -- --old DIR [--rounds 3] [--records 30000] [--ops 60000] [--workload a] [--concurrency 64] [--rate R] [--base-port 18340] [--json]'
 const { values } = parseArgs({
   options: {
     old: { type: 'string' }, rounds: { type: 'string', default: '3' }, records: { type: 'string', default: '30000' },
-    ops: { type: 'string', default: '60000' }, workload: { type: 'string', default: 'a' }, concurrency: { type: 'string', default: '64' },
+    ops: { type: 'string', default: '60000' }, workload: { type: 'string', default: 'a' }, concurrency: { type: 'string', default: '64' }, rate: { type: 'string' },
     'base-port': { type: 'string', default: '18340' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', default: false },
   },
 })
@@ -38,14 +46,15 @@ const count = (name: string, v: string): number => {
   return n
 }
 const rounds = count('rounds', values.rounds)
+const rate = values.rate === undefined ? undefined : count('rate', values.rate)
 const basePort = count('base-port', values['base-port'])
 const here = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const sides = [{ name: 'old', dir: resolve(values.old) }, { name: 'new', dir: here }] as const
 const ticks = 100 // USER_HZ: /proc's CPU times are in 1/100 s on every Linux this runs on
 const log = (s: string): void => { if (!values.json) console.log(s) }
 
-/** User and system CPU seconds of `pid` and its descendants (children still alive, so read them all before stopping). */
-async function treeCpu(pid: number): Promise<{ user: number; sys: number }> {
+/** `pid` and its descendants (children still alive, so read them all before stopping). */
+async function treePids(pid: number): Promise<number[]> {
   const children = new Map<number, number[]>()
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue
@@ -55,17 +64,23 @@ async function treeCpu(pid: number): Promise<{ user: number; sys: number }> {
     if (!children.has(ppid)) children.set(ppid, [])
     children.get(ppid)!.push(Number(name))
   }
+  const out: number[] = []
+  const walk = (p: number): void => { out.push(p); for (const c of children.get(p) ?? []) walk(c) }
+  walk(pid)
+  return out
+}
+
+/** User and system CPU seconds of `pid` and its descendants. */
+async function treeCpu(pid: number): Promise<{ user: number; sys: number }> {
   let user = 0
   let sys = 0
-  const walk = async (p: number): Promise<void> => {
+  for (const p of await treePids(pid)) {
     const stat = await readFile(`/proc/${p}/stat`, 'utf8').catch(() => '')
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
     // Fields 14 and 15 of stat (utime, stime); f starts at field 3.
     user += Number(f[11] ?? 0) / ticks
     sys += Number(f[12] ?? 0) / ticks
-    for (const c of children.get(p) ?? []) await walk(c)
   }
-  await walk(pid)
   return { user, sys }
 }
 
@@ -90,10 +105,12 @@ async function childrenCpu(): Promise<number> {
   return (Number(f[13]) + Number(f[14])) / ticks
 }
 
-function runBench(dir: string, seeds: string): Promise<any> {
+function runBench(dir: string, seeds: string, clusterPids: number[]): Promise<any> {
   return new Promise((res, rej) => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'bench/ycsb.ts', '--json', '--no-baseline', '--seeds', seeds,
-      '--workload', values.workload, '--records', values.records, '--ops', values.ops, '--concurrency', values.concurrency], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] })
+      '--workload', values.workload, '--records', values.records, '--ops', values.ops, '--concurrency', values.concurrency,
+      ...(rate === undefined ? [] : ['--rate', String(rate)])],
+    { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, RINGKV_BENCH_CLUSTER_PIDS: clusterPids.join(',') } })
     let out = ''
     let err = ''
     child.stdout!.on('data', (b: Buffer) => { out += b.toString() })
@@ -108,6 +125,8 @@ function runBench(dir: string, seeds: string): Promise<any> {
 interface Round {
   side: string; round: number; loadOpsPerSec: number; runOpsPerSec: number; putP99Us: number | null; getP99Us: number | null
   ops: number; cpuUserS: number; cpuSysS: number; cpuMsPerKOp: number; clientCpuS: number; totalCpuMsPerKOp: number
+  /** With --rate: the open loop's puts (p99 from the SDK, the cluster's CPU per put); null without. */
+  openPutP99Us: number | null; openCpuUsPerPut: number | null
 }
 
 async function round(side: (typeof sides)[number], r: number, port: number): Promise<Round> {
@@ -116,10 +135,13 @@ async function round(side: (typeof sides)[number], r: number, port: number): Pro
   try {
     const before = await treeCpu(cluster.pid!)
     const clientBefore = await childrenCpu()
-    const bench = await runBench(side.dir, [0, 1, 2].map(i => `ws://127.0.0.1:${port + i}`).join(','))
+    const bench = await runBench(side.dir, [0, 1, 2].map(i => `ws://127.0.0.1:${port + i}`).join(','), await treePids(cluster.pid!))
     const clientCpuS = (await childrenCpu()) - clientBefore
     const after = await treeCpu(cluster.pid!)
-    const ops = bench.load.records + bench.run.ops
+    // Every operation the cluster served: the load, the closed run and, with --rate, the open loop's.
+    const openOps = (phase: { perOp?: Record<string, { count: number } | null> } | undefined): number =>
+      Object.values(phase?.perOp ?? {}).reduce((a, o) => a + (o?.count ?? 0), 0)
+    const ops = bench.load.records + bench.run.ops + openOps(bench.openLoop?.puts) + openOps(bench.openLoop?.run)
     const user = after.user - before.user
     const sys = after.sys - before.sys
     return {
@@ -127,6 +149,8 @@ async function round(side: (typeof sides)[number], r: number, port: number): Pro
       putP99Us: bench.run.perOp.update?.p99Us ?? null, getP99Us: bench.run.perOp.read?.p99Us ?? null,
       ops, cpuUserS: user, cpuSysS: sys, cpuMsPerKOp: ((user + sys) * 1000) / (ops / 1000),
       clientCpuS, totalCpuMsPerKOp: ((user + sys + clientCpuS) * 1000) / (ops / 1000),
+      openPutP99Us: bench.openLoop?.puts?.perOp?.update?.p99Us ?? null,
+      openCpuUsPerPut: bench.whereTimeWent?.openPuts?.cpuUsPerOp?.replicas ?? null,
     }
   } finally {
     const gone = new Promise(r => cluster.once('exit', r))
@@ -141,12 +165,14 @@ const fmt = (n: number | null, digits = 0): string => n === null ? '-' : n.toLoc
 const ms = (us: number | null): string => us === null ? '-' : `${(us / 1000).toFixed(1)} ms`
 const results: Round[] = []
 log(`interleaved: ${rounds} rounds of old (${sides[0].dir}) and new (${sides[1].dir}); workload ${values.workload}, ${values.records} records, ${values.ops} ops, ${values.concurrency} in flight`)
-log('side  round  load ops/s  run ops/s  update p99  read p99  cluster CPU user+sys  client CPU  CPU ms per 1k ops: cluster  with client')
+log('side  round  load ops/s  run ops/s  update p99  read p99  cluster CPU user+sys  client CPU  CPU ms per 1k ops: cluster  with client' +
+  (rate === undefined ? '' : `  open puts @${fmt(rate)}/s: p99  cluster CPU per put`))
 for (let r = 1; r <= rounds; r++) {
   for (const [i, side] of sides.entries()) {
     const x = await round(side, r, basePort + i * 10)
     results.push(x)
-    log(`${x.side.padEnd(5)} ${String(r).padStart(5)}  ${fmt(x.loadOpsPerSec).padStart(10)}  ${fmt(x.runOpsPerSec).padStart(9)}  ${ms(x.putP99Us).padStart(10)}  ${ms(x.getP99Us).padStart(8)}  ${`${fmt(x.cpuUserS, 1)} + ${fmt(x.cpuSysS, 1)} s`.padStart(20)}  ${`${fmt(x.clientCpuS, 1)} s`.padStart(10)}  ${fmt(x.cpuMsPerKOp).padStart(24)}  ${fmt(x.totalCpuMsPerKOp).padStart(11)}`)
+    log(`${x.side.padEnd(5)} ${String(r).padStart(5)}  ${fmt(x.loadOpsPerSec).padStart(10)}  ${fmt(x.runOpsPerSec).padStart(9)}  ${ms(x.putP99Us).padStart(10)}  ${ms(x.getP99Us).padStart(8)}  ${`${fmt(x.cpuUserS, 1)} + ${fmt(x.cpuSysS, 1)} s`.padStart(20)}  ${`${fmt(x.clientCpuS, 1)} s`.padStart(10)}  ${fmt(x.cpuMsPerKOp).padStart(24)}  ${fmt(x.totalCpuMsPerKOp).padStart(11)}` +
+      (rate === undefined ? '' : `  ${ms(x.openPutP99Us).padStart(24)}  ${(x.openCpuUsPerPut === null ? '-' : `${fmt(x.openCpuUsPerPut)} µs`).padStart(19)}`))
   }
 }
 const mean = (side: string, f: (x: Round) => number): number => {
@@ -160,7 +186,13 @@ const summary = {
     totalCpuPerOp: mean('new', x => x.totalCpuMsPerKOp) / mean('old', x => x.totalCpuMsPerKOp),
     runOpsPerSec: mean('new', x => x.runOpsPerSec) / mean('old', x => x.runOpsPerSec),
     loadOpsPerSec: mean('new', x => x.loadOpsPerSec) / mean('old', x => x.loadOpsPerSec),
+    openCpuPerPut: rate === undefined ? null : mean('new', x => x.openCpuUsPerPut ?? NaN) / mean('old', x => x.openCpuUsPerPut ?? NaN),
+    openPutP99: rate === undefined ? null : mean('new', x => x.openPutP99Us ?? NaN) / mean('old', x => x.openPutP99Us ?? NaN),
   },
 }
 if (values.json) console.log(JSON.stringify(summary, null, 2))
-else log(`new/old, means over the rounds: CPU per op ${summary.ratios.clusterCpuPerOp.toFixed(2)} (cluster), ${summary.ratios.totalCpuPerOp.toFixed(2)} (with the client); run ops/s ${summary.ratios.runOpsPerSec.toFixed(2)}, load ops/s ${summary.ratios.loadOpsPerSec.toFixed(2)}`)
+else {
+  log(`new/old, means over the rounds: CPU per op ${summary.ratios.clusterCpuPerOp.toFixed(2)} (cluster), ${summary.ratios.totalCpuPerOp.toFixed(2)} (with the client); run ops/s ${summary.ratios.runOpsPerSec.toFixed(2)}, load ops/s ${summary.ratios.loadOpsPerSec.toFixed(2)}`)
+  const r = summary.ratios
+  if (rate !== undefined) log(`open loop at ${fmt(rate)} puts/s, new/old: cluster CPU per put ${r.openCpuPerPut!.toFixed(2)}, put p99 ${r.openPutP99!.toFixed(2)}`)
+}

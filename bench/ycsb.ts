@@ -389,11 +389,15 @@ interface PhaseTime {
 }
 
 /** Starts watching a phase; the function it returns ends the watch for `ops` operations. */
+/** RINGKV_BENCH_CLUSTER_PIDS: the processes of a --seeds cluster on this machine (set by bench:compare). */
+const externalPids = (process.env.RINGKV_BENCH_CLUSTER_PIDS ?? '').split(',').map(Number).filter(p => Number.isSafeInteger(p) && p > 0)
+
 async function watchPhase(): Promise<(ops: number) => Promise<PhaseTime>> {
   const client = kv!
   client.stats({ reset: true })
   const urls = cluster?.replicas.map(r => r.httpUrl) ?? []
-  const pids = cluster?.replicas.map(r => r.pid).filter((p): p is number => p !== undefined) ?? []
+  // A cluster given by --seeds runs elsewhere: bench:compare names its processes here, for their CPU.
+  const pids = cluster?.replicas.map(r => r.pid).filter((p): p is number => p !== undefined) ?? externalPids
   const before = await Promise.all(urls.map(u => scrape(u).catch(() => new Map() as Scrape)))
   const cpuBefore = await Promise.all(pids.map(processCpuMs))
   const ownBefore = process.cpuUsage()
