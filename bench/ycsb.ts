@@ -384,14 +384,14 @@ interface PhaseTime {
   sdk: ClientStats
   /** p50 / p99 / p99.9 / count per replica histogram over the phase, all replicas together (µs, power-of-two bounds). */
   replicas: Record<string, { count: number; p50Us: number; p99Us: number; p999Us: number }>
-  /** CPU per completed operation (µs): the replica processes together (only for a cluster the bench started), and this process. */
+  /** CPU per completed operation (µs): the cluster's processes together (a cluster the bench started, or one named by RINGKV_BENCH_CLUSTER_PIDS), and this process. */
   cpuUsPerOp: { replicas: number | null; client: number }
 }
 
-/** Starts watching a phase; the function it returns ends the watch for `ops` operations. */
 /** RINGKV_BENCH_CLUSTER_PIDS: the processes of a --seeds cluster on this machine (set by bench:compare). */
 const externalPids = (process.env.RINGKV_BENCH_CLUSTER_PIDS ?? '').split(',').map(Number).filter(p => Number.isSafeInteger(p) && p > 0)
 
+/** Starts watching a phase; the function it returns ends the watch for `ops` operations. */
 async function watchPhase(): Promise<(ops: number) => Promise<PhaseTime>> {
   const client = kv!
   client.stats({ reset: true })

@@ -108,13 +108,14 @@ function trailOf(history: History, key: string, value: string, max = 8): string[
   const show = (op: Op) => `c${op.client} ${op.kind}${op.value ? ` ${op.value}` : ''} ${op.startMs}-${op.endMs} ms ${op.outcome}` +
     `${op.error ? ` (${op.error.slice(0, 160)})` : ''}, read [${op.observed.slice(0, 6).join(', ')}${op.observed.length > 6 ? ', …' : ''}]`
   const lines: string[] = []
+  let readers = 0
   for (const op of history.ops) {
     if (op.key !== key) continue
     if (op.value === value) lines.push(`wrote it: ${show(op)}`)
-    else if (op.observed.includes(value)) lines.push(`read it: ${show(op)}`)
+    else if (op.observed.includes(value)) { lines.push(`read it: ${show(op)}`); readers++ }
     if (lines.length >= max) break
   }
-  if (lines.length < 2) lines.push('no operation on the key read it')
+  if (readers === 0) lines.push('no operation on the key read it')
   return lines
 }
 

@@ -20,7 +20,7 @@ async function health(url: string): Promise<{ incarnation: number; actor: string
   return await res.json() as { incarnation: number; actor: string }
 }
 
-describe('faults the simulator found', () => {
+describe('faults the simulator and the nemesis found', () => {
   let cluster: Awaited<ReturnType<typeof testCluster>>
   before(async () => { cluster = await testCluster(18730, { httpPort: 18739 }) })
   after(async () => { await cluster.cleanup() })
