@@ -733,7 +733,7 @@ async function main(): Promise<void> {
   }
   out()
   out('legend: latencies are per operation as the SDK sees them (µs unless "ms"; HDR histogram, 3 significant digits).')
-  out(`  A quorum put costs 2 sequential round trips plus fsyncs: stamp at the first preference replica (acked after`)
+  out(`  A quorum put costs 2 sequential round trips: stamp at the first preference replica (which answers early, before`)
   out(`  its WAL fsync), then replicate to the other ${ring.n - 1}; it returns after W=${cfg.w} durable acks. A get is 1 round trip to the`)
   out(`  replicas in parallel, answered by R=${cfg.r} (no fsync). The echo is 1 round trip, no codec, no disk, so a put`)
   out('  cannot exceed ~0.5x of it and a get ~1x (less: each op also costs the replicas CPU on this 2-core machine).')

@@ -680,6 +680,8 @@ class WriteDriver {
   private stampServiceUs = 0
   private stampFsyncUs = 0
   private replicaServiceUs = 0
+  /** The node whose early answer gave the write its state: its stamp can no longer move (onStampFailed). */
+  private earlyFrom: string | undefined
 
   constructor(
     private readonly pool: ConnectionPool,
@@ -736,8 +738,11 @@ class WriteDriver {
     const toUs = 1000
     const stamped = this.stampedAt > 0 ? this.stampedAt : end
     const stampRoundUs = (stamped - this.stampSentAt) * toUs
+    // An early answer comes before the stamper's fsync, in the turn it read the request: its round
+    // trip is all transit, and the stamper's work and fsync (from its durable ack) overlap replicate.
+    const transitUs = this.earlyFrom !== undefined ? stampRoundUs : stampRoundUs - this.stampServiceUs
     this.stats.recordPut((end - this.startedAt) * toUs, (this.stampSentAt - this.startedAt) * toUs,
-      Math.max(0, stampRoundUs - this.stampServiceUs), Math.max(0, this.stampServiceUs - this.stampFsyncUs), this.stampFsyncUs,
+      Math.max(0, transitUs), Math.max(0, this.stampServiceUs - this.stampFsyncUs), this.stampFsyncUs,
       (end - stamped) * toUs, this.replicaServiceUs, this.stamps)
   }
 
@@ -763,7 +768,8 @@ class WriteDriver {
         // The stamp waits for as long as the write may take: once sent it cannot move to another
         // node (onStampFailed), so giving up early would only fail a slow write. A replica silent for
         // stampTimeoutMs is probed, and its connection reset (failing the stamp) if it is paused.
-        conn.request('put', { key, context, value, ...hint }, left, approx, this.stampTimeoutMs)
+        // Asked to answer early (docs/protocol.md): the replicates go out while its fsync runs.
+        conn.request('put', { key, context, value, early: true, ...hint }, left, approx, this.stampTimeoutMs, reply => this.onStampedEarly(node, reply))
           .then(reply => this.onStamped(node, reply), e => this.onStampFailed(node, e))
       } else {
         conn.request('replicate', { key, state: a.state, ...hint }, left, approx)
@@ -772,19 +778,46 @@ class WriteDriver {
     }
   }
 
+  /** The stamper's state, before it is durable: replicate it now; the stamper's ack comes with onStamped. */
+  private onStampedEarly(node: string, reply: ReplyBody<'put'>): void {
+    if (this.settled) return
+    this.takeStamp(node, reply, false)
+  }
+
   private onStamped(node: string, reply: ReplyBody<'put'>): void {
-    this.stampedAt = this.clock()
     this.stampServiceUs = reply.serviceUs ?? 0
     this.stampFsyncUs = reply.fsyncUs ?? 0
+    if (this.earlyFrom === node) {
+      // The durable ack of an early stamp: its state came with the first answer. (When the durable
+      // reply comes first, this is a stamp like any other, and the early one finds nothing waiting.)
+      try {
+        this.run(this.q.onStampDurable(node))
+        this.check()
+      } catch (e) {
+        this.abort(e)
+      }
+      return
+    }
+    this.takeStamp(node, reply, true)
+  }
+
+  /**
+   * Replicates a stamp reply's state (`durable` false: an early answer, before the stamper's
+   * fsync). A malformed reply comes from a replica that may have stamped, so it fails the stamp as
+   * one that was sent (onStampFailed): the stamp must not move elsewhere.
+   */
+  private takeStamp(node: string, reply: ReplyBody<'put'>, durable: boolean): void {
+    this.stampedAt = this.clock()
     let state: DvvSet
     try {
       state = withElidedValue(reply, this.req.value)
     } catch (e) {
-      this.onFailed(node, e)
+      this.onStampFailed(node, e)
       return
     }
+    if (!durable) this.earlyFrom = node
     try {
-      this.run(this.q.onStamped(node, state))
+      this.run(this.q.onStamped(node, state, durable))
       this.check()
     } catch (e) {
       this.abort(e)
@@ -824,6 +857,8 @@ class WriteDriver {
    */
   private onStampFailed(node: string, e: unknown): void {
     if (this.settled) return
+    // After an early answer the state is out: the stamper's failure is a replicate's (write-quorum.ts).
+    if (this.earlyFrom === node) { this.onFailed(node, e); return }
     // NotOwner: the replica stored nothing, and the caller's ring is stale: the write ends with it and
     // the SDK refreshes its ring and retries once.
     const notOwner = e instanceof KvError && e.kind === 'NotOwner'

@@ -316,13 +316,22 @@ export class ReplicaService {
         const refused = boundsError(stored, storedBytes, next, encoded.bytes) ?? this.opts.engine.refusal()
         if (refused) { this.fail(reply, id, refused); return }
         this.opts.aae?.onWrite(key, stored, next)
+        const e = elideOwnValue(next, actor, value)
         this.write(key, barrier ? withBarrier(encoded) : encoded, reply, id, t0, this.latency.stamp, (serviceUs, fsyncUs) => {
           this.opts.onStored?.(key, next)
-          const e = elideOwnValue(next, actor, value)
           const body = serviceUs === undefined ? e
             : e.elided ? { state: e.state, elided: e.elided, serviceUs, fsyncUs } : { state: e.state, serviceUs, fsyncUs }
           reply(['put', id, body, this.opts.ring().version], encoded.bytes)
         })
+        if (req.body.early === true) {
+          // Early stamp (docs/protocol.md): the engine took the write just now (its refusal was
+          // asked above, and the bounds checked, in this turn), so it is in the memtable, visible to
+          // reads. The coordinator replicates it on this answer while this replica's WAL group is
+          // fsynced, and counts this replica toward W on the durable one above. Its dot is never
+          // issued again even if the process dies before that fsync: a restart after an unclean
+          // stop takes a new incarnation.
+          reply(['put', id, e.elided ? { state: e.state, elided: e.elided, early: true } : { state: e.state, early: true }, this.opts.ring().version], encoded.bytes)
+        }
         return
       }
       case 'replicate': {

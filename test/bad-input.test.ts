@@ -77,6 +77,34 @@ describe('bad input', () => {
     assert.equal((await kv.get('k'.repeat(512))).values[0]!.byteLength, 1024 * 1024)
   })
 
+  it('answers a put asked to answer early twice: the state before it is durable, then the durable ack', async () => {
+    const s = await bareSocket(cluster.seeds[0]!)
+    s.send(packr.pack([
+      ['put', 20, { key: enc.encode('early-key'), context: {}, value: enc.encode('e1'), early: true }],
+      ['put', 21, { key: enc.encode('early-key'), context: {}, value: enc.encode('e2'), early: 'yes' }],
+      ['put', 22, { key: enc.encode('early-key'), context: {}, value: enc.encode('e3'), early: false }],
+    ]))
+    const byId = new Map<number, Array<[string, any]>>()
+    for (let i = 0; i < 4; i++) {
+      const [t, id, b] = await s.next() as [string, number, any]
+      byId.set(id, [...(byId.get(id) ?? []), [t, b]])
+    }
+    const [first, second] = byId.get(20)!
+    const [t1, early] = first!
+    const [t2, durable] = second!
+    assert.equal(t1, 'put'); assert.equal(early.early, true)
+    // The value the request carried is not echoed back (elided), and its dot is named.
+    assert.equal(early.state.siblings.length, 1); assert.equal(early.state.siblings[0].value, null); assert.ok(early.elided)
+    assert.equal(t2, 'put'); assert.equal(durable.early, undefined); assert.deepEqual(durable.state, early.state)
+    assert.equal(byId.get(21)![0]![1].kind, 'BadRequest'); assert.match(byId.get(21)![0]![1].message, /early/)
+    assert.equal(byId.get(22)![0]![1].kind, 'BadRequest')
+    // Stored: a read sees it.
+    s.send(packr.pack([['get', 23, { key: enc.encode('early-key') }]]))
+    const [, , got] = await s.next() as [string, number, any]
+    assert.equal(dec.decode(got.state.siblings[0].value), 'e1')
+    s.close()
+  })
+
   it('answers an oversized value sent straight to a replica with TooLarge', async () => {
     const conn = rawConnection(cluster.seeds[1]!)
     await assert.rejects(conn.request('put', { key: enc.encode('huge'), context: {}, value: new Uint8Array(2 * 1024 * 1024) }, 5000),

@@ -16,17 +16,20 @@ export const putPhases = [
   /**
    * From the stamp request to its reply, less the replica's own time on it: queued in the client,
    * coalesced into a frame, on the wire both ways, and waiting for the replica's event loop (a
-   * stamp that timed out and moved to the next replica counts here).
+   * stamp that timed out and moved to the next replica counts here). With an early stamp (the
+   * SDK's way, docs/protocol.md) the reply is the early one, answered in the turn the replica read
+   * the request, so this is the whole round trip to it.
    */
   'stampTransit',
   /**
    * The stamping replica's time less the fsync below: read, update, encode, and the wait for its
-   * WAL group to start (behind the group before it).
+   * WAL group to start (behind the group before it). With an early stamp, from its durable ack,
+   * and spent during `replicate`, not before it (0 when the write met W before that ack came).
    */
   'stampWork',
-  /** How long the fsync of the WAL group that made the stamp durable took. */
+  /** How long the fsync of the WAL group that made the stamp durable took (early stamp: as stampWork). */
   'stampFsync',
-  /** From the stamp reply to the W-th acknowledgement: the replication round. */
+  /** From the stamp reply (the early one) to the W-th acknowledgement: the replication round. */
   'replicate',
   /** Within `replicate`: the replica's own time (fsync included) on the ack that made the quorum. */
   'replicaService',

@@ -11,7 +11,7 @@ import { z } from 'zod'
 import { parseReply, parseRequest } from './fast-parse.ts'
 import { replySchemas, requestSchemas } from './messages.ts'
 
-type Def = { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; element?: z.ZodType; in?: z.ZodType }
+type Def = { type: string; shape?: Record<string, z.ZodType>; innerType?: z.ZodType; element?: z.ZodType; in?: z.ZodType; values?: unknown[] }
 const defOf = (s: z.ZodType): Def => (s as unknown as { _zod: { def: Def } })._zod.def
 
 /** A valid value for `schema`, with every optional field present. */
@@ -26,6 +26,7 @@ function sample(schema: z.ZodType, path: string): unknown {
     case 'custom': return new Uint8Array([1, 2, 3]) // bytesSchema
     case 'string': return 'a.1'
     case 'number': return 1
+    case 'literal': return def.values![0] // a put's `early: true`
     default: throw new Error(`${path}: schema kind ${def.type} is unknown to this test; teach sample() to make one`)
   }
 }

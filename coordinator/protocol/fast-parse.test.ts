@@ -129,10 +129,10 @@ const siblingArb = fc.record({ actor: nameArb, counter: counterArb, value: value
 const stateArb = fc.record({ vv: vectorArb, siblings: fc.array(siblingArb, { maxLength: 4 }) })
 
 const validBodies: Record<`${Side} ${'put' | 'replicate' | 'get'}`, fc.Arbitrary<Body>> = {
-  'request put': fc.record({ key: keyArb, context: vectorArb, value: valueArb, hintFor: optional(nameArb) }).map(build),
+  'request put': fc.record({ key: keyArb, context: vectorArb, value: valueArb, hintFor: optional(nameArb), early: optional(fc.constant(true as const)) }).map(build),
   'request replicate': fc.record({ key: keyArb, state: stateArb, hintFor: optional(nameArb) }).map(build),
   'request get': fc.record({ key: keyArb, hintFor: optional(nameArb) }).map(build),
-  'reply put': fc.record({ state: stateArb, elided: optional(fc.record({ actor: nameArb, counter: counterArb })) }).map(build),
+  'reply put': fc.record({ state: stateArb, elided: optional(fc.record({ actor: nameArb, counter: counterArb })), early: optional(fc.constant(true as const)) }).map(build),
   'reply get': fc.record({ state: fc.option(stateArb, { nil: null }) }),
   'reply replicate': fc.constant({}),
 }
@@ -256,7 +256,7 @@ function replacement(i: number): unknown {
   ]
   return values[i % values.length]
 }
-const extraKeys: readonly PropertyKey[] = ['extra', '__proto__', Symbol('extra'), 'hidden', '0', '10', 'a', 'zzz', '\uFFFF', 'hintFor', 'elided']
+const extraKeys: readonly PropertyKey[] = ['extra', '__proto__', Symbol('extra'), 'hidden', '0', '10', 'a', 'zzz', '\uFFFF', 'hintFor', 'elided', 'early']
 
 function clone(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(clone)
@@ -419,6 +419,14 @@ function edgeCases(): Edge[] {
     ['put reply elided with an extra key', 'reply', 'put', { state: state({}), elided: { actor: 'a.1', counter: 2, extra: 1 } }, true],
     ['put reply elided without counter', 'reply', 'put', { state: state({}), elided: { actor: 'a.1' } }, false],
     ['put reply elided null', 'reply', 'put', { state: state({}), elided: null }, false],
+    // An early stamp (docs/protocol.md): the state with early, then again once durable.
+    ['put request early', 'request', 'put', put({}, { early: true }), true],
+    ['put request early false', 'request', 'put', put({}, { early: false }), false],
+    ['put request early 1', 'request', 'put', put({}, { early: 1 }), false],
+    ['put reply early', 'reply', 'put', { state: state({}), early: true }, true],
+    ['put reply early false', 'reply', 'put', { state: state({}), early: false }, false],
+    ['put reply without a state', 'reply', 'put', { serviceUs: 5, fsyncUs: 3 }, false],
+    ['put reply state null', 'reply', 'put', { state: null }, false],
     // The replicate reply is z.object({}): any object but an array.
     ['replicate reply {}', 'reply', 'replicate', {}, true],
     ['replicate reply with keys', 'reply', 'replicate', { a: 1 }, true],

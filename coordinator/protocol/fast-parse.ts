@@ -66,10 +66,18 @@ function putRequest(body: unknown): ParsedRequest<'put'> | undefined {
   const context = body.context
   const value = body.value
   if (key === undefined || !isVector(context) || !isBytesOrNull(value)) return undefined
-  if (!('hintFor' in body)) return { key, context, value }
-  const hintFor = body.hintFor
-  if (hintFor !== undefined && !isName(hintFor)) return undefined
-  return { key, context, value, hintFor }
+  const out: { -readonly [K in keyof ParsedRequest<'put'>]: ParsedRequest<'put'>[K] } = { key, context, value }
+  if ('hintFor' in body) {
+    const hintFor = body.hintFor
+    if (hintFor !== undefined && !isName(hintFor)) return undefined
+    out.hintFor = hintFor
+  }
+  if ('early' in body) {
+    const early = body.early
+    if (early !== undefined && early !== true) return undefined
+    out.early = early
+  }
+  return out
 }
 
 function replicateRequest(body: unknown): ParsedRequest<'replicate'> | undefined {
@@ -109,6 +117,12 @@ function putReply(body: unknown): ReplyBody<'put'> | undefined {
       if (!isName(actor) || !isCounter(counter)) return undefined
       out.elided = { actor, counter }
     }
+  }
+  // In the schema's key order (zod's output follows it, and the tests compare shapes).
+  if ('early' in body) {
+    const early = body.early
+    if (early !== undefined && early !== true) return undefined
+    out.early = early
   }
   return writeTiming(body, out) ? out : undefined
 }

@@ -138,8 +138,12 @@ export const requestSchemas = {
   hello: z.object({ protocol: z.number().int(), client: z.string().max(limits.clientNameCharsMax), token: z.string().max(limits.tokenCharsMax).optional() }),
   /** `hintFor`: asked as a fallback, answer with what is held for that owner too (its hints). */
   get: z.object({ key: keySchema, hintFor: nodeIdSchema.optional() }),
-  /** Stamp: the replica makes a dot, applies update(state, context, dot, value), logs it. */
-  put: z.object({ key: keySchema, context: vectorSchema, value: bytesSchema.nullable(), hintFor: nodeIdSchema.optional() }),
+  /**
+   * Stamp: the replica makes a dot, applies update(state, context, dot, value), logs it. `early`:
+   * answer twice, with the stamped state as soon as the write is in the memtable (visible to reads,
+   * not yet durable), then once it is durable (docs/protocol.md, "Early stamp").
+   */
+  put: z.object({ key: keySchema, context: vectorSchema, value: bytesSchema.nullable(), hintFor: nodeIdSchema.optional(), early: z.literal(true).optional() }),
   /** Replicate a stamped state to another preference node (or a fallback holding a hint). */
   replicate: z.object({ key: keySchema, state: stateSchema, hintFor: nodeIdSchema.optional() }),
   ring: z.object({}),
@@ -220,8 +224,11 @@ export const replySchemas = {
   /**
    * The stamped state. `elided` names the new sibling's dot when its value is left out (sent as
    * null): it is the value the request carried, so echoing it back would only double the bytes.
+   * To a request with `early`, two replies: the state with `early: true` (in the memtable, not yet
+   * durable), then the same state once durable (either is enough to replicate on: the coordinator
+   * does not depend on their order).
    */
-  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional(), ...writeTiming }),
+  put: z.object({ state: stateSchema, elided: z.object({ actor: actorSchema, counter: counterSchema }).optional(), early: z.literal(true).optional(), ...writeTiming }),
   replicate: z.object({ ...writeTiming }),
   ring: z.object({ ring: ringSchema }),
   gossip: z.object({ state: clusterStateSchema }),

@@ -88,6 +88,90 @@ describe('WriteQuorum', () => {
     assert.ok(o.status === 'failed' && o.error.acked === 1)
   })
 
+  it('early stamp: replicates on the early state, counts the stamper only on its durable ack', () => {
+    const q = new WriteQuorum({ w: 2, primaries: ['a', 'b', 'c'], fallbacks: ['d'], isUp: up([]), sloppy: true })
+    q.start()
+    assert.deepEqual(q.onStamped('a', stamped, false).map(r => r.target.node), ['b', 'c'])
+    q.onReplicated('b')
+    assert.equal(q.outcome.status, 'pending', 'the stamper has not made it durable yet')
+    q.onStampDurable('a')
+    const o = outcome(q)
+    assert.deepEqual(o.status === 'ok' && [...o.acked].sort(), ['a', 'b'])
+    // W can also be met by the other two before the stamper's fsync ends.
+    const q2 = new WriteQuorum({ w: 2, primaries: ['a', 'b', 'c'], fallbacks: [], isUp: up([]), sloppy: false })
+    q2.start()
+    q2.onStamped('a', stamped, false)
+    q2.onReplicated('c')
+    q2.onReplicated('b')
+    const o2 = outcome(q2)
+    assert.deepEqual(o2.status === 'ok' && [...o2.acked].sort(), ['b', 'c'])
+  })
+
+  it('early stamp: a stamper that fails after its early state is a failed replica, never a second stamp', () => {
+    const q = new WriteQuorum({ w: 3, primaries: ['a', 'b', 'c'], fallbacks: ['d'], isUp: up([]), sloppy: true })
+    q.start()
+    q.onStamped('a', stamped, false)
+    // Its slot goes to the fallback, which takes the same state with a hint for it.
+    assert.deepEqual(q.onFailed('a'), [{ kind: 'replicate', target: { node: 'd', hintFor: 'a' }, state: stamped }])
+    assert.deepEqual(q.onStampDurable('a'), [], 'a late ack from the failed stamper changes nothing')
+    q.onReplicated('b')
+    q.onReplicated('c')
+    assert.equal(q.outcome.status, 'pending')
+    q.onReplicated('d')
+    const o = outcome(q)
+    assert.deepEqual(o.status === 'ok' && [...o.acked].sort(), ['b', 'c', 'd'])
+    // Strict, with no fallback: the write fails naming the stamper, with the acks it got.
+    const q2 = new WriteQuorum({ w: 3, primaries: ['a', 'b', 'c'], fallbacks: [], isUp: up([]), sloppy: false })
+    q2.start()
+    q2.onStamped('a', stamped, false)
+    q2.onReplicated('b')
+    assert.deepEqual(q2.onFailed('a'), [])
+    assert.equal(q2.outcome.status, 'pending', 'c is still in flight')
+    q2.onReplicated('c')
+    const o2 = outcome(q2)
+    assert.ok(o2.status === 'failed' && o2.error.acked === 2 && o2.error.failures.has('a'))
+  })
+
+  it('property: with early stamps, settles exactly when W durable acks are reached or no longer reachable', () => {
+    type Event = WriteAction | { readonly kind: 'durable'; readonly target: { readonly node: string } }
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 3 }), fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 16, maxLength: 16 }), fc.boolean(), fc.integer({ min: 0, max: 3 }), fc.nat(),
+      (w, outcomes, sloppy, fallbackCount, order) => {
+        const nodes = ['a', 'b', 'c', 'd', 'e', 'f'].slice(0, 3 + fallbackCount)
+        const q = new WriteQuorum({ w, primaries: nodes.slice(0, 3), fallbacks: nodes.slice(3), isUp: up([]), sloppy })
+        let queue: Event[] = q.start()
+        let i = 0
+        let stateOut = false
+        const acks = new Set<string>()
+        while (queue.length > 0) {
+          // Events are taken in an order the seed picks, so durable acks and replicates interleave.
+          const at = (order + i) % queue.length
+          const a = queue.splice(at, 1)[0]!
+          // 0: fails; 1: succeeds; 2: a stamp answers early and its durable ack comes later (or fails).
+          const r = outcomes[i++ % outcomes.length]!
+          let next: Event[]
+          if (a.kind === 'stamp') {
+            if (r === 0) next = q.onFailed(a.target.node)
+            else if (r === 1) { stateOut = true; acks.add(a.target.node); next = q.onStamped(a.target.node, stamped) }
+            else { stateOut = true; next = [...q.onStamped(a.target.node, stamped, false), { kind: 'durable', target: a.target }] }
+          } else if (a.kind === 'durable') {
+            if (r === 0) next = q.onFailed(a.target.node)
+            else { acks.add(a.target.node); next = q.onStampDurable(a.target.node) }
+          } else {
+            if (r === 0) next = q.onFailed(a.target.node)
+            else { acks.add(a.target.node); next = q.onReplicated(a.target.node) }
+          }
+          // Once a state is out, no second stamp is ever asked for.
+          if (stateOut) assert.ok(next.every(e => e.kind !== 'stamp'), 'a second stamp after the state was out')
+          queue = queue.concat(next)
+        }
+        const o = outcome(q)
+        if (acks.size >= w) assert.equal(o.status, 'ok')
+        else { assert.equal(o.status, 'failed'); assert.equal(o.status === 'failed' && o.error.acked, acks.size) }
+        if (!sloppy) for (const n of acks) assert.ok(['a', 'b', 'c'].includes(n))
+      }), fcParams({ numRuns: 500 }))
+  })
+
   it('property: settles exactly when W acks are reached or no longer reachable', () => {
     fc.assert(fc.property(
       fc.integer({ min: 1, max: 3 }), fc.array(fc.boolean(), { minLength: 16, maxLength: 16 }), fc.boolean(), fc.integer({ min: 0, max: 3 }),

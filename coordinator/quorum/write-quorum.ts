@@ -5,6 +5,12 @@
 //   1. `stamp` at the first reachable target: that replica makes the dot, applies DVV update, logs it
 //      and returns the new state. If it fails, the next target stamps instead.
 //   2. `replicate` that state to every other target in parallel.
+// With an early stamp (docs/protocol.md) the stamping replica answers twice: its state as soon as it
+// is in the memtable (onStamped with durable false), and its durable ack (onStampDurable). The
+// replicates go out on the first answer, so the stamp's fsync and the replicates overlap; the stamper
+// counts toward W only on the second. Once its state is out, a stamp that fails cannot move to
+// another primary (the write would get two dots): it fails as a replicate does, and its slot goes
+// to a fallback that takes the state.
 // Targets are the N preference-list slots, chosen by sloppyTargets (ring/preference-list.ts, the one
 // fallback choice reads share). With a sloppy quorum a slot whose primary is down (or fails) is
 // refilled by the next unused fallback, which carries a hint naming the primary; its ack counts
@@ -35,7 +41,8 @@ interface Slot {
   /** The primary this slot belongs to. */
   readonly owner: string
   target: WriteTarget | undefined
-  phase: 'idle' | 'stamping' | 'replicating' | 'acked' | 'dead'
+  /** `stamped`: the stamper's state is known (an early answer), its durable ack is not. */
+  phase: 'idle' | 'stamping' | 'stamped' | 'replicating' | 'acked' | 'dead'
 }
 
 export interface WriteQuorumOptions {
@@ -84,10 +91,11 @@ export class WriteQuorum {
     return this.nextStamp()
   }
 
-  onStamped(node: string, state: DvvSet): WriteAction[] {
+  /** The stamper's state; `durable` false when it is an early answer (its ack follows: onStampDurable). */
+  onStamped(node: string, state: DvvSet, durable = true): WriteAction[] {
     const slot = this.slotOf(node, 'stamping')
     if (!slot) return []
-    slot.phase = 'acked'
+    slot.phase = durable ? 'acked' : 'stamped'
     this.state = state
     const actions: WriteAction[] = []
     for (const s of this.slots) {
@@ -98,6 +106,15 @@ export class WriteQuorum {
     }
     this.settle()
     return actions
+  }
+
+  /** The stamper that answered early made its write durable. */
+  onStampDurable(node: string): WriteAction[] {
+    const slot = this.slotOf(node, 'stamped')
+    if (!slot) return []
+    slot.phase = 'acked'
+    this.settle()
+    return []
   }
 
   onReplicated(node: string): WriteAction[] {
@@ -111,7 +128,7 @@ export class WriteQuorum {
   /** A stamp or replicate to `node` failed (error reply, timeout, connection lost). */
   onFailed(node: string, error: Error = new KvError({ kind: 'Unavailable', node }, `${node}: the request failed`)): WriteAction[] {
     this.failures.set(node, error)
-    const slot = this.slots.find(s => s.target?.node === node && (s.phase === 'stamping' || s.phase === 'replicating'))
+    const slot = this.slots.find(s => s.target?.node === node && (s.phase === 'stamping' || s.phase === 'stamped' || s.phase === 'replicating'))
     if (!slot) return []
     const wasStamping = slot.phase === 'stamping'
     slot.phase = 'idle'
@@ -170,7 +187,7 @@ export class WriteQuorum {
     let stampable = 0
     for (const s of this.slots) {
       if (s.phase === 'acked') acked++
-      else if (s.phase === 'stamping' || s.phase === 'replicating') inflight++
+      else if (s.phase === 'stamping' || s.phase === 'stamped' || s.phase === 'replicating') inflight++
       else if (s.phase === 'idle' && s.target) { idle++; if (s.target.hintFor === undefined) stampable++ }
     }
     if (acked >= this.opts.w) {
@@ -197,7 +214,7 @@ export class WriteQuorum {
   /** Why a target that neither acked nor failed did not count. */
   private unanswered(node: string, expiredAfterMs: number | undefined): Error {
     const phase = this.slots.find(s => s.target?.node === node)?.phase
-    const asked = phase === 'stamping' || phase === 'replicating'
+    const asked = phase === 'stamping' || phase === 'stamped' || phase === 'replicating'
     if (expiredAfterMs !== undefined) {
       return new KvError({ kind: 'Timeout', timeoutMs: expiredAfterMs }, asked
         ? `no reply within ${expiredAfterMs} ms`

@@ -43,6 +43,10 @@ interface Pending {
   readonly type: RequestType
   readonly resolve: (body: any) => void
   readonly reject: (e: Error) => void
+  /** Takes a reply marked `early` (a put's stamped state before it is durable); the request stays pending. */
+  readonly early: ((body: any) => void) | undefined
+  /** The early reply was handed over: a repeat of it is ignored. */
+  earlyDone: boolean
   timer: unknown
 }
 
@@ -56,6 +60,7 @@ interface Queued {
   readonly probeAfterMs: number | undefined
   readonly resolve: (body: any) => void
   readonly reject: (e: Error) => void
+  readonly early: ((body: any) => void) | undefined
   timer: unknown
 }
 
@@ -132,9 +137,12 @@ export class Connection {
    * Sends one request and resolves with its reply. `probeAfterMs` (shorter than timeoutMs): when
    * nothing at all has arrived on the connection that long after the request was sent, probe it for a
    * sign of life (silent()) without failing the request, so that a paused replica is found, and
-   * its connection reset, long before a patient request's own timeout.
+   * its connection reset, long before a patient request's own timeout. `early` takes a first reply
+   * marked `early: true` (a put asked to answer early, docs/protocol.md), validated like any reply;
+   * the request then stays pending until its final reply, under the same timeout.
    */
-  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0, probeAfterMs?: number): Promise<ReplyBody<T>> {
+  request<T extends RequestType>(type: T, body: RequestBody<T>, timeoutMs: number, approxBytes = 0, probeAfterMs?: number,
+    early?: (body: ReplyBody<T>) => void): Promise<ReplyBody<T>> {
     return new Promise<ReplyBody<T>>((resolve, reject) => {
       if (this.state === 'closed') return reject(markUnsent(this.unavailable('connection closed')))
       // A refused token stays the answer while backing off: the caller must hear Unauthorized, not
@@ -144,13 +152,13 @@ export class Connection {
         return reject(markUnsent(lf?.kind === 'Unauthorized' ? new KvError(lf.data, lf.message, { cause: lf }) : this.unavailable('replica unreachable, backing off')))
       }
       if (this.state === 'open' && this.pending.size < limits.inflightPerConnectionMax) {
-        this.send(type, body, timeoutMs, approxBytes, resolve, reject, false, probeAfterMs)
+        this.send(type, body, timeoutMs, approxBytes, resolve, reject, false, probeAfterMs, early)
         return
       }
       if (this.queue.length >= limits.pendingPerConnectionMax) {
         return reject(markUnsent(new KvError({ kind: 'Overloaded', retryAfterMs: limits.queueFullRetryAfterMs }, `too many requests queued for ${this.node}`)))
       }
-      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, probeAfterMs, resolve, reject, timer: undefined }
+      const q: Queued = { type, body, approxBytes, deadline: this.rt.now() + timeoutMs, timeoutMs, probeAfterMs, resolve, reject, early, timer: undefined }
       q.timer = this.rt.setTimeout(() => {
         const at = this.queue.indexOf(q)
         if (at < 0) return
@@ -265,9 +273,9 @@ export class Connection {
   }
 
   private send(type: RequestType, body: unknown, timeoutMs: number, approxBytes: number,
-    resolve: (b: any) => void, reject: (e: Error) => void, probe = false, probeAfterMs?: number): void {
+    resolve: (b: any) => void, reject: (e: Error) => void, probe = false, probeAfterMs?: number, early?: (b: any) => void): void {
     const id = this.nextId++
-    const entry: Pending = { type, resolve, reject, timer: undefined }
+    const entry: Pending = { type, resolve, reject, early, earlyDone: false, timer: undefined }
     const framesBefore = this.framesIn
     // With probeAfterMs, one timer does both: at probeAfterMs it probes a silent connection, then
     // waits out the rest of the timeout (one live timer per request, as without it). The callbacks
@@ -324,7 +332,7 @@ export class Connection {
       // Its deadline may have passed with its timer not yet run (both due in the same turn).
       const left = q.deadline - this.rt.now()
       if (left < 1) { q.reject(markUnsent(this.queuedTimeout(q.type, q.timeoutMs))); continue }
-      this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject, false, q.probeAfterMs)
+      this.send(q.type, q.body, left, q.approxBytes, q.resolve, q.reject, false, q.probeAfterMs, q.early)
     }
   }
 
@@ -345,6 +353,24 @@ export class Connection {
       if (rv !== undefined) this.opts.onRingVersion?.(rv, this.node)
       const p = this.pending.get(id)
       if (!p) continue
+      // An early reply: handed over once, and the request waits on for its final one (a repeat is
+      // ignored). One to a request that did not ask for it, or a malformed one, fails the request.
+      // A final reply that overtakes it settles the request, and the early one then finds nothing.
+      if (type === p.type && isEarly(body)) {
+        if (p.earlyDone) continue
+        const parsed = p.early === undefined ? undefined : parseReply(p.type, body)
+        if (parsed?.success) {
+          p.earlyDone = true
+          p.early!(parsed.data)
+          continue
+        }
+        this.pending.delete(id)
+        this.rt.clearTimeout(p.timer)
+        p.reject(parsed === undefined
+          ? new KvError({ kind: 'ProtocolError', detail: 'unexpected early reply' }, `${this.node} answered ${type} early, which this request did not ask for`)
+          : new KvError({ kind: 'ProtocolError', detail: parsed.error!.message }, `${this.node} sent a malformed early ${type} reply`))
+        continue
+      }
       this.pending.delete(id)
       this.rt.clearTimeout(p.timer)
       if (type === 'error') {
@@ -393,6 +419,11 @@ export class Connection {
     }
     if (this.state === 'open' || this.state === 'connecting') this.state = 'idle'
   }
+}
+
+/** A reply body marked `early: true` (a put's first answer: its stamped state, not yet durable). */
+function isEarly(body: unknown): boolean {
+  return typeof body === 'object' && body !== null && (body as { early?: unknown }).early === true
 }
 
 /** A URL as messages show it: a password in it (ws://user:pw@host) is not repeated in logs. */
