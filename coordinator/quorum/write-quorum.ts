@@ -16,7 +16,7 @@
 // refilled by the next unused fallback, which carries a hint naming the primary; its ack counts
 // toward W. Only a primary stamps: a fallback keeps hints, not the key, so after handing them off it
 // could no longer know which dots it issued for the key (docs/hints.md); with no primary left to
-// stamp at, the write fails. Success is W durable acks (the stamper's included); otherwise QuorumError says how
+// stamp at, the write fails. Success is W durable acks (the stamper's counts once durable); otherwise QuorumError says how
 // many acked, and names every target that did not ack with why (its error, a timeout, known down and
 // skipped, or not asked). Acks that arrive after the outcome are still recorded (the write spreads
 // further).
