@@ -149,15 +149,15 @@ describe('SIGKILL during snapshot uploads', () => {
     const keys = await store.list(manifestsPrefix('ringkv', 'n1'))
     const seqs = keys.map(manifestSeqOf).filter((s): s is number => s !== undefined).sort((a, b) => b - a)
     assert.ok(seqs.length > 0, 'n1 wrote manifests')
-    const manifestAt = async (i: number) => decodeSnapshotManifest((await store.get(keys.find(k => manifestSeqOf(k) === seqs[i])!))!)
-    let newest = keys.find(k => manifestSeqOf(k) === seqs[0])!
-    let manifest: Awaited<ReturnType<typeof manifestAt>>
+    const keyAt = (i: number) => keys.find(k => manifestSeqOf(k) === seqs[i])!
+    let newest = keyAt(0)
+    let manifest: ReturnType<typeof decodeSnapshotManifest>
     try {
-      manifest = await manifestAt(0)
+      manifest = decodeSnapshotManifest((await store.get(newest))!)
     } catch {
       assert.ok(seqs.length > 1, 'the only manifest is unreadable')
-      newest = keys.find(k => manifestSeqOf(k) === seqs[1])!
-      manifest = await manifestAt(1)
+      newest = keyAt(1)
+      manifest = decodeSnapshotManifest((await store.get(newest))!)
     }
     for (const t of manifest.engine.tables) {
       const body = await store.get(tableKey('ringkv', 'n1', t.file))

@@ -41,10 +41,11 @@ describe('storage failure', () => {
     let failures = 0
     for (let i = 0; i < 400 && failures < 20; i++) if (!await put(`k${i}`)) failures++
     assert.ok(failures > 0, 'the disk filled up')
-    const healths = await Promise.all(cluster.replicas.map(async r => {
+    const healthOf = async (r: { id: string; httpUrl: string }) => {
       const res = await fetch(`${r.httpUrl}/health`)
       return { id: r.id, code: res.status, body: await res.json() as { status: string; reasons: string[] } }
-    }))
+    }
+    const healths = await Promise.all(cluster.replicas.map(healthOf))
     const failed = healths.filter(h => h.body.status === 'read-only')
     assert.ok(failed.length > 0, `some replica reports read-only: ${JSON.stringify(healths.map(h => [h.id, h.code, h.body.status]))}`)
     for (const h of failed) {
@@ -62,11 +63,8 @@ describe('storage failure', () => {
     // that was still ok above may have filled up since (read repair, hints and anti-entropy write
     // too): it is restarted as well.
     rmSync(join(dir, 'filler'))
-    const failedSince = await Promise.all(cluster.replicas.filter(r => !failed.some(h => h.id === r.id)).map(async r => {
-      const res = await fetch(`${r.httpUrl}/health`)
-      return { id: r.id, status: (await res.json() as { status: string }).status }
-    }))
-    for (const h of [...failed, ...failedSince.filter(h => h.status === 'read-only')]) {
+    const failedSince = await Promise.all(cluster.replicas.filter(r => !failed.some(h => h.id === r.id)).map(healthOf))
+    for (const h of [...failed, ...failedSince.filter(h => h.body.status === 'read-only')]) {
       const r = cluster.replica(h.id)
       await r.kill('SIGKILL')
       await r.start()

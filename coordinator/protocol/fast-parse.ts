@@ -72,12 +72,7 @@ function putRequest(body: unknown): ParsedRequest<'put'> | undefined {
     if (hintFor !== undefined && !isName(hintFor)) return undefined
     out.hintFor = hintFor
   }
-  if ('early' in body) {
-    const early = body.early
-    if (early !== undefined && early !== true) return undefined
-    out.early = early
-  }
-  return out
+  return earlyFlag(body, out) ? out : undefined
 }
 
 function replicateRequest(body: unknown): ParsedRequest<'replicate'> | undefined {
@@ -119,12 +114,16 @@ function putReply(body: unknown): ReplyBody<'put'> | undefined {
     }
   }
   // In the schema's key order (zod's output follows it, and the tests compare shapes).
-  if ('early' in body) {
-    const early = body.early
-    if (early !== undefined && early !== true) return undefined
-    out.early = early
-  }
-  return writeTiming(body, out) ? out : undefined
+  return earlyFlag(body, out) && writeTiming(body, out) ? out : undefined
+}
+
+/** Copies a put's optional `early` (only `true`) into `out` as zod would; false when it is anything else. */
+function earlyFlag(body: Fields, out: { early?: true | undefined }): boolean {
+  if (!('early' in body)) return true
+  const early = body.early
+  if (early !== undefined && early !== true) return false
+  out.early = early
+  return true
 }
 
 /**

@@ -18,6 +18,13 @@ const stamped: DvvSet = update(EMPTY, {}, 'a.1', v('x'))
 // does not stick to later reads.
 function outcome<T extends WriteOutcome | ReadOutcome>(q: { outcome: T }): T { return q.outcome }
 const up = (down: string[]) => (n: string) => !down.includes(n)
+/** A write driven to its end: ok exactly with W durable acks, else failed counting them; strict acks only from primaries. */
+function assertSettled(q: WriteQuorum, w: number, acks: ReadonlySet<string>, sloppy: boolean): void {
+  const o = outcome(q)
+  if (acks.size >= w) assert.equal(o.status, 'ok')
+  else { assert.equal(o.status, 'failed'); assert.equal(o.status === 'failed' && o.error.acked, acks.size) }
+  if (!sloppy) for (const n of acks) assert.ok(['a', 'b', 'c'].includes(n))
+}
 
 describe('WriteQuorum', () => {
   it('stamps at the first primary, replicates to the rest, succeeds at W', () => {
@@ -165,10 +172,7 @@ describe('WriteQuorum', () => {
           if (stateOut) assert.ok(next.every(e => e.kind !== 'stamp'), 'a second stamp after the state was out')
           queue = queue.concat(next)
         }
-        const o = outcome(q)
-        if (acks.size >= w) assert.equal(o.status, 'ok')
-        else { assert.equal(o.status, 'failed'); assert.equal(o.status === 'failed' && o.error.acked, acks.size) }
-        if (!sloppy) for (const n of acks) assert.ok(['a', 'b', 'c'].includes(n))
+        assertSettled(q, w, acks, sloppy)
       }), fcParams({ numRuns: 500 }))
   })
 
@@ -189,10 +193,7 @@ describe('WriteQuorum', () => {
             : (ok ? q.onReplicated(a.target.node) : q.onFailed(a.target.node))
           queue = queue.concat(next)
         }
-        const o = outcome(q)
-        if (acks.size >= w) assert.equal(o.status, 'ok')
-        else { assert.equal(o.status, 'failed'); assert.equal(o.status === 'failed' && o.error.acked, acks.size) }
-        if (!sloppy) for (const n of acks) assert.ok(['a', 'b', 'c'].includes(n))
+        assertSettled(q, w, acks, sloppy)
       }), fcParams({ numRuns: 500 }))
   })
 })

@@ -110,19 +110,11 @@ export class WriteQuorum {
 
   /** The stamper that answered early made its write durable. */
   onStampDurable(node: string): WriteAction[] {
-    const slot = this.slotOf(node, 'stamped')
-    if (!slot) return []
-    slot.phase = 'acked'
-    this.settle()
-    return []
+    return this.ack(node, 'stamped')
   }
 
   onReplicated(node: string): WriteAction[] {
-    const slot = this.slotOf(node, 'replicating')
-    if (!slot) return []
-    slot.phase = 'acked'
-    this.settle()
-    return []
+    return this.ack(node, 'replicating')
   }
 
   /** A stamp or replicate to `node` failed (error reply, timeout, connection lost). */
@@ -172,6 +164,15 @@ export class WriteQuorum {
       slot.phase = 'idle'
       this.targeted.add(next)
     }
+  }
+
+  /** A durable ack from `node`, whose slot was waiting in `phase`. */
+  private ack(node: string, phase: Slot['phase']): WriteAction[] {
+    const slot = this.slotOf(node, phase)
+    if (!slot) return []
+    slot.phase = 'acked'
+    this.settle()
+    return []
   }
 
   private slotOf(node: string, phase: Slot['phase']): Slot | undefined {
