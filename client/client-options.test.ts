@@ -66,6 +66,8 @@ describe('createClient options', () => {
       ['timeoutMs as a string', { seeds, timeoutMs: '1000' }, /timeoutMs .*got "1000"/],
       ['connectionsPerReplica 0', { seeds, connectionsPerReplica: 0 }, /connectionsPerReplica must be an integer from 1 to 16/],
       ['connectionsPerReplica 1.5', { seeds, connectionsPerReplica: 1.5 }, /connectionsPerReplica/],
+      ['readFanout some', { seeds, readFanout: 'some' }, /readFanout must be 'quorum' or 'all', got "some"/],
+      ['speculativeReadMs 0', { seeds, speculativeReadMs: 0 }, /speculativeReadMs must be an integer from 1 to 600000/],
       ['r 0', { seeds, r: 0 }, /r must be an integer from 1 to 16/],
       ['w huge', { seeds, w: 1e9 }, /w must be an integer/],
       ['w a bigint', { seeds, w: 2n }, /w must be an integer.*a bigint/],

@@ -55,6 +55,14 @@ export interface ClientOptions {
    * cluster); it replaces the system's. Browsers and Workers use their own trust store.
    */
   readonly ca?: string | Uint8Array
+  /**
+   * Which replicas a get asks at first: 'quorum' (default) asks R, the least loaded first, and the
+   * others only when one fails or the first are slower than the p99 of recent gets; 'all' asks
+   * every replica of the key, so every read repairs all of them (docs/quorum.md).
+   */
+  readonly readFanout?: 'quorum' | 'all'
+  /** With readFanout 'quorum': ask the other replicas after this many ms, not after the p99 of recent gets. */
+  readonly speculativeReadMs?: number
 }
 
 export interface PutOptions { readonly context?: string; readonly w?: number; readonly timeoutMs?: number; readonly sloppy?: boolean }
@@ -64,7 +72,7 @@ export interface DeleteOptions extends PutOptions { readonly r?: number }
 /** update(): `timeoutMs` covers every read and write of every attempt. */
 export interface UpdateOptions { readonly r?: number; readonly w?: number; readonly timeoutMs?: number; readonly sloppy?: boolean }
 
-const clientOptionKeys = ['seeds', 'r', 'w', 'timeoutMs', 'sloppy', 'resolve', 'valueBytesMax', 'connectionsPerReplica', 'WebSocket', 'runtime', 'token', 'ca']
+const clientOptionKeys = ['seeds', 'r', 'w', 'timeoutMs', 'sloppy', 'resolve', 'valueBytesMax', 'connectionsPerReplica', 'WebSocket', 'runtime', 'token', 'ca', 'readFanout', 'speculativeReadMs']
 const putKeys = ['context', 'w', 'timeoutMs', 'sloppy']
 const getKeys = ['r', 'timeoutMs', 'sloppy', 'resolve']
 const deleteKeys = ['context', 'r', 'w', 'timeoutMs', 'sloppy']
@@ -94,7 +102,7 @@ export class KvClient {
     const o = this.opts
     this.coordinator = runtimeFor(o).then(runtime => (this.ready = new KvCoordinator({
       seeds: o.seeds, runtime, client: 'ringkv-sdk',
-      ...pick(o, ['r', 'w', 'timeoutMs', 'sloppy', 'valueBytesMax', 'connectionsPerReplica', 'token']),
+      ...pick(o, ['r', 'w', 'timeoutMs', 'sloppy', 'valueBytesMax', 'connectionsPerReplica', 'token', 'readFanout', 'speculativeReadMs']),
     })))
     // If it fails, the app hears of it at its next call; an app that makes none must not be ended
     // by an unhandled rejection.

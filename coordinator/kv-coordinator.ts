@@ -15,6 +15,7 @@ import { OpStats } from './metrics/op-stats.ts'
 import { turnCachedClock } from './metrics/turn-clock.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
+import { ReadSpeculation } from './quorum/speculation.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
 import { preferenceList, sloppyTargets, validateRing, type Ring, type RingNode, type SloppyTarget } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
@@ -35,6 +36,14 @@ export interface CoordinatorOptions {
   readonly connectionsPerReplica?: number
   readonly client?: string
   readonly token?: string
+  /**
+   * Which replicas a get asks at first: 'quorum' (the default) asks R, the least loaded first, and
+   * the others only when one fails or the first are slow (docs/quorum.md); 'all' asks every target,
+   * as Dynamo's coordinator does, for read repair of every replica on every read.
+   */
+  readonly readFanout?: 'quorum' | 'all'
+  /** With readFanout 'quorum': ask the other targets after this many ms, not after the p99 of recent gets. */
+  readonly speculativeReadMs?: number
 }
 
 /**
@@ -156,6 +165,8 @@ export const coordinatorOptionChecks: Record<string, Check> = {
   sloppy: isBoolean,
   valueBytesMax: intIn(1, limits.valueBytesMax),
   connectionsPerReplica: intIn(1, limits.connectionsPerReplicaMax),
+  readFanout: v => v === 'quorum' || v === 'all' ? undefined : `must be 'quorum' or 'all', got ${show(v)}`,
+  speculativeReadMs: intIn(limits.readSpeculationMsMin, limits.requestTimeoutMsMax),
   client: fromSchema(requestSchemas.hello.shape.client, 'a short string'),
   token: fromSchema(requestSchemas.hello.shape.token, 'a string of at most 4096 characters'),
 }
@@ -218,6 +229,8 @@ export class KvCoordinator {
   private closed = false
   /** Read repairs in flight, shared by every read (bounded by limits.readRepairsInflightMax). */
   private readonly repairs = { inflight: 0 }
+  /** When a get asks beyond its first R targets (the p99 of recent gets); none with readFanout 'all'. */
+  private readonly speculation: ReadSpeculation | undefined
   private readonly defaults: { r: number | undefined; w: number | undefined; timeoutMs: number; sloppy: boolean; valueBytesMax: number }
   /** Latency of completed puts and gets, and where the slowest puts spent their time (kv.stats()). */
   readonly opStats = new OpStats()
@@ -243,6 +256,7 @@ export class KvCoordinator {
       ...(opts.token !== undefined ? { token: opts.token } : {}),
     }
     this.pool = new ConnectionPool(opts.runtime, connOpts)
+    this.speculation = opts.readFanout === 'all' ? undefined : new ReadSpeculation(opts.speculativeReadMs)
     this.seedPool = new ConnectionPool(opts.runtime, { ...connOpts, perReplica: 1 })
     this.seedPool.setNodes(this.seeds.map((url, i) => ({ id: `seed${i}`, url })))
   }
@@ -471,9 +485,14 @@ export class KvCoordinator {
     for (const slot of chosen.slots) if (slot.target) targets.push(slot.target)
     let skipped: Map<string, Error> | undefined
     for (const p of chosen.down) (skipped ??= new Map()).set(p, this.pool.whyDown(p))
-    const q = new ReadQuorum({ r, targets: targets.map(t => t.node), primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor })
+    // Once this client knows its gets' p99, a get asks R of its targets first: primaries before
+    // fallbacks, the least loaded first (a paused replica's requests pile up, so it drops back).
+    const spec = this.speculation
+    const ask = spec?.afterMs !== undefined && targets.length > r ? r : undefined
+    if (ask !== undefined) leastLoadedFirst(targets, this.pool.load)
+    const q = new ReadQuorum({ r, targets: targets.map(t => t.node), primaries: new Set(pl.primaries), ...(skipped ? { skipped } : {}), floor: opts.floor, ask })
     return new Promise<ReadResult>((resolve, reject) => {
-      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, targets, left, this.repairs, resolve, reject, this.opStats, this.clock, t0).start()
+      new ReadDriver(this.pool, this.opts.runtime, q, keyBytes, targets, left, this.repairs, resolve, reject, this.opStats, this.clock, t0, spec).start()
     })
   }
 
@@ -884,6 +903,24 @@ function isRefusal(e: unknown): e is KvError {
   return e instanceof KvError && (e.kind === 'BadRequest' || e.kind === 'TooLarge' || e.kind === 'TooManySiblings' || e.kind === 'Forbidden')
 }
 
+/**
+ * Sorts `targets` in place: primaries before fallbacks, each the least loaded first, ties in
+ * preference order (an insertion sort: a handful of targets, no allocation but the keys).
+ */
+function leastLoadedFirst(targets: SloppyTarget[], load: (node: string) => number): SloppyTarget[] {
+  const keys: number[] = []
+  for (const t of targets) keys.push((t.hintFor === undefined ? 0 : 1e9) + load(t.node))
+  for (let i = 1; i < targets.length; i++) {
+    const t = targets[i]!
+    const k = keys[i]!
+    let j = i - 1
+    for (; j >= 0 && keys[j]! > k; j--) { targets[j + 1] = targets[j]!; keys[j + 1] = keys[j]! }
+    targets[j + 1] = t
+    keys[j + 1] = k
+  }
+  return targets
+}
+
 class ReadDriver {
   private settled = false
   private repaired = false
@@ -902,11 +939,24 @@ class ReadDriver {
     private readonly stats: OpStats,
     private readonly clock: () => number,
     private readonly startedAt: number,
+    private readonly speculation: ReadSpeculation | undefined,
   ) {}
 
   start(): void {
-    this.timer = this.rt.setTimeout(() => this.expire(), this.timeoutMs)
-    for (const node of this.q.start()) {
+    const first = this.q.start()
+    // One timer at a time: the speculation's first (when there are spares to ask), then the deadline's.
+    const after = this.q.spares > 0 ? this.speculation?.afterMs : undefined
+    if (after !== undefined && after < this.timeoutMs) {
+      this.timer = this.rt.setTimeout(() => this.speculate(after), after)
+    } else {
+      this.timer = this.rt.setTimeout(() => this.expire(), this.timeoutMs)
+    }
+    this.ask(first)
+    this.check()
+  }
+
+  private ask(nodes: readonly string[]): void {
+    for (const node of nodes) {
       const conn = this.pool.get(node)
       if (!conn) { this.q.onFailed(node, this.pool.whyDown(node)); continue }
       // A fallback is asked for what it holds for the owner it stands in for (its hints).
@@ -915,7 +965,17 @@ class ReadDriver {
         reply => this.onReply(node, reply.state),
         e => this.onFailed(node, e))
     }
-    this.check()
+  }
+
+  /** The first targets have not all answered after the p99 of recent gets: ask the spares too. */
+  private speculate(afterMs: number): void {
+    this.timer = this.rt.setTimeout(() => this.expire(), this.timeoutMs - afterMs)
+    try {
+      this.ask(this.q.speculate())
+      this.check()
+    } catch (e) {
+      this.abort(e)
+    }
   }
 
   private expire(): void {
@@ -952,6 +1012,8 @@ class ReadDriver {
   }
 
   private check(): void {
+    // Spares the quorum decided to ask (a failure, a floor not covered); asking may fail some at once.
+    for (let more = this.q.takeAsks(); more.length > 0; more = this.q.takeAsks()) this.ask(more)
     if (!this.settled) {
       const o = this.q.outcome
       if (o.status === 'pending') return
@@ -967,7 +1029,9 @@ class ReadDriver {
         if (this.q.complete) this.repair()
         return
       }
-      this.stats.get.recordMs(this.clock() - this.startedAt)
+      const tookMs = this.clock() - this.startedAt
+      this.stats.get.recordMs(tookMs)
+      this.speculation?.record(tookMs)
       this.resolve({ found: state !== null && !isDeleted(state), values: state ? valuesOf(state) : [], context, state })
     }
     if (this.q.complete) this.repair()

@@ -226,6 +226,16 @@ export const limits = {
   /** Times update() re-reads and retries after a concurrent change. */
   updateRetriesMax: 8,
   readRepairsInflightMax: 1024,
+  /**
+   * A get asks R replicas, the least loaded first, and the rest of its targets only when needed
+   * (docs/quorum.md, "A read asks R"): when one fails, and when the first R have not all answered
+   * after the p99 of this client's recent gets (Cassandra's speculative_retry = 99p). That p99 is
+   * taken over windows of this many gets; until the first window is full, a get asks all its targets.
+   */
+  readSpeculationWindow: 1000,
+  /** Bounds on that delay (ms): no sooner than a timer can fire, and well within a read's deadline. */
+  readSpeculationMsMin: 1,
+  readSpeculationMsMax: 200,
 
   // HTTP gateway.
   httpBodyBytesMax: 8 * 1024 * 1024 + 1024,
@@ -538,6 +548,8 @@ assert(limits.nDefault <= limits.nMax, 'default N above max N')
 assert(limits.reconnectBackoffMsMin <= limits.reconnectBackoffMsMax, 'backoff min above max')
 assert(limits.inflightPerConnectionMax <= limits.pendingPerConnectionMax, 'in-flight above pending bound')
 assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')
+assert(limits.readSpeculationWindow >= 100 && limits.readSpeculationMsMin >= 1 && limits.readSpeculationMsMin <= limits.readSpeculationMsMax
+  && limits.readSpeculationMsMax * 3 <= limits.requestTimeoutMsDefault, 'a slow read asks its spares well before its deadline, after a p99 over enough gets to have one')
 assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a silent stamp replica must be probed well before the write deadline')
 assert(limits.requestTimeoutMsDefault <= limits.requestTimeoutMsMax, 'default timeout above the max')
 assert(limits.connectTimeoutMs <= limits.requestTimeoutMsMax, 'connect timeout above the request timeout max')

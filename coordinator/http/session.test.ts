@@ -1,6 +1,7 @@
 // The session codec and the causal floor without processes: round trips, the key and size bounds
 // (oldest keys drop out first), merging a key seen twice, tampering refused before decoding, and a
-// ReadQuorum that waits past R for a reply that covers the floor, or fails SessionNotMet.
+// ReadQuorum that waits past R for a reply that covers the floor (asking the replicas it had not
+// asked yet), or fails SessionNotMet.
 
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
@@ -86,5 +87,18 @@ describe('ReadQuorum with a causal floor', () => {
     q3.onFailed('a'); q3.onFailed('b')
     const o3 = outcome(q3)
     assert.ok(o3.status === 'failed' && o3.error.kind === 'QuorumNotMet')
+  })
+
+  it('asking R first: asks the spares once those asked answered without covering it', () => {
+    const q = new ReadQuorum({ ...opts, ask: 1 })
+    assert.deepEqual(q.start(), ['a'])
+    q.onReply('a', old)
+    assert.equal(q.outcome.status, 'pending')
+    assert.deepEqual(q.takeAsks(), ['b', 'c'])
+    q.onReply('c', null)
+    assert.equal(q.outcome.status, 'pending')
+    q.onReply('b', fresh)
+    assert.equal(outcome(q).status, 'ok')
+    assert.equal(q.complete, true)
   })
 })

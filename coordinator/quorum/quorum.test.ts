@@ -230,4 +230,91 @@ describe('ReadQuorum', () => {
     q.start(); q.onReply('a', stamped); q.onReply('d', null)
     assert.deepEqual(q.repairs(), [])
   })
+
+  it('asking R first: answers from those, complete without the spare, repairs only those that replied', () => {
+    const q = new ReadQuorum({ r: 2, targets: ['b', 'a', 'c'], primaries: new Set(['a', 'b', 'c']), ask: 2 })
+    assert.deepEqual(q.start(), ['b', 'a'])
+    assert.equal(q.spares, 1)
+    q.onReply('b', stamped)
+    assert.equal(q.complete, false)
+    q.onReply('a', null)
+    assert.equal(outcome(q).status, 'ok')
+    assert.deepEqual(q.takeAsks(), [])
+    assert.equal(q.complete, true, 'the spare is never asked once the read is answered')
+    assert.deepEqual(q.repairs().map(r => r.node), ['a'])
+    assert.deepEqual(q.speculate(), [], 'nothing to speculate on after the answer')
+  })
+
+  it('asking R first: a failure asks one spare, a second one fails the read', () => {
+    const q = new ReadQuorum({ r: 2, targets: ['a', 'b', 'c', 'd'], primaries: new Set(['a', 'b', 'c']), ask: 2 })
+    q.start()
+    q.onFailed('a')
+    assert.deepEqual(q.takeAsks(), ['c'])
+    assert.deepEqual(q.takeAsks(), [], 'each spare is handed out once')
+    q.onReply('b', null)
+    assert.deepEqual(q.takeAsks(), [])
+    q.onFailed('c')
+    assert.deepEqual(q.takeAsks(), ['d'])
+    q.onReply('d', stamped)
+    const o = outcome(q)
+    assert.ok(o.status === 'ok' && o.state === stamped)
+    assert.deepEqual(o.status === 'ok' && [...o.replied].sort(), ['b', 'd'])
+  })
+
+  it('asking R first: speculate() asks every spare, once', () => {
+    const q = new ReadQuorum({ r: 2, targets: ['a', 'b', 'c', 'd'], primaries: new Set(['a', 'b', 'c']), ask: 2 })
+    q.start()
+    q.onReply('a', null)
+    assert.deepEqual(q.speculate(), ['c', 'd'])
+    assert.deepEqual(q.speculate(), [])
+    assert.equal(q.spares, 0)
+    q.onReply('d', stamped)
+    assert.equal(outcome(q).status, 'ok')
+    assert.equal(q.complete, false, 'b and c were asked and may still answer')
+    q.onFailed('b'); q.onReply('c', null)
+    assert.equal(q.complete, true)
+  })
+
+  it('asking R first: a deadline before the spare was needed names it as not asked', () => {
+    const q = new ReadQuorum({ r: 2, targets: ['a', 'b', 'c'], primaries: new Set(['a', 'b', 'c']), ask: 2 })
+    q.start()
+    q.onReply('a', null)
+    q.expire(100)
+    const o = outcome(q)
+    assert.ok(o.status === 'failed' && o.error instanceof QuorumError)
+    const e = o.status === 'failed' ? o.error as QuorumError : undefined
+    assert.equal(e?.failures.get('b')?.message, 'no reply within 100 ms')
+    assert.match(e?.failures.get('c')?.message ?? '', /not asked: the read ended before the 2 asked first needed it/)
+  })
+
+  it('property: asking R first settles as asking all would, asks no node twice, and never stalls', () => {
+    fc.assert(fc.property(
+      fc.integer({ min: 1, max: 4 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), fc.array(fc.nat(), { minLength: 12, maxLength: 12 }),
+      fc.integer({ min: 1, max: 4 }),
+      (r, answers, picks, ask) => {
+        const targets = ['a', 'b', 'c', 'd']
+        const q = new ReadQuorum({ r, targets, primaries: new Set(['a', 'b', 'c']), ask })
+        const asked = new Set<string>()
+        const outstanding: string[] = []
+        const take = (nodes: readonly string[]) => {
+          for (const n of nodes) { assert.ok(!asked.has(n), `${n} asked twice`); asked.add(n); outstanding.push(n) }
+        }
+        take(q.start())
+        let i = 0
+        while (outstanding.length > 0) {
+          const pick = picks[i++ % picks.length]!
+          // Now and then the speculation timer fires instead of a reply arriving.
+          if (pick % 5 === 4) take(q.speculate())
+          const n = outstanding.splice(pick % outstanding.length, 1)[0]!
+          if (answers[targets.indexOf(n)]) q.onReply(n, stamped)
+          else q.onFailed(n)
+          take(q.takeAsks())
+          if (outstanding.length === 0) assert.notEqual(q.outcome.status, 'pending', 'nothing outstanding, nothing more asked, and still pending')
+        }
+        const replying = answers.filter(Boolean).length
+        assert.equal(outcome(q).status, replying >= r ? 'ok' : 'failed')
+        assert.equal(q.complete || q.outcome.status === 'failed', true)
+        if (replying >= r && ask >= 4) assert.equal(asked.size, 4)
+      }), fcParams({ numRuns: 500 }))
+  })
 })

@@ -1,10 +1,15 @@
 // The read side of Dynamo's quorum (DeCandia et al. 2007, section 4.5) as a pure state machine.
-// `get` goes to the N targets at once; the answer is ready when R of them replied (a miss is a
-// reply), merged with DVV sync. Replies that arrive later are merged too, and once every target
-// answered (or the deadline passed) `repairs()` names the primaries whose state is behind the merge:
-// the driver sends them the merged state (read repair), after the caller already has its answer.
-// When the read fails, its QuorumError names every replica of the preference list that did not
-// reply, and why: its error, a timeout, or that it was not asked (known down, or R already lost).
+// `get` goes to `ask` of the targets at once (the driver asks R, the least loaded first, or all N);
+// the answer is ready when R of them replied (a miss is a reply), merged with DVV sync. The targets
+// not asked at first are spares, asked when they are needed: one for each asked target that fails
+// while R can still be met, all of them when the replies do not cover the floor below, and all of
+// them on `speculate()` (the driver calls it when the first ones are slow, Cassandra's
+// speculative_retry). Replies that arrive after the answer are merged too, and once every target
+// asked answered (or the deadline passed) `repairs()` names the primaries whose state is behind the
+// merge: the driver sends them the merged state (read repair), after the caller already has its
+// answer. A primary never asked is left to anti-entropy (docs/quorum.md). When the read fails, its
+// QuorumError names every replica of the preference list that did not reply, and why: its error, a
+// timeout, or that it was not asked (known down, or R already lost).
 //
 // A causal floor (a session's vector for the key, http/session.ts) raises the bar: R replies are not
 // enough until their merge covers the floor, so the read waits for more of the targets; when every
@@ -30,7 +35,11 @@ export interface ReadQuorumOptions {
   readonly skipped?: ReadonlyMap<string, Error>
   /** What the answer must have seen (a session's vector for the key); none = any R replies do. */
   readonly floor?: VersionVector | undefined
+  /** How many of the targets to ask at first (default: all); the rest are spares, asked when needed. */
+  readonly ask?: number | undefined
 }
+
+const none: readonly string[] = []
 
 export class ReadQuorum {
   private readonly replies = new Map<string, DvvSet | null>()
@@ -39,6 +48,10 @@ export class ReadQuorum {
   private merged: DvvSet | null = null
   private result: ReadOutcome = { status: 'pending' }
   private asked = false
+  /** Targets asked so far: the first `sent` of opts.targets. */
+  private sent = 0
+  /** Spares decided on since the driver last took them (takeAsks). */
+  private wanted: string[] = []
 
   constructor(private readonly opts: ReadQuorumOptions) {
     assert(opts.r >= 1, `r=${opts.r} below 1`)
@@ -46,15 +59,41 @@ export class ReadQuorum {
 
   get outcome(): ReadOutcome { return this.result }
 
-  /** Every target has answered or failed: nothing more will arrive. */
-  get complete(): boolean { return this.replies.size + this.failed.size === this.opts.targets.length }
+  /**
+   * Every target asked has answered or failed, and no spare will be asked (the read is over, or
+   * none is left): nothing more will arrive.
+   */
+  get complete(): boolean {
+    return this.asked && this.replies.size + this.failed.size === this.sent && (this.result.status !== 'pending' || this.sent === this.opts.targets.length)
+  }
 
-  /** The nodes to ask; none when R cannot be met even before asking (too few are up). */
+  /** The nodes to ask first; none when R cannot be met even before asking (too few are up). */
   start(): string[] {
     this.settle()
     if (this.result.status === 'failed') return []
     this.asked = true
-    return [...this.opts.targets]
+    const { targets, ask, r } = this.opts
+    this.sent = Math.min(targets.length, Math.max(r, ask ?? targets.length))
+    return targets.slice(0, this.sent)
+  }
+
+  /** Targets not asked (yet). */
+  get spares(): number {
+    return this.opts.targets.length - this.sent
+  }
+
+  /** Spares to ask now (decided by a failure or a floor since the last call); each is returned once. */
+  takeAsks(): readonly string[] {
+    if (this.wanted.length === 0) return none
+    const out = this.wanted
+    this.wanted = []
+    return out
+  }
+
+  /** The first targets are slow: ask every spare now (none once the read is over). */
+  speculate(): readonly string[] {
+    if (this.asked && this.result.status === 'pending') this.askSpares(this.opts.targets.length - this.sent)
+    return this.takeAsks()
   }
 
   /** A reply. If merging it throws (a bound the merge would break), nothing of it is recorded. */
@@ -94,12 +133,23 @@ export class ReadQuorum {
 
   private settle(): void {
     if (this.result.status !== 'pending') return
-    if (this.replies.size >= this.opts.r) {
+    const { r, targets } = this.opts
+    const answered = this.replies.size + this.failed.size
+    if (this.replies.size >= r) {
       if (this.covered()) this.result = { status: 'ok', state: this.merged, replied: [...this.replies.keys()] }
-      else if (this.complete) this.failSession()
-    } else if (this.opts.targets.length - this.failed.size < this.opts.r) {
+      else if (answered === targets.length) this.failSession()
+      // The floor is not covered yet: every spare may be the one that has seen it.
+      else if (this.asked && answered === this.sent) this.askSpares(targets.length - this.sent)
+    } else if (targets.length - this.failed.size < r) {
       this.fail()
+    } else if (this.asked) {
+      // Replies still possible from those asked fall short of R: a spare for each missing one.
+      this.askSpares(r - this.replies.size - (this.sent - answered))
     }
+  }
+
+  private askSpares(n: number): void {
+    for (; n > 0 && this.sent < this.opts.targets.length; n--) this.wanted.push(this.opts.targets[this.sent++]!)
   }
 
   /** True when the merge of the replies has seen the floor (always, without one). */
@@ -120,6 +170,11 @@ export class ReadQuorum {
     }
   }
 
+  private wasAsked(node: string): boolean {
+    const i = this.opts.targets.indexOf(node)
+    return i >= 0 && i < this.sent
+  }
+
   /** Fails naming every node that did not reply: skipped ones, failed ones, and the rest. */
   private fail(expiredAfterMs?: number): void {
     const failures = new Map<string, Error>(this.opts.skipped ?? [])
@@ -129,6 +184,7 @@ export class ReadQuorum {
       let why = this.failures.get(node)
       if (why === undefined) {
         if (!this.asked) why = new KvError({ kind: 'Unavailable', node }, `not asked: only ${targets.length} replicas are up, and R=${r}`)
+        else if (!this.wasAsked(node)) why = new KvError({ kind: 'Unavailable', node }, `not asked: the read ended before the ${this.sent} asked first needed it`)
         else if (expiredAfterMs !== undefined) why = new KvError({ kind: 'Timeout', timeoutMs: expiredAfterMs }, `no reply within ${expiredAfterMs} ms`)
         else why = new KvError({ kind: 'Unavailable', node }, `no reply yet when the read gave up: R=${r} could no longer be met`)
       }

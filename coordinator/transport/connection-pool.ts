@@ -56,6 +56,15 @@ export class ConnectionPool {
     return list !== undefined && list.some(c => c.isUp())
   }
 
+  /** Requests outstanding to `node` over all its connections (reads ask the least loaded first). */
+  load = (node: string): number => {
+    const list = this.conns.get(node)
+    if (list === undefined) return 0
+    let n = 0
+    for (const c of list) n += c.load
+    return n
+  }
+
   /**
    * Asks `node` for a sign of life now (a `ring` request on its first connection, ending any
    * backoff first). Resolves when it answers; rejects with why not.

@@ -110,6 +110,11 @@ export class Connection {
     return this.failures === 0
   }
 
+  /** Requests sent and not yet answered, and those queued behind them: how busy the replica looks from here. */
+  get load(): number {
+    return this.pending.size + this.queue.length
+  }
+
   /**
    * Ends a backoff now, so that the next request reconnects at once: a health probe asks whether
    * the replica answers now, not whether it failed a moment ago.

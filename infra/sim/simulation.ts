@@ -396,10 +396,21 @@ export async function simulate(opts: SimOptions): Promise<SimResult> {
   }
 
   // ---- The workload. ----
+  const readModes = [
+    { what: 'all targets at once', opts: { readFanout: 'all' as const } },
+    { what: 'R first, the rest after 1 ms', opts: { speculativeReadMs: 1 } },
+    { what: 'R first, the rest after 20 ms', opts: { speculativeReadMs: 20 } },
+    { what: 'R first, the rest after 200 ms', opts: { speculativeReadMs: 200 } },
+    { what: 'R first once its gets have a p99', opts: {} },
+  ]
   const history = new History()
   let running = clientCount
   const coordinators = clientIds.map((id, i) => {
-    const kv = new KvCoordinator({ seeds: nodes.map(n => n.url), runtime: clock.runtime(net.connector(id)), timeoutMs: faultLimits.workloadTimeoutMs, client: id })
+    // How the client's gets choose replicas (docs/quorum.md): every target; R first with spares
+    // after a fixed delay; or R first after the p99 of its gets (all targets until it has one).
+    const readMode = clock.pick(readModes)
+    schedule.push(`client ${id}: reads ${readMode.what}`)
+    const kv = new KvCoordinator({ seeds: nodes.map(n => n.url), runtime: clock.runtime(net.connector(id)), timeoutMs: faultLimits.workloadTimeoutMs, client: id, ...readMode.opts })
     const port: KvPort = { get: (key, o) => kv.get(key, o ?? {}), write: (key, value, context) => kv.put(key, value, { context }) }
     void runClient({ kv: port, client: i + 1, history, random: clock.random, now: () => clock.now, sleep: ms => clock.sleep(ms), until: workloadMs, thinkMsMax: faultLimits.simThinkMsMax })
       .finally(() => { running-- })

@@ -1,0 +1,67 @@
+// Which replicas a get asks (docs/quorum.md, "A read asks R"), counted on the replicas themselves:
+// with readFanout 'quorum' and a speculation delay no get reaches, every get is served by exactly R
+// replicas; with 'all', by every one. With a replica paused (SIGSTOP: it answers nothing and fails
+// nothing), gets asked of it first still answer, because the speculation asks the third replica;
+// without it they would wait out their deadline.
+
+import assert from 'node:assert/strict'
+import { after, before, describe, it } from 'node:test'
+import { createClient } from '../client/index.ts'
+import { testCluster } from './helpers.ts'
+
+/** Gets a replica has served, from its /metrics (the request histogram's count). */
+async function getsServed(httpUrl: string): Promise<number> {
+  const text = await (await fetch(`${httpUrl}/metrics`)).text()
+  const line = text.split('\n').find(l => l.startsWith('ringkv_request_duration_seconds_count{') && l.includes('op="get"'))
+  assert.ok(line, `${httpUrl}/metrics has no get count`)
+  return Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+describe('read fan-out', () => {
+  let cluster: Awaited<ReturnType<typeof testCluster>>
+  const ids = ['n1', 'n2', 'n3']
+  const served = async () => (await Promise.all(ids.map(id => getsServed(cluster.replica(id).httpUrl)))).reduce((a, b) => a + b, 0)
+  const keys = Array.from({ length: 60 }, (_, i) => `fanout:${i}`)
+
+  before(async () => {
+    cluster = await testCluster(17851)
+    const kv = createClient({ seeds: cluster.seeds })
+    for (const k of keys) await kv.put(k, `v-${k}`, { w: 3 })
+    await kv.close()
+  })
+  after(async () => { await cluster.cleanup() })
+
+  it("'quorum' asks R replicas per get, 'all' asks N", async () => {
+    // A delay the gets never reach: no speculation, so only failures could ask a third replica.
+    const quorum = createClient({ seeds: cluster.seeds, timeoutMs: 30_000, speculativeReadMs: 20_000 })
+    const all = createClient({ seeds: cluster.seeds, readFanout: 'all' })
+    for (const [kv, r, each] of [[quorum, 2, 2], [quorum, 1, 1], [all, 2, 3]] as const) {
+      const before = await served()
+      // Concurrently, so the least-loaded choice has loads to go by.
+      const got = await Promise.all(keys.map(async k => (await kv.getString(k, { r })).values[0]))
+      assert.deepEqual(got, keys.map(k => `v-${k}`))
+      assert.equal(await served() - before, keys.length * each, `R=${r}: gets served per get`)
+    }
+    await quorum.close()
+    await all.close()
+  })
+
+  it('a get asked of a paused replica first still answers, through the speculation', async (t) => {
+    const kv = createClient({ seeds: cluster.seeds, timeoutMs: 2000, speculativeReadMs: 50 })
+    await kv.ring()
+    const n1 = cluster.replica('n1')
+    await n1.kill('SIGSTOP')
+    try {
+      // One at a time: the first get whose preference list starts with n1 asks n1 (no load on any
+      // connection yet, so preference order decides); after that n1's unanswered request makes it
+      // the most loaded, and later gets ask it last.
+      for (const k of keys) assert.deepEqual((await kv.getString(k)).values, [`v-${k}`])
+      const stats = kv.stats()
+      t.diagnostic(`gets p50 ${stats.get.p50Us} µs, max ${stats.get.maxUs} µs`)
+      assert.ok(stats.get.maxUs >= 50_000, 'no get waited for the speculation, so none asked n1 first: the test did not test it')
+    } finally {
+      await n1.kill('SIGCONT')
+      await kv.close()
+    }
+  })
+})
