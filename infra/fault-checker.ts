@@ -6,8 +6,8 @@
 //   value that an acknowledged write (put or delete) read first is gone (no resurrection). Values
 //   are unique per put, so "unless re-added" never arises.
 // - Convergence: every primary replica of every key holds the same state (DVV equality), read from
-//   each replica directly. Today this follows a full read pass at R=N, whose read repair is the only
-//   way replicas converge; once anti-entropy exists the comparison runs without that pass.
+//   each replica directly. Both tools compare before any client read after healing, so hints and
+//   anti-entropy alone must have converged the replicas (docs/simulation.md).
 
 import { equals, type DvvSet } from '../coordinator/version/dvv.ts'
 import { elementsOf, registerKeys, setKeys, type History, type Op } from './fault-workload.ts'
