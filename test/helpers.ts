@@ -132,7 +132,9 @@ export function writeLoad(kv: KvClient, prefix: string, acked: Map<string, strin
 
 /** Asserts that every write in `acked` reads back (at `r`, else the client's default) through `seeds`. */
 export async function checkAllAcked(seeds: string[], acked: ReadonlyMap<string, string>, r?: number): Promise<void> {
-  const kv = createClient({ seeds, timeoutMs: 10_000 })
+  // Every read asks every replica (readFanout 'all'), so the pass also read-repairs each of them:
+  // tests that count copies afterwards (membership's removal) start from N copies of every key.
+  const kv = createClient({ seeds, timeoutMs: 10_000, readFanout: 'all' })
   try {
     const missing: string[] = []
     for (const [key, value] of acked) {
