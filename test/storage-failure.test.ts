@@ -19,7 +19,10 @@ describe('storage failure', () => {
   let cluster: Cluster
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'ringkv-enospc-'))
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=48m', 'tmpfs', dir])
+    // Big enough that, once the filler below is removed, three restarted replicas fit with their
+    // ~11 MiB of WAL each plus a new segment's 8 MiB preallocation (walPreallocateBytes): at 48 MiB
+    // a replica restarted after recovery filled the disk again (1 run in 3 or so).
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128m', 'tmpfs', dir])
     cluster = await startCluster({ dataDir: dir, basePort: 17271, httpPort: 0, partitions: 64, s3: 'embedded' })
   })
   after(async () => {
