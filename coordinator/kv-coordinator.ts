@@ -907,7 +907,7 @@ function isRefusal(e: unknown): e is KvError {
  * Sorts `targets` in place: primaries before fallbacks, each the least loaded first, ties in
  * preference order (an insertion sort: a handful of targets, no allocation but the keys).
  */
-function leastLoadedFirst(targets: SloppyTarget[], load: (node: string) => number): SloppyTarget[] {
+function leastLoadedFirst(targets: SloppyTarget[], load: (node: string) => number): void {
   const keys: number[] = []
   for (const t of targets) keys.push((t.hintFor === undefined ? 0 : 1e9) + load(t.node))
   for (let i = 1; i < targets.length; i++) {
@@ -918,7 +918,6 @@ function leastLoadedFirst(targets: SloppyTarget[], load: (node: string) => numbe
     targets[j + 1] = t
     keys[j + 1] = k
   }
-  return targets
 }
 
 class ReadDriver {

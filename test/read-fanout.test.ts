@@ -6,15 +6,15 @@
 
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { scrape } from '../bench/replica-metrics.ts'
 import { createClient } from '../client/index.ts'
 import { testCluster } from './helpers.ts'
 
 /** Gets a replica has served, from its /metrics (the request histogram's count). */
 async function getsServed(httpUrl: string): Promise<number> {
-  const text = await (await fetch(`${httpUrl}/metrics`)).text()
-  const line = text.split('\n').find(l => l.startsWith('ringkv_request_duration_seconds_count{') && l.includes('op="get"'))
-  assert.ok(line, `${httpUrl}/metrics has no get count`)
-  return Number(line.slice(line.lastIndexOf(' ') + 1))
+  const gets = (await scrape(httpUrl)).get('ringkv_request_duration_seconds{op="get"}')
+  assert.ok(gets, `${httpUrl}/metrics has no get histogram`)
+  return gets.count
 }
 
 describe('read fan-out', () => {

@@ -27,7 +27,7 @@ export type ReadOutcome =
 
 export interface ReadQuorumOptions {
   readonly r: number
-  /** Nodes asked, in preference order. */
+  /** Nodes that may be asked, in the order to ask them (the first `ask` at once). */
   readonly targets: readonly string[]
   /** Targets that are primaries (only they are read-repaired; fallbacks are not owners). */
   readonly primaries: ReadonlySet<string>
@@ -47,8 +47,7 @@ export class ReadQuorum {
   private readonly failures = new Map<string, Error>()
   private merged: DvvSet | null = null
   private result: ReadOutcome = { status: 'pending' }
-  private asked = false
-  /** Targets asked so far: the first `sent` of opts.targets. */
+  /** Targets asked so far: the first `sent` of opts.targets (0 until start() asks any). */
   private sent = 0
   /** Spares decided on since the driver last took them (takeAsks). */
   private wanted: string[] = []
@@ -71,10 +70,14 @@ export class ReadQuorum {
   start(): string[] {
     this.settle()
     if (this.result.status === 'failed') return []
-    this.asked = true
     const { targets, ask, r } = this.opts
     this.sent = Math.min(targets.length, Math.max(r, ask ?? targets.length))
     return targets.slice(0, this.sent)
+  }
+
+  /** start() asked its first targets (with R within reach, it asks at least one). */
+  private get asked(): boolean {
+    return this.sent > 0
   }
 
   /** Targets not asked (yet). */
