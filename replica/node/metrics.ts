@@ -41,9 +41,16 @@ export interface LatencyMetrics {
  * an HDR histogram and exposes percentiles, not bucket counts, so each power-of-two bucket counts the
  * share of samples at the highest percentile whose value is within the bound: exact to the HDR's
  * precision, and monotonic as Prometheus requires.
+ *
+ * Node records each sample as the time between two ticks of a timer that repeats every
+ * `resolutionMs`, so an idle loop reads `resolutionMs` (10 ms), not 0. The delay is that time less the
+ * resolution: every sample is shifted by the same amount, so each percentile is too, and the shift
+ * is exact (a timer that fires a little early reads as 0).
  */
-export function eventLoopLines(name: string, labels: string, h: IntervalHistogram): string[] {
-  const points = [...h.percentiles].sort((a, b) => a[0] - b[0])
+export function eventLoopLines(name: string, labels: string, h: Pick<IntervalHistogram, 'percentiles' | 'count' | 'mean'>,
+  resolutionMs: number = limits.eventLoopDelayResolutionMs): string[] {
+  const shiftNs = resolutionMs * 1e6
+  const points = [...h.percentiles].map(([p, v]): [number, number] => [p, Math.max(0, v - shiftNs)]).sort((a, b) => a[0] - b[0])
   const count = h.count
   const lines: string[] = []
   for (let octave = 0; octave <= limits.latencyHistogramOctaves; octave++) {
@@ -53,7 +60,7 @@ export function eventLoopLines(name: string, labels: string, h: IntervalHistogra
     lines.push(`${name}_bucket{${labels},le="${leNs / 1e9}"} ${Math.round(count * share / 100)}`)
   }
   lines.push(`${name}_bucket{${labels},le="+Inf"} ${count}`)
-  lines.push(`${name}_sum{${labels}} ${count > 0 && Number.isFinite(h.mean) ? (h.mean * count) / 1e9 : 0}`)
+  lines.push(`${name}_sum{${labels}} ${count > 0 && Number.isFinite(h.mean) ? (Math.max(0, h.mean - shiftNs) * count) / 1e9 : 0}`)
   lines.push(`${name}_count{${labels}} ${count}`)
   return lines
 }
@@ -165,7 +172,7 @@ export function renderMetrics(node: string, c: ReplicaCounters, storage: EngineS
         [['flush', s.flushSlice], ['compaction', s.compactionSlice]], v => label('work', v))
     }
     if (latency.eventLoop) {
-      lines.push('# HELP ringkv_event_loop_delay_seconds perf_hooks.monitorEventLoopDelay of this process.', '# TYPE ringkv_event_loop_delay_seconds histogram')
+      lines.push('# HELP ringkv_event_loop_delay_seconds How late this process\'s event loop ran a timer (perf_hooks.monitorEventLoopDelay, less its resolution).', '# TYPE ringkv_event_loop_delay_seconds histogram')
       lines.push(...eventLoopLines('ringkv_event_loop_delay_seconds', n, latency.eventLoop))
     }
   }
