@@ -1,7 +1,8 @@
 // Health that tells the truth when storage fails: replicas whose data directories sit on a small
 // tmpfs fill it up under writes. The replica that hits ENOSPC must say `read-only` on /health (503,
-// with the reason) instead of `ok`, refuse to publish a snapshot, and keep serving reads; once space is
-// freed, a restart replays its WAL and it takes writes again, with every acknowledged write intact.
+// with the reason) instead of `ok`, refuse writes with a typed StorageFull, refuse to publish a
+// snapshot, and keep serving reads; once space is freed, a restart replays its WAL and it takes
+// writes again, with every acknowledged write intact.
 // (Runs as root, as CI does: it mounts a tmpfs.)
 
 import assert from 'node:assert/strict'
@@ -11,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { createClient } from '../client/index.ts'
+import { KvError } from '../coordinator/errors.ts'
 import { startCluster, type Cluster } from '../infra/cluster.ts'
 import { eventually } from './helpers.ts'
 
@@ -58,6 +60,15 @@ describe('storage failure', () => {
       const snap = await fetch(`${cluster.replica(h.id).httpUrl}/admin/snapshot`, { method: 'POST' })
       assert.notEqual(snap.status, 200, 'snapshot refused')
       assert.match(await snap.text(), /storage/)
+    }
+    // A write to a replica whose disk is full is refused with a typed StorageFull (507) naming the
+    // full disk, not an Internal error: refused before writing, so the SDK may stamp elsewhere.
+    const probe = await kv.put('probe', 'x', { w: 3 }).then(() => undefined, (e: unknown) => e)
+    assert.ok(probe instanceof KvError, `a W=3 write fails while a replica is read-only: ${String(probe)}`)
+    const refusals = (probe.data as { failures?: Record<string, { kind: string; message: string }> }).failures ?? {}
+    for (const h of failed) {
+      assert.equal(refusals[h.id]?.kind, 'StorageFull', `${h.id}'s refusal: ${JSON.stringify(refusals[h.id])} (${probe.message})`)
+      assert.match(refusals[h.id]!.message, /disk is full/)
     }
     // Reads still work.
     const [firstKey, firstValue] = [...acked][0]!

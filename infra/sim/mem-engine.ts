@@ -46,7 +46,11 @@ export class MemEngine implements Engine {
   }
 
   refusal(): KvError | undefined {
-    return this.failed === undefined ? undefined : new KvError({ kind: 'Internal' }, `storage engine failed earlier (${this.failed}); refusing writes until restarted`)
+    if (this.failed === undefined) return undefined
+    // As the real engine (engine.ts failedError): a full disk is a typed refusal, which the SDK takes
+    // as "not written here" and stamps at the next replica.
+    const message = `storage engine failed earlier (${this.failed}); refusing writes until restarted`
+    return this.failed.startsWith('ENOSPC') ? new KvError({ kind: 'StorageFull', bytes: 0, bytesMax: 0 }, `the disk is full: ${message}`) : new KvError({ kind: 'Internal' }, message)
   }
 
   put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {

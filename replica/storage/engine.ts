@@ -21,6 +21,7 @@
 // folding versions oldest first with opts.merge. Key order is JavaScript string order everywhere.
 
 import { crc32c } from '@node-rs/crc32'
+import { statfsSync } from 'node:fs'
 import { mkdir, readdir, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { assert } from '../../coordinator/assert.ts'
@@ -40,6 +41,16 @@ import { TableBuilder } from './table-builder.ts'
 import { Table } from './table-reader.ts'
 import type { TableIterator } from './table-reader.ts'
 import { encodeWalRecord, replayWal, walRecordHeaderBytes, WalWriter } from './wal.ts'
+
+/** Used and total bytes of the file system holding `dir` (zeros when it cannot be read). */
+function diskUsage(dir: string): { bytes: number; bytesMax: number } {
+  try {
+    const s = statfsSync(dir)
+    return { bytes: Math.max(0, (s.blocks - s.bavail) * s.bsize), bytesMax: s.blocks * s.bsize }
+  } catch {
+    return { bytes: 0, bytesMax: 0 }
+  }
+}
 
 export { tablePath } from './disk-layout.ts'
 
@@ -175,6 +186,8 @@ class LsmEngine implements Engine {
   private readonly keyScratch = Buffer.allocUnsafe(4 * storageLimits.keyBytesMax)
   /** Past this the active memtable refuses puts while the flush backlog is full. */
   private readonly activeBytesHardMax: number
+  /** The file system's usage when a write first found the disk full (read once: the engine stays failed). */
+  private diskFull: { bytes: number; bytesMax: number } | undefined
   readonly latency: StorageLatency = {
     walFsync: new LatencyHistogram(), flush: new LatencyHistogram(), flushSlice: new LatencyHistogram(),
     compaction: new LatencyHistogram(), compactionSlice: new LatencyHistogram(),
@@ -210,7 +223,10 @@ class LsmEngine implements Engine {
 
   refusal(): KvError | undefined {
     if (this.closing) return new KvError({ kind: 'Unavailable' }, 'storage engine is closed')
-    if (this.failed !== undefined) return this.failedError()
+    // A failed WAL refuses here too, before anything is written: the put would otherwise land in the
+    // memtable (visible to reads) only to be rejected by the WAL, and the anti-entropy tree, which
+    // asks this first, would count it.
+    if (this.failed !== undefined || this.wal.failure() !== undefined) return this.failedError()
     if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
       return new KvError({ kind: 'Overloaded', retryAfterMs: storageLimits.overloadedRetryAfterMs },
         `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`)
@@ -250,8 +266,21 @@ class LsmEngine implements Engine {
     return f === undefined ? undefined : String((f as Error)?.message ?? f)
   }
 
+  /**
+   * Why writes are refused after a failure: StorageFull (507) when the disk or quota is full, with
+   * the file system's used and total bytes, so a client sees a typed refusal it can act on (the SDK
+   * stamps at the next replica); Internal for anything else (an I/O error). Refused before writing,
+   * so either way the write is not in this replica.
+   */
   private failedError(): KvError {
-    return new KvError({ kind: 'Internal' }, `storage engine failed earlier (${this.failure()}); refusing writes until restarted`, { cause: this.failed })
+    const cause = this.failed ?? this.wal.failure()
+    const code = (cause as NodeJS.ErrnoException | undefined)?.code
+    const message = `storage engine failed earlier (${this.failure()}); refusing writes until restarted`
+    if (code === 'ENOSPC' || code === 'EDQUOT') {
+      this.diskFull ??= diskUsage(this.dir)
+      return new KvError({ kind: 'StorageFull', ...this.diskFull }, `the disk is full: ${message}`, { cause })
+    }
+    return new KvError({ kind: 'Internal' }, message, { cause })
   }
 
   /** Freezes the active memtable and queues its flush; errors are recorded, not thrown here. */

@@ -468,9 +468,13 @@ export class WalWriter {
   private fail(e: unknown, g: Group): void {
     this.failed = e
     this.log('wal: write failed; refusing further appends', { error: String(e) })
-    g.reject(e)
-    for (const s of this.sealed.splice(0)) s.reject(e)
-    this.openGroup?.reject(e)
+    // The records of these groups are already in the memtable: their outcome is unknown to the
+    // caller (Internal, not a refusal), and they vanish at the restart that recovers the replica.
+    const err = new KvError({ kind: 'Internal' },
+      `the WAL write failed, so this write is not durable here (it may be visible until the replica restarts): ${String((e as Error)?.message ?? e)}`, { cause: e })
+    g.reject(err)
+    for (const s of this.sealed.splice(0)) s.reject(err)
+    this.openGroup?.reject(err)
     this.openGroup = undefined
   }
 }
