@@ -196,15 +196,17 @@ export class KvClient {
   /**
    * This client's latency since it was made (or since `stats({ reset: true })`): a histogram summary
    * of completed puts and gets (µs), and where the slowest 1 % of recent puts spent their time
-   * (docs/performance.md). `reset` starts a new period after reading this one.
+   * (docs/performance.md). `reset` starts a new period after reading this one. `speculation`: the
+   * gets' current speculation delay and how many gets asked their spares or were held to the
+   * budget, since the client was made (docs/quorum.md).
    */
   stats(opts: { reset?: boolean } = {}): ClientStats {
     const c = this.ready
     const empty = { count: 0, meanUs: 0, p50Us: 0, p90Us: 0, p99Us: 0, p999Us: 0, maxUs: 0 }
-    if (!c) return { put: empty, get: empty, putTail: null }
+    if (!c) return { put: empty, get: empty, putTail: null, speculation: null }
     const s = c.opStats.stats()
     if (opts?.reset === true) c.opStats.reset()
-    return s
+    return { ...s, speculation: c.speculationStats() }
   }
 
   /**

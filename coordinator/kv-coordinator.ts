@@ -15,7 +15,7 @@ import { OpStats } from './metrics/op-stats.ts'
 import { turnCachedClock } from './metrics/turn-clock.ts'
 import { keyIssues, requestSchemas, type ReplyBody } from './protocol/messages.ts'
 import { ReadQuorum } from './quorum/read-quorum.ts'
-import { ReadSpeculation } from './quorum/speculation.ts'
+import { ReadSpeculation, type SpeculationStats } from './quorum/speculation.ts'
 import { WriteQuorum, type WriteAction } from './quorum/write-quorum.ts'
 import { preferenceList, sloppyTargets, validateRing, type Ring, type RingNode, type SloppyTarget } from './ring/ring.ts'
 import type { Runtime } from './runtime.ts'
@@ -496,6 +496,11 @@ export class KvCoordinator {
     })
   }
 
+  /** What the gets' speculation did (kv.stats()); null when every get asks every target. */
+  speculationStats(): SpeculationStats | null {
+    return this.speculation?.stats() ?? null
+  }
+
   /**
    * Asks every replica of the ring for a sign of life (a `ring` request) within `timeoutMs`, ending
    * any backoff first (the question is whether it answers now); one probe runs at a time, shared by
@@ -966,9 +971,13 @@ class ReadDriver {
     }
   }
 
-  /** The first targets have not all answered after the p99 of recent gets: ask the spares too. */
+  /**
+   * The first targets have not all answered after the p99 of recent gets: ask the spares too, when
+   * the client's speculation budget has a token (speculation.ts); otherwise wait for those asked.
+   */
   private speculate(afterMs: number): void {
     this.timer = this.rt.setTimeout(() => this.expire(), this.timeoutMs - afterMs)
+    if (!this.speculation!.take()) return
     try {
       this.ask(this.q.speculate())
       this.check()

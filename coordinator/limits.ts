@@ -236,6 +236,17 @@ export const limits = {
   /** Bounds on that delay (ms): no sooner than a timer can fire, and well within a read's deadline. */
   readSpeculationMsMin: 1,
   readSpeculationMsMax: 200,
+  /**
+   * A budget on those extra asks, as gRPC's retry throttling keeps one on hedged calls: each
+   * speculation spends a token, each completed get earns readSpeculationShare of one, and a client
+   * holds at most readSpeculationBurst (its start). So over time at most a tenth of a client's gets
+   * speculate, whatever its p99 says: when every replica slows at once (a loaded machine, a client's
+   * GC pause), gets in flight would all cross the last window's p99 together and ask every spare,
+   * adding load where there is least room. A get refused a token waits for the replicas it asked;
+   * one whose replica fails still asks a spare (that replaces a request, it adds none).
+   */
+  readSpeculationShare: 0.1,
+  readSpeculationBurst: 100,
 
   // HTTP gateway.
   httpBodyBytesMax: 8 * 1024 * 1024 + 1024,
@@ -548,6 +559,8 @@ assert(limits.nDefault <= limits.nMax, 'default N above max N')
 assert(limits.reconnectBackoffMsMin <= limits.reconnectBackoffMsMax, 'backoff min above max')
 assert(limits.inflightPerConnectionMax <= limits.pendingPerConnectionMax, 'in-flight above pending bound')
 assert(limits.readRepairsInflightMax > 0, 'read repair bound must be positive')
+assert(limits.readSpeculationShare >= 0.001 && limits.readSpeculationShare <= 1 && limits.readSpeculationBurst >= 1,
+  'speculation earns at least a thousandth of a token per get (the budget counts thousandths), and a client may speculate at least once')
 assert(limits.readSpeculationWindow >= 100 && limits.readSpeculationMsMin >= 1 && limits.readSpeculationMsMin <= limits.readSpeculationMsMax
   && limits.readSpeculationMsMax * 3 <= limits.requestTimeoutMsDefault, 'a slow read asks its spares well before its deadline, after a p99 over enough gets to have one')
 assert(limits.stampTimeoutMsMax * 3 <= limits.requestTimeoutMsDefault, 'a silent stamp replica must be probed well before the write deadline')

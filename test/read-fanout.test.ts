@@ -42,6 +42,8 @@ describe('read fan-out', () => {
       assert.deepEqual(got, keys.map(k => `v-${k}`))
       assert.equal(await served() - before, keys.length * each, `R=${r}: gets served per get`)
     }
+    assert.deepEqual(quorum.stats().speculation, { afterMs: 20_000, speculated: 0, withheld: 0 })
+    assert.equal(all.stats().speculation, null, "'all' has no speculation")
     await quorum.close()
     await all.close()
   })
@@ -59,6 +61,8 @@ describe('read fan-out', () => {
       const stats = kv.stats()
       t.diagnostic(`gets p50 ${stats.get.p50Us} µs, max ${stats.get.maxUs} µs`)
       assert.ok(stats.get.maxUs >= 50_000, 'no get waited for the speculation, so none asked n1 first: the test did not test it')
+      assert.ok(stats.speculation!.speculated >= 1, `kv.stats() counts the speculation: ${JSON.stringify(stats.speculation)}`)
+      assert.equal(stats.speculation!.withheld, 0, 'far below the budget')
     } finally {
       await n1.kill('SIGCONT')
       await kv.close()

@@ -8,6 +8,7 @@
 
 import { limits } from '../limits.ts'
 import { LatencyHistogram, type LatencySummary } from './histogram.ts'
+import type { SpeculationStats } from '../quorum/speculation.ts'
 
 /** The phases of one put, in the order of a sample row (all in µs but `stamps`). */
 export const putPhases = [
@@ -51,11 +52,17 @@ export interface TailBreakdown {
   readonly meanPhase: Record<PutPhase, number>
 }
 
-export interface ClientStats {
+/** The latency part of kv.stats(), which OpStats keeps. */
+export interface OpLatencyStats {
   readonly put: LatencySummary
   readonly get: LatencySummary
   /** Where the slowest 1 % of the sampled puts spent their time; null before any put completed. */
   readonly putTail: TailBreakdown | null
+}
+
+export interface ClientStats extends OpLatencyStats {
+  /** What the gets' speculation did (quorum/speculation.ts); null with `readFanout: 'all'`. Not reset. */
+  readonly speculation: SpeculationStats | null
 }
 
 export class OpStats {
@@ -110,7 +117,7 @@ export class OpStats {
     return { sampled: n, slowest: k, fromUs: from, meanTotalUs: sums[0]! / k, meanPhase }
   }
 
-  stats(): ClientStats {
+  stats(): OpLatencyStats {
     return { put: this.put.summary(), get: this.get.summary(), putTail: this.tail() }
   }
 
