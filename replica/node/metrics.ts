@@ -44,8 +44,8 @@ export interface LatencyMetrics {
  *
  * Node records each sample as the time between two ticks of a timer that repeats every
  * `resolutionMs`, so an idle loop reads `resolutionMs` (10 ms), not 0. The delay is that time less the
- * resolution: every sample is shifted by the same amount, so each percentile is too, and the shift
- * is exact (a timer that fires a little early reads as 0).
+ * resolution: every sample is shifted by the same amount, so each percentile is too (a timer that
+ * fired a little early reads as 0, and the sum takes the mean less the resolution).
  */
 export function eventLoopLines(name: string, labels: string, h: Pick<IntervalHistogram, 'percentiles' | 'count' | 'mean'>,
   resolutionMs: number = limits.eventLoopDelayResolutionMs): string[] {
