@@ -22,7 +22,7 @@ export interface SpeculationStats {
 const earnedMilli = Math.round(limits.readSpeculationShare * 1000)
 
 export class ReadSpeculation {
-  private window = new LatencyHistogram()
+  private readonly window = new LatencyHistogram()
   private delayMs: number | undefined
   /** The budget (limits.readSpeculationShare, readSpeculationBurst), in thousandths of a token: whole numbers, so ten tenths make one. */
   private milliTokens: number = limits.readSpeculationBurst * 1000
@@ -59,6 +59,6 @@ export class ReadSpeculation {
     w.recordMs(ms)
     if (w.count < limits.readSpeculationWindow) return
     this.delayMs = Math.min(limits.readSpeculationMsMax, Math.max(limits.readSpeculationMsMin, w.percentileUs(0.99) / 1000))
-    this.window = new LatencyHistogram()
+    w.reset()
   }
 }

@@ -47,10 +47,9 @@ export class MemEngine implements Engine {
 
   refusal(): KvError | undefined {
     if (this.failed === undefined) return undefined
-    // As the real engine (engine.ts failedError): a full disk is a typed refusal, which the SDK takes
-    // as "not written here" and stamps at the next replica.
-    const message = `storage engine failed earlier (${this.failed}); refusing writes until restarted`
-    return this.failed.startsWith('ENOSPC') ? new KvError({ kind: 'StorageFull', bytes: 0, bytesMax: 0 }, `the disk is full: ${message}`) : new KvError({ kind: 'Internal' }, message)
+    // The only failure simulated is a full disk (fsync below): as the real engine (engine.ts
+    // failedError), a typed refusal, which the SDK takes as "not written here" and stamps elsewhere.
+    return new KvError({ kind: 'StorageFull', bytes: 0, bytesMax: 0 }, `the disk is full: storage engine failed earlier (${this.failed}); refusing writes until restarted`)
   }
 
   put(key: string, value: Uint8Array | ValueWriter, opts?: PutOptions): Promise<void> {

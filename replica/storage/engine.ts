@@ -226,7 +226,7 @@ class LsmEngine implements Engine {
     // A failed WAL refuses here too, before anything is written: the put would otherwise land in the
     // memtable (visible to reads) only to be rejected by the WAL, and the anti-entropy tree, which
     // asks this first, would count it.
-    if (this.failed !== undefined || this.wal.failure() !== undefined) return this.failedError()
+    if (this.failureCause() !== undefined) return this.failedError()
     if (this.frozen.length >= storageLimits.frozenMemtablesMax && this.active.bytes >= this.activeBytesHardMax) {
       return new KvError({ kind: 'Overloaded', retryAfterMs: storageLimits.overloadedRetryAfterMs },
         `${this.frozen.length} memtables are waiting to be flushed and the active one is full; retry shortly`)
@@ -262,8 +262,13 @@ class LsmEngine implements Engine {
   }
 
   failure(): string | undefined {
-    const f = this.failed ?? this.wal.failure()
+    const f = this.failureCause()
     return f === undefined ? undefined : String((f as Error)?.message ?? f)
+  }
+
+  /** What stopped the engine taking writes: a failed flush or compaction, or a failed WAL write. */
+  private failureCause(): unknown {
+    return this.failed ?? this.wal.failure()
   }
 
   /**
@@ -273,7 +278,7 @@ class LsmEngine implements Engine {
    * so either way the write is not in this replica.
    */
   private failedError(): KvError {
-    const cause = this.failed ?? this.wal.failure()
+    const cause = this.failureCause()
     const code = (cause as NodeJS.ErrnoException | undefined)?.code
     const message = `storage engine failed earlier (${this.failure()}); refusing writes until restarted`
     if (code === 'ENOSPC' || code === 'EDQUOT') {
